@@ -1,0 +1,129 @@
+//! The command line: one clap struct per command; every flag can also be set by an
+//! environment variable (shown in `--help`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::candle::Pooling;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "assay",
+    version,
+    about = "Evaluate and benchmark embedding and generation models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the task specs, one line each.
+    Tasks(TasksArgs),
+    /// Evaluate a model on tasks and write a run record under reports/<run-id>/.
+    Run(RunArgs),
+    /// Embedding throughput of the local engine next to onnxruntime on the same sentences.
+    BenchEmbed(BenchEmbedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Folder of task specs (*.toml).
+    #[arg(long, env = "ASSAY_TASKS_DIR", default_value = "tasks")]
+    pub tasks_dir: PathBuf,
+}
+
+/// How a local model is run.
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// Model: dir:PATH or hf:ORG/NAME[@REV].
+    #[arg(long, env = "ASSAY_MODEL")]
+    pub model: String,
+    /// cpu, cuda[:N] or metal.
+    #[arg(long, env = "ASSAY_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Weight precision: f32, f16 or bf16.
+    #[arg(long, env = "ASSAY_DTYPE", default_value = "f32")]
+    pub dtype: String,
+    /// Texts per forward pass.
+    #[arg(long, env = "ASSAY_BATCH_SIZE", default_value_t = 32)]
+    pub batch_size: usize,
+    /// Compute threads (default: all cores).
+    #[arg(long, env = "ASSAY_THREADS")]
+    pub threads: Option<usize>,
+    /// Override the model's pooling (mean, cls, last-token).
+    #[arg(long, env = "ASSAY_POOLING")]
+    pub pooling: Option<Pooling>,
+    /// Override the model's truncation length in tokens.
+    #[arg(long, env = "ASSAY_MAX_TOKENS")]
+    pub max_tokens: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Task name (from the tasks folder) or path to a spec file; repeat for several.
+    #[arg(
+        long = "task",
+        env = "ASSAY_TASKS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub tasks: Vec<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Folder holding datasets by name (stsb/, scifact/, ...); missing ones come from the hub.
+    #[arg(long, env = "ASSAY_DATA", default_value = "datasets")]
+    pub data_root: PathBuf,
+    /// Folder of task specs (*.toml).
+    #[arg(long, env = "ASSAY_TASKS_DIR", default_value = "tasks")]
+    pub tasks_dir: PathBuf,
+    /// Where run records go.
+    #[arg(long, env = "ASSAY_REPORTS", default_value = "reports")]
+    pub reports: PathBuf,
+    /// Name of the run folder (default: time stamp and model name).
+    #[arg(long, env = "ASSAY_RUN_ID")]
+    pub run_id: Option<String>,
+    /// Embedding cache folder (default: ~/.cache/assay).
+    #[arg(long, env = "ASSAY_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+    /// Recompute every vector and store nothing.
+    #[arg(long, env = "ASSAY_NO_CACHE")]
+    pub no_cache: bool,
+    /// Bootstrap resamples for the 95% confidence intervals.
+    #[arg(long, env = "ASSAY_BOOTSTRAP", default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed for the bootstrap.
+    #[arg(long, env = "ASSAY_SEED", default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEmbedArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// STS-B-layout folder to take the sentences from.
+    #[arg(
+        long,
+        env = "ASSAY_BENCH_STSB",
+        default_value = "../shared/assets/data/stsb"
+    )]
+    pub stsb: PathBuf,
+    /// Number of distinct sentences (STS-B test, then dev, in file order).
+    #[arg(long, env = "ASSAY_BENCH_SENTENCES", default_value_t = 2000)]
+    pub sentences: usize,
+    /// ONNX export of the same model for the onnxruntime reference.
+    #[arg(
+        long,
+        env = "ASSAY_BENCH_ONNX",
+        default_value = "../shared/assets/models/all-MiniLM-L6-v2/model.onnx"
+    )]
+    pub onnx: PathBuf,
+    /// Python interpreter with onnxruntime, tokenizers and numpy (benches/requirements.txt).
+    #[arg(long, env = "ASSAY_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Skip the onnxruntime reference.
+    #[arg(long, env = "ASSAY_BENCH_NO_REFERENCE")]
+    pub no_reference: bool,
+}

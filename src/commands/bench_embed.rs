@@ -1,0 +1,151 @@
+//! `assay bench-embed`: sentences per second of the local engine next to onnxruntime on
+//! the same model, sentences, batch size and thread count, measured in the same run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use crate::cli::BenchEmbedArgs;
+use crate::data::lines::{read_bytes, utf8_lines};
+use crate::engine::candle::ModelFiles;
+use crate::error::{Error, Result};
+use crate::eval::embed::embed_all;
+use crate::spec::ModelRef;
+use crate::store::EmbeddingCache;
+
+#[derive(Debug, Deserialize)]
+struct ReferenceResult {
+    version: String,
+    sentences_per_s: f64,
+    seconds: f64,
+}
+
+pub fn run(args: &BenchEmbedArgs) -> Result<()> {
+    let threads = args
+        .engine
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    super::set_threads(Some(threads));
+    let sentences = stsb_sentences(&args.stsb, args.sentences)?;
+    let embedder = super::load_local_embedder(&args.engine)?;
+    let batch = args.engine.batch_size;
+
+    // Warm up (page in the weights, size the buffers), then time a cold-cache pass.
+    let mut no_cache = EmbeddingCache::disabled(embedder.info().dim);
+    embed_all(
+        embedder.as_ref(),
+        &mut no_cache,
+        &sentences[..batch.min(sentences.len())],
+        batch,
+        "warm-up",
+    )?;
+    let clock = Instant::now();
+    let mut no_cache = EmbeddingCache::disabled(embedder.info().dim);
+    embed_all(embedder.as_ref(), &mut no_cache, &sentences, batch, "assay")?;
+    let ours_seconds = clock.elapsed().as_secs_f64();
+    let ours = sentences.len() as f64 / ours_seconds;
+
+    println!(
+        "bench-embed: {} sentences, batch {batch}, {threads} threads, model {}",
+        sentences.len(),
+        embedder.info().model
+    );
+    println!("{:<14} {:>10} {:>14}", "engine", "seconds", "sentences/s");
+    println!(
+        "{:<14} {:>10.2} {:>14.1}",
+        "assay (candle)", ours_seconds, ours
+    );
+    if args.no_reference {
+        return Ok(());
+    }
+    let reference = run_reference(args, &sentences, threads, embedder.info().max_tokens)?;
+    println!(
+        "{:<14} {:>10.2} {:>14.1}",
+        format!("onnxruntime {}", reference.version),
+        reference.seconds,
+        reference.sentences_per_s
+    );
+    println!(
+        "ratio assay / onnxruntime: {:.2}x",
+        ours / reference.sentences_per_s
+    );
+    Ok(())
+}
+
+/// The first `n` distinct sentences of STS-B test then dev, in file order.
+pub fn stsb_sentences(dir: &Path, n: usize) -> Result<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for split in ["test", "dev"] {
+        let path = dir.join(format!("sts-{split}.csv"));
+        let bytes = read_bytes(&path)?;
+        for (_, line) in utf8_lines(&path, &bytes)? {
+            for sentence in line.split('\t').skip(5).take(2) {
+                if out.len() < n && seen.insert(sentence.to_string()) {
+                    out.push(sentence.to_string());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn run_reference(
+    args: &BenchEmbedArgs,
+    sentences: &[String],
+    threads: usize,
+    max_tokens: usize,
+) -> Result<ReferenceResult> {
+    let model: ModelRef = args.engine.model.parse()?;
+    let files = ModelFiles::resolve(&model)?;
+    let list = tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    serde_json::to_writer(list.as_file(), sentences).map_err(|e| Error::External(e.to_string()))?;
+    let script = script_path();
+    let output = Command::new(&args.python)
+        .arg(&script)
+        .arg("--model-onnx")
+        .arg(&args.onnx)
+        .arg("--tokenizer")
+        .arg(&files.tokenizer)
+        .arg("--sentences")
+        .arg(list.path())
+        .args(["--threads", &threads.to_string()])
+        .args(["--batch-size", &args.engine.batch_size.to_string()])
+        .args(["--max-length", &max_tokens.to_string()])
+        .output()
+        .map_err(|e| {
+            Error::External(format!(
+                "cannot start `{}` for the onnxruntime reference: {e}",
+                args.python
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(Error::External(format!(
+            "onnxruntime reference ({}) failed: {}\n(install its deps with `pip install -r benches/requirements.txt`, or pass --no-reference)",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(line).map_err(|e| {
+        Error::External(format!(
+            "onnxruntime reference printed no result line ({e}): {stdout}"
+        ))
+    })
+}
+
+fn script_path() -> PathBuf {
+    let local = PathBuf::from("benches/onnx_embed.py");
+    if local.is_file() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/onnx_embed.py")
+    }
+}

@@ -1,0 +1,188 @@
+//! `assay run`: evaluate one model on one or more tasks and write the run record.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::cli::RunArgs;
+use crate::data::{BeirDataset, DataSource, StsDataset};
+use crate::error::{Error, Result};
+use crate::eval::{self, RunSettings, TaskResult};
+use crate::spec::{self, TaskFamily, TaskSpec};
+use crate::store::run::{self as record, Machine, RunRecord, TaskRecord, ToolInfo};
+use crate::store::EmbeddingCache;
+
+/// Runs the tasks and returns the folder the record was written to.
+pub fn run(args: &RunArgs) -> Result<PathBuf> {
+    super::set_threads(args.engine.threads);
+    let started_at = chrono::Utc::now();
+    let clock = Instant::now();
+    // Check every spec and dataset location before spending time on the model.
+    let specs: Vec<TaskSpec> = args
+        .tasks
+        .iter()
+        .map(|t| spec::find(&args.tasks_dir, t))
+        .collect::<Result<_>>()?;
+    let sources: Vec<DataSource> = specs
+        .iter()
+        .map(|s| DataSource::resolve(&s.dataset, &args.data_root))
+        .collect::<Result<_>>()?;
+
+    let datasets: Vec<Dataset> = specs
+        .iter()
+        .zip(&sources)
+        .map(|(spec, source)| Dataset::load(spec, source))
+        .collect::<Result<_>>()?;
+
+    let embedder = super::load_local_embedder(&args.engine)?;
+    let info = embedder.info().clone();
+    let mut cache = if args.no_cache {
+        EmbeddingCache::disabled(info.dim)
+    } else {
+        EmbeddingCache::open(&cache_dir(args)?, &info.fingerprint, info.dim)?
+    };
+    let settings = RunSettings {
+        batch_size: args.engine.batch_size,
+        bootstrap_resamples: args.bootstrap,
+        seed: args.seed,
+    };
+
+    let mut tasks = Vec::new();
+    for (spec, data) in specs.iter().zip(&datasets) {
+        let result = match data {
+            Dataset::Sts(d) => eval::sts::run(spec, d, embedder.as_ref(), &mut cache, &settings)?,
+            Dataset::Beir(d) => {
+                eval::retrieval::run(spec, d, embedder.as_ref(), &mut cache, &settings)?
+            }
+        };
+        tasks.push(TaskRecord {
+            spec: spec.clone(),
+            result,
+        });
+    }
+
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| default_run_id(&info.model));
+    let dir = record::run_dir(&args.reports, &run_id);
+    let record = RunRecord {
+        schema: record::SCHEMA.into(),
+        run_id,
+        tool: ToolInfo::current(),
+        model: info,
+        started: started_at.to_rfc3339(),
+        finished: chrono::Utc::now().to_rfc3339(),
+        seconds: clock.elapsed().as_secs_f64(),
+        machine: Machine::current(),
+        settings: json!({
+            "batch_size": settings.batch_size,
+            "threads": args.engine.threads,
+            "bootstrap_resamples": settings.bootstrap_resamples,
+            "seed": settings.seed,
+            "data_root": args.data_root,
+            "cache": cache.path(),
+        }),
+        tasks,
+    };
+    record::write(&dir, &record)?;
+    print_table(&record);
+    println!("\nrun record: {}", dir.display());
+    Ok(dir)
+}
+
+/// A task's data, loaded and checked before the model is.
+enum Dataset {
+    Sts(StsDataset),
+    Beir(BeirDataset),
+}
+
+impl Dataset {
+    fn load(spec: &TaskSpec, source: &DataSource) -> Result<Dataset> {
+        tracing::info!(task = %spec.name, source = %source.describe(), "loading dataset");
+        Ok(match spec.family() {
+            TaskFamily::Sts => {
+                let sts = spec.sts.as_ref().expect("family Sts has an [sts] section");
+                Dataset::Sts(StsDataset::load(&spec.dataset, sts, source)?)
+            }
+            TaskFamily::Retrieval => Dataset::Beir(BeirDataset::load(&spec.dataset, source)?),
+        })
+    }
+}
+
+fn cache_dir(args: &RunArgs) -> Result<PathBuf> {
+    if let Some(dir) = &args.cache_dir {
+        return Ok(dir.clone());
+    }
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .ok_or_else(|| {
+            Error::Usage("no --cache-dir given and neither XDG_CACHE_HOME nor HOME is set".into())
+        })?;
+    Ok(home.join("assay"))
+}
+
+/// `20261122T170412-all-MiniLM-L6-v2`: sortable, and says which model.
+fn default_run_id(model: &str) -> String {
+    let name: String = model
+        .rsplit(['/', ':'])
+        .find(|s| !s.is_empty())
+        .unwrap_or("model")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{}-{name}", chrono::Utc::now().format("%Y%m%dT%H%M%S"))
+}
+
+/// The headline measures first, then the rest the family is known for.
+fn shown_measures(result: &TaskResult) -> Vec<&str> {
+    let mut names = vec![result.main_score.as_str()];
+    let extra: &[&str] = match result.family.as_str() {
+        "retrieval" => &["map_at_10", "mrr_at_10", "recall_at_100", "precision_at_1"],
+        _ => &["cosine_pearson"],
+    };
+    names.extend(
+        extra
+            .iter()
+            .filter(|m| **m != result.main_score && result.scores.contains_key(**m)),
+    );
+    names
+}
+
+fn print_table(record: &RunRecord) {
+    println!(
+        "\nmodel {}  ({} engine, {} pooling, max {} tokens)",
+        record.model.model, record.model.engine, record.model.pooling, record.model.max_tokens
+    );
+    println!(
+        "{:<14} {:<16} {:>9}  {:<19}  {:>6}  {:>8}",
+        "task", "measure", "value", "95% CI (bootstrap)", "items", "seconds"
+    );
+    for task in &record.tasks {
+        let r = &task.result;
+        for (i, name) in shown_measures(r).into_iter().enumerate() {
+            let score = &r.scores[name];
+            let (task_col, items, secs) = if i == 0 {
+                (
+                    r.task.as_str(),
+                    r.dataset.items.to_string(),
+                    format!("{:.1}", r.seconds),
+                )
+            } else {
+                ("", String::new(), String::new())
+            };
+            println!(
+                "{task_col:<14} {name:<16} {:>9.5}  [{:.5}, {:.5}]  {items:>6}  {secs:>8}",
+                score.value, score.ci95.low, score.ci95.high
+            );
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Dataset loaders: each turns files in a standard layout into a typed dataset, and
+//! reports malformed input with the file, line and field.
+
+pub mod beir;
+pub mod hub;
+pub mod lines;
+pub mod source;
+pub mod sts;
+
+pub use beir::{BeirDataset, Document, Query};
+pub use source::DataSource;
+pub use sts::{StsDataset, StsPair};

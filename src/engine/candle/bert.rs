@@ -1,0 +1,208 @@
+//! BERT-family sentence embedders (MiniLM, BGE, ...) with sentence-transformers semantics:
+//! pooling and normalisation from `modules.json` / `1_Pooling/config.json`, truncation at
+//! `max_seq_length` from `sentence_bert_config.json`.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::engine::candle::load::{has_normalize_module, ModelFiles};
+use crate::engine::candle::pooling::{normalize, Pooling};
+use crate::engine::{Embedder, EmbedderInfo};
+use crate::error::{Error, Result};
+use crate::spec::ModelRef;
+
+/// Bump when a code change alters the vectors, so cached embeddings are not reused.
+const IMPLEMENTATION_VERSION: u32 = 1;
+
+/// Choices that override what the model's own configs say.
+#[derive(Debug, Clone)]
+pub struct BertOptions {
+    pub device: Device,
+    pub dtype: DType,
+    pub pooling: Option<Pooling>,
+    pub max_tokens: Option<usize>,
+    pub normalize: Option<bool>,
+}
+
+impl Default for BertOptions {
+    fn default() -> Self {
+        BertOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            pooling: None,
+            max_tokens: None,
+            normalize: None,
+        }
+    }
+}
+
+pub struct BertEmbedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    device: Device,
+    info: EmbedderInfo,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_lasttoken: bool,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+impl BertEmbedder {
+    pub fn load(model: &ModelRef, options: &BertOptions) -> Result<BertEmbedder> {
+        let files = ModelFiles::resolve(model)?;
+        let location = files.location.clone();
+        let config: Config = files.read_json(&files.config)?;
+
+        let pooling = match (options.pooling, &files.pooling_config) {
+            (Some(p), _) => p,
+            (None, Some(path)) => {
+                let pc: PoolingConfig = files.read_json(path)?;
+                match (
+                    pc.pooling_mode_cls_token,
+                    pc.pooling_mode_mean_tokens,
+                    pc.pooling_mode_lasttoken,
+                ) {
+                    (true, false, false) => Pooling::Cls,
+                    (false, true, false) => Pooling::Mean,
+                    (false, false, true) => Pooling::LastToken,
+                    _ => {
+                        return Err(Error::model(
+                            &location,
+                            format!(
+                                "{}: exactly one of cls / mean / lasttoken pooling must be set",
+                                path.display()
+                            ),
+                        ))
+                    }
+                }
+            }
+            // A bare BERT checkpoint: sentence-transformers defaults to mean pooling.
+            (None, None) => Pooling::Mean,
+        };
+        let normalize = match (options.normalize, &files.modules) {
+            (Some(n), _) => n,
+            (None, Some(modules)) => has_normalize_module(modules)?,
+            (None, None) => false,
+        };
+        let configured_max = match &files.sentence_bert_config {
+            Some(path) => files.read_json::<SentenceBertConfig>(path)?.max_seq_length,
+            None => None,
+        };
+        let max_tokens = options
+            .max_tokens
+            .or(configured_max)
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
+
+        let mut tokenizer = Tokenizer::from_file(&files.tokenizer)
+            .map_err(|e| Error::model(&location, format!("{}: {e}", files.tokenizer.display())))?;
+        // The tokenizer file may carry its own limits (MiniLM's says 128): ours rule.
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id: config.pad_token_id as u32,
+            ..Default::default()
+        }));
+
+        let weights_sha256 = files.weights_sha256()?;
+        // SAFETY: the weight files are memory-mapped read-only; we never write to them.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&files.weights, options.dtype, &options.device)?
+        };
+        let bert = BertModel::load(vb, &config)
+            .map_err(|e| Error::model(&location, format!("cannot load BERT weights: {e}")))?;
+
+        let dtype = format!("{:?}", options.dtype).to_lowercase();
+        let fingerprint = {
+            let mut h = Sha256::new();
+            h.update(format!(
+                "candle-bert/{IMPLEMENTATION_VERSION}|{weights_sha256}|{pooling}|{normalize}|{max_tokens}|{dtype}"
+            ));
+            hex::encode(h.finalize())
+        };
+        let info = EmbedderInfo {
+            model: model.to_string(),
+            engine: "candle".into(),
+            weights_sha256,
+            fingerprint,
+            dim: config.hidden_size,
+            max_tokens,
+            pooling: pooling.to_string(),
+            normalize,
+            dtype,
+            device: format!("{:?}", options.device.location()).to_lowercase(),
+        };
+        Ok(BertEmbedder {
+            model: bert,
+            tokenizer,
+            pooling,
+            normalize,
+            device: options.device.clone(),
+            info,
+        })
+    }
+
+    fn forward(&self, texts: &[String]) -> Result<Tensor> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let rows = encodings.len();
+        let cols = encodings.first().map_or(0, |e| e.get_ids().len());
+        let flat = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
+            encodings
+                .iter()
+                .flat_map(|e| f(e).iter().copied())
+                .collect()
+        };
+        let ids = Tensor::from_vec(flat(&|e| e.get_ids()), (rows, cols), &self.device)?;
+        let types = Tensor::from_vec(flat(&|e| e.get_type_ids()), (rows, cols), &self.device)?;
+        let mask = Tensor::from_vec(
+            flat(&|e| e.get_attention_mask()),
+            (rows, cols),
+            &self.device,
+        )?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let pooled = self.pooling.apply(&hidden, &mask)?;
+        if self.normalize {
+            normalize(&pooled)
+        } else {
+            Ok(pooled)
+        }
+    }
+}
+
+impl Embedder for BertEmbedder {
+    fn info(&self) -> &EmbedderInfo {
+        &self.info
+    }
+
+    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.forward(texts)?.to_vec2::<f32>()?)
+    }
+}

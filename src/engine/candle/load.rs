@@ -1,0 +1,184 @@
+//! Finding a model's files (a local folder or the hub) and reading its configs.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use sha2::{Digest, Sha256};
+
+use crate::data::hub::HubRepo;
+use crate::error::{Error, Result};
+use crate::spec::ModelRef;
+
+/// The files of a local or hub model that the candle engines read.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// Where the files came from, for error messages and run records.
+    pub location: String,
+    pub config: PathBuf,
+    pub tokenizer: PathBuf,
+    pub weights: Vec<PathBuf>,
+    /// sentence-transformers configs, when the model has them.
+    pub modules: Option<PathBuf>,
+    pub sentence_bert_config: Option<PathBuf>,
+    /// `<dir>/<pooling module path>/config.json`, found through `modules.json`.
+    pub pooling_config: Option<PathBuf>,
+}
+
+impl ModelFiles {
+    pub fn resolve(model: &ModelRef) -> Result<ModelFiles> {
+        match model {
+            ModelRef::Dir { path } => Self::from_dir(path),
+            ModelRef::Hf { repo, revision } => {
+                Self::from_hub(&HubRepo::model(repo, revision.as_deref()))
+            }
+        }
+    }
+
+    fn from_dir(dir: &Path) -> Result<ModelFiles> {
+        let location = dir.display().to_string();
+        if !dir.is_dir() {
+            return Err(Error::model(&location, "not a directory"));
+        }
+        let required = |name: &str| {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::model(&location, format!("missing {name}")))
+            }
+        };
+        let optional = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        let mut weights: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        weights.sort();
+        if weights.is_empty() {
+            return Err(Error::model(
+                &location,
+                "missing weights: no *.safetensors file",
+            ));
+        }
+        let modules = optional("modules.json");
+        let pooling_config = match &modules {
+            Some(path) => {
+                pooling_module_dir(path)?.and_then(|sub| optional(&format!("{sub}/config.json")))
+            }
+            None => None,
+        };
+        Ok(ModelFiles {
+            config: required("config.json")?,
+            tokenizer: required("tokenizer.json")?,
+            weights,
+            modules,
+            sentence_bert_config: optional("sentence_bert_config.json"),
+            pooling_config,
+            location,
+        })
+    }
+
+    fn from_hub(repo: &HubRepo) -> Result<ModelFiles> {
+        let location = format!("hf:{}@{}", repo.id, repo.revision);
+        let optional = |name: &str| repo.get(name).ok();
+        let weights = match repo.get("model.safetensors") {
+            Ok(path) => vec![path],
+            Err(single) => sharded_weights(repo).map_err(|_| single)?,
+        };
+        let modules = optional("modules.json");
+        let pooling_config = match &modules {
+            Some(path) => {
+                pooling_module_dir(path)?.and_then(|sub| optional(&format!("{sub}/config.json")))
+            }
+            None => None,
+        };
+        Ok(ModelFiles {
+            config: repo.get("config.json")?,
+            tokenizer: repo.get("tokenizer.json")?,
+            weights,
+            modules,
+            sentence_bert_config: optional("sentence_bert_config.json"),
+            pooling_config,
+            location,
+        })
+    }
+
+    /// sha256 over the weight files, in name order.
+    pub fn weights_sha256(&self) -> Result<String> {
+        let mut outer = Sha256::new();
+        for path in &self.weights {
+            let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut inner = Sha256::new();
+            std::io::copy(&mut file, &mut inner).map_err(|e| Error::io(path, e))?;
+            outer.update(inner.finalize());
+        }
+        Ok(hex::encode(outer.finalize()))
+    }
+
+    /// Parses a JSON config file, naming it on failure.
+    pub fn read_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<T> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::model(&self.location, format!("{}: {e}", path.display())))
+    }
+}
+
+/// `model.safetensors.index.json` lists the shards of a large model.
+fn sharded_weights(repo: &HubRepo) -> Result<Vec<PathBuf>> {
+    let index = repo.get("model.safetensors.index.json")?;
+    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| repo.error(format!("model.safetensors.index.json: {e}")))?;
+    let mut shards: Vec<String> = json["weight_map"]
+        .as_object()
+        .ok_or_else(|| repo.error("model.safetensors.index.json has no weight_map".into()))?
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    shards.iter().map(|name| repo.get(name)).collect()
+}
+
+/// The folder of the sentence-transformers Pooling module named in `modules.json`.
+fn pooling_module_dir(modules: &Path) -> Result<Option<String>> {
+    let text = std::fs::read_to_string(modules).map_err(|e| Error::io(modules, e))?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| Error::input(modules, format!("invalid modules.json: {e}")))?;
+    Ok(list
+        .iter()
+        .find(|m| m["type"].as_str().is_some_and(|t| t.ends_with(".Pooling")))
+        .and_then(|m| m["path"].as_str().map(str::to_string)))
+}
+
+/// Whether `modules.json` lists a Normalize module.
+pub fn has_normalize_module(modules: &Path) -> Result<bool> {
+    let text = std::fs::read_to_string(modules).map_err(|e| Error::io(modules, e))?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| Error::input(modules, format!("invalid modules.json: {e}")))?;
+    Ok(list.iter().any(|m| {
+        m["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(".Normalize"))
+    }))
+}
+
+/// `cpu`, `cuda`, `cuda:N` or `metal`.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let unsupported = |what: &str| Error::Usage(format!("device `{name}`: {what}"));
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "metal" => Device::new_metal(0).map_err(|e| unsupported(&e.to_string())),
+        _ => {
+            let ordinal = match name.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| unsupported("expected cuda or cuda:N"))?,
+                None => return Err(unsupported("expected cpu, cuda[:N] or metal")),
+            };
+            Device::new_cuda(ordinal).map_err(|e| unsupported(&e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! How a model is run. Engines know nothing of tasks or metrics: an embedder turns
+//! texts into vectors, and the eval runners drive it.
+
+pub mod candle;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// Whether an input is a query or a document: asymmetric models prompt them differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Query,
+    Document,
+}
+
+/// What a run record says about the embedder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmbedderInfo {
+    /// The model reference as given (`dir:...`, `hf:...`).
+    pub model: String,
+    pub engine: String,
+    /// sha256 over the weight files.
+    pub weights_sha256: String,
+    /// Identifies everything that shapes a vector (weights, pooling, truncation, dtype):
+    /// the embedding cache is keyed by it.
+    pub fingerprint: String,
+    pub dim: usize,
+    pub max_tokens: usize,
+    pub pooling: String,
+    pub normalize: bool,
+    pub dtype: String,
+    pub device: String,
+}
+
+/// A model that embeds text. Implementations are blocking and may use many threads.
+pub trait Embedder: Send + Sync {
+    fn info(&self) -> &EmbedderInfo;
+
+    /// The exact text the model sees for an input in this role: the model's prompts and
+    /// the task's instruction are applied here, so one task spec serves every model.
+    fn prepare(&self, text: &str, role: Role, instruction: Option<&str>) -> String {
+        let _ = (role, instruction);
+        text.to_string()
+    }
+
+    /// One vector per prepared text, in input order.
+    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+}

@@ -1,0 +1,118 @@
+//! The library's one error type. Every variant says what was wrong and where, so the
+//! binary can print it as is and exit non-zero.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A record in an input file is malformed: names the file, line (1-based) and field.
+    #[error("{}:{line}: field `{field}`: {message}", path.display())]
+    Record {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        message: String,
+    },
+
+    /// A whole input is unusable (empty corpus, unknown split, ...).
+    #[error("{}: {message}", path.display())]
+    Input { path: PathBuf, message: String },
+
+    /// A task spec is invalid.
+    #[error("task spec {}: {message}", path.display())]
+    Spec { path: PathBuf, message: String },
+
+    /// A model directory or reference is unusable.
+    #[error("model {location}: {message}")]
+    Model { location: String, message: String },
+
+    /// The command line asked for something that cannot be done.
+    #[error("{0}")]
+    Usage(String),
+
+    /// The Hugging Face hub (or its offline cache) could not provide a file.
+    #[error("hub {repo}: {message}")]
+    Hub { repo: String, message: String },
+
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+
+    #[error("{context}: {source}")]
+    Polars {
+        context: String,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+
+    /// A helper process (e.g. the onnxruntime reference in `bench-embed`) failed.
+    #[error("{0}")]
+    External(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn record(
+        path: impl Into<PathBuf>,
+        line: usize,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Record {
+            path: path.into(),
+            line,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn model(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Model {
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Exit code for the binary: 2 for bad input or usage (the user can fix it),
+    /// 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Record { .. }
+            | Error::Input { .. }
+            | Error::Spec { .. }
+            | Error::Model { .. }
+            | Error::Usage(_)
+            | Error::Hub { .. }
+            | Error::Tokenizer(_) => 2,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 2,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Drives an embedder over many texts: de-duplicates, sorts by length (less padding),
+//! batches, and reads / fills the embedding cache one batch at a time.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Embedder;
+use crate::error::{Error, Result};
+use crate::store::cache::{key_of, EmbeddingCache, Key};
+
+/// How much was computed and how much came from the cache.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EmbedStats {
+    pub inputs: usize,
+    pub unique: usize,
+    pub from_cache: usize,
+    pub computed: usize,
+    pub batches_computed: usize,
+    pub seconds: f64,
+}
+
+impl EmbedStats {
+    pub fn add(&mut self, other: &EmbedStats) {
+        self.inputs += other.inputs;
+        self.unique += other.unique;
+        self.from_cache += other.from_cache;
+        self.computed += other.computed;
+        self.batches_computed += other.batches_computed;
+        self.seconds += other.seconds;
+    }
+}
+
+/// Embeds `texts` (already prepared for the model) and returns one vector per text.
+///
+/// Batches are formed over all unique texts in a fixed order (longest first), whether or
+/// not some are cached, so a resumed run computes exactly the batches an uninterrupted
+/// run would have computed and gets bit-identical vectors.
+pub fn embed_all(
+    embedder: &dyn Embedder,
+    cache: &mut EmbeddingCache,
+    texts: &[String],
+    batch_size: usize,
+    label: &str,
+) -> Result<(Vec<Vec<f32>>, EmbedStats)> {
+    let started = Instant::now();
+    let batch_size = batch_size.max(1);
+    let mut unique: Vec<(&str, Key)> = Vec::new();
+    let mut seen: HashMap<Key, usize> = HashMap::new();
+    for text in texts {
+        let key = key_of(text);
+        seen.entry(key).or_insert_with(|| {
+            unique.push((text.as_str(), key));
+            unique.len() - 1
+        });
+    }
+    // Longest first (by characters, as sentence-transformers does); stable for ties.
+    unique.sort_by_key(|(text, _)| std::cmp::Reverse(text.chars().count()));
+
+    let progress = progress_bar(unique.len() as u64, label);
+    let mut stats = EmbedStats {
+        inputs: texts.len(),
+        unique: unique.len(),
+        ..Default::default()
+    };
+    for batch in unique.chunks(batch_size) {
+        if batch.iter().all(|(_, key)| cache.get(key).is_some()) {
+            stats.from_cache += batch.len();
+        } else {
+            let inputs: Vec<String> = batch.iter().map(|(t, _)| t.to_string()).collect();
+            let vectors = embedder.embed(&inputs)?;
+            if vectors.len() != inputs.len() {
+                return Err(Error::External(format!(
+                    "{}: returned {} vectors for {} inputs",
+                    embedder.info().model,
+                    vectors.len(),
+                    inputs.len()
+                )));
+            }
+            stats.computed += batch.len();
+            stats.batches_computed += 1;
+            cache.insert_batch(batch.iter().map(|(_, k)| *k).zip(vectors).collect())?;
+        }
+        progress.inc(batch.len() as u64);
+    }
+    progress.finish_and_clear();
+
+    let vectors = texts
+        .iter()
+        .map(|text| {
+            cache.get(&key_of(text)).cloned().ok_or_else(|| {
+                Error::External("embedding cache lost a vector it had just stored".into())
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    stats.seconds = started.elapsed().as_secs_f64();
+    Ok((vectors, stats))
+}
+
+fn progress_bar(len: u64, label: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:>24} [{bar:30}] {pos}/{len} texts  {per_sec}  eta {eta}",
+    )
+    .expect("static template")
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(label.to_string());
+    bar
+}

@@ -1,0 +1,153 @@
+//! BEIR-style retrieval: embed corpus and queries, exact top-k by cosine, then the
+//! ranking measures with trec_eval semantics (as MTEB computes them with pytrec_eval).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::data::BeirDataset;
+use crate::engine::{Embedder, Role};
+use crate::error::{Error, Result};
+use crate::eval::embed::embed_all;
+use crate::eval::{DatasetRecord, RunSettings, Score, TaskResult};
+use crate::metrics::bootstrap::mean_ci;
+use crate::metrics::ranking::{evaluate, mean_scores, Run};
+use crate::search::top_k;
+use crate::spec::TaskSpec;
+use crate::store::EmbeddingCache;
+
+/// Retrieved ids kept per query in `samples.jsonl`.
+const SAMPLE_HITS: usize = 10;
+
+pub fn run(
+    spec: &TaskSpec,
+    data: &BeirDataset,
+    embedder: &dyn Embedder,
+    cache: &mut EmbeddingCache,
+    settings: &RunSettings,
+) -> Result<TaskResult> {
+    let started = Instant::now();
+    let retrieval = spec.retrieval.as_ref().ok_or_else(|| Error::Spec {
+        path: format!("tasks/{}.toml", spec.name).into(),
+        message: "missing [retrieval] section".into(),
+    })?;
+    let instruction = retrieval.query_instruction.as_deref();
+    let sep = &retrieval.title_separator;
+
+    // MTEB: document text is `title + " " + text`, stripped.
+    let doc_texts: Vec<String> = data
+        .corpus
+        .iter()
+        .map(|d| {
+            embedder.prepare(
+                format!("{}{sep}{}", d.title, d.text).trim(),
+                Role::Document,
+                None,
+            )
+        })
+        .collect();
+    let query_texts: Vec<String> = data
+        .queries
+        .iter()
+        .map(|q| embedder.prepare(&q.text, Role::Query, instruction))
+        .collect();
+    let (doc_vectors, mut stats) = embed_all(
+        embedder,
+        cache,
+        &doc_texts,
+        settings.batch_size,
+        &format!("{} corpus", spec.name),
+    )?;
+    let (query_vectors, query_stats) = embed_all(
+        embedder,
+        cache,
+        &query_texts,
+        settings.batch_size,
+        &format!("{} queries", spec.name),
+    )?;
+    stats.add(&query_stats);
+
+    let k = retrieval.k_values.iter().copied().max().unwrap_or(10);
+    let doc_ids: Vec<String> = data.corpus.iter().map(|d| d.id.clone()).collect();
+    let ignore_identical = retrieval.ignore_identical_ids;
+    let hits = top_k(&query_vectors, &doc_vectors, &doc_ids, k, |q, d| {
+        ignore_identical && data.queries[q].id == doc_ids[d]
+    })?;
+
+    let run: Run = data
+        .queries
+        .iter()
+        .zip(&hits)
+        .map(|(q, hits)| {
+            let ranked = hits
+                .iter()
+                .map(|h| (doc_ids[h.doc].clone(), h.score as f64))
+                .collect();
+            (q.id.clone(), ranked)
+        })
+        .collect::<HashMap<_, _>>();
+    let per_query = evaluate(&data.qrels, &run, &retrieval.k_values);
+    let means = mean_scores(&per_query);
+
+    let mut scores = BTreeMap::new();
+    for (measure, value) in &means {
+        let values: Vec<f64> = per_query
+            .values()
+            .filter_map(|m| m.get(measure).copied())
+            .collect();
+        scores.insert(
+            measure.clone(),
+            Score {
+                value: *value,
+                ci95: mean_ci(&values, settings.bootstrap_resamples, settings.seed),
+            },
+        );
+    }
+    if !scores.contains_key(&retrieval.main_score) {
+        return Err(Error::Spec {
+            path: format!("tasks/{}.toml", spec.name).into(),
+            message: format!(
+                "main_score `{}` is not a computed measure (check k_values)",
+                retrieval.main_score
+            ),
+        });
+    }
+
+    let samples = data
+        .queries
+        .iter()
+        .zip(&hits)
+        .map(|(q, hits)| {
+            let top: Vec<_> = hits
+                .iter()
+                .take(SAMPLE_HITS)
+                .map(|h| json!([doc_ids[h.doc], h.score]))
+                .collect();
+            json!({
+                "task": spec.name,
+                "id": q.id,
+                "retrieved": top,
+                "scores": per_query.get(&q.id),
+            })
+        })
+        .collect();
+
+    Ok(TaskResult {
+        task: spec.name.clone(),
+        task_name: spec.display_name().to_string(),
+        family: "retrieval".into(),
+        split: spec.dataset.split.clone(),
+        main_score: retrieval.main_score.clone(),
+        scores,
+        dataset: DatasetRecord {
+            origin: data.origin.clone(),
+            fingerprint: data.fingerprint.clone(),
+            items: data.queries.len(),
+            corpus_size: Some(data.corpus.len()),
+        },
+        embedding: stats,
+        seconds: started.elapsed().as_secs_f64(),
+        samples,
+    })
+}

@@ -1,0 +1,103 @@
+//! STS: Spearman (the MTEB main score) and Pearson of cosine similarity against gold.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::data::StsDataset;
+use crate::engine::{Embedder, Role};
+use crate::error::Result;
+use crate::eval::embed::embed_all;
+use crate::eval::{DatasetRecord, RunSettings, Score, TaskResult};
+use crate::metrics::bootstrap::statistic_ci;
+use crate::metrics::correlation::{pearson, spearman};
+use crate::spec::TaskSpec;
+use crate::store::EmbeddingCache;
+
+pub fn run(
+    spec: &TaskSpec,
+    data: &StsDataset,
+    embedder: &dyn Embedder,
+    cache: &mut EmbeddingCache,
+    settings: &RunSettings,
+) -> Result<TaskResult> {
+    let started = Instant::now();
+    let instruction = spec.sts.as_ref().and_then(|s| s.instruction.as_deref());
+    // STS is symmetric: both sides are embedded as queries, as MTEB does.
+    let prepare = |t: &str| embedder.prepare(t, Role::Query, instruction);
+    let mut texts: Vec<String> = data.pairs.iter().map(|p| prepare(&p.sentence1)).collect();
+    texts.extend(data.pairs.iter().map(|p| prepare(&p.sentence2)));
+    let (vectors, stats) = embed_all(embedder, cache, &texts, settings.batch_size, &spec.name)?;
+    let (left, right) = vectors.split_at(data.pairs.len());
+
+    let cosines: Vec<f64> = left.iter().zip(right).map(|(a, b)| cosine(a, b)).collect();
+    let gold: Vec<f64> = data.pairs.iter().map(|p| p.score).collect();
+
+    let ci = |stat: fn(&[f64], &[f64]) -> f64| {
+        statistic_ci(
+            gold.len(),
+            settings.bootstrap_resamples,
+            settings.seed,
+            |idx| {
+                let x: Vec<f64> = idx.iter().map(|&i| cosines[i]).collect();
+                let y: Vec<f64> = idx.iter().map(|&i| gold[i]).collect();
+                stat(&x, &y)
+            },
+        )
+    };
+    let mut scores = BTreeMap::new();
+    scores.insert(
+        "cosine_spearman".to_string(),
+        Score {
+            value: spearman(&cosines, &gold),
+            ci95: ci(spearman),
+        },
+    );
+    scores.insert(
+        "cosine_pearson".to_string(),
+        Score {
+            value: pearson(&cosines, &gold),
+            ci95: ci(pearson),
+        },
+    );
+    let samples = data
+        .pairs
+        .iter()
+        .zip(&cosines)
+        .map(|(p, c)| json!({"task": spec.name, "id": p.id, "gold": p.score, "cosine": c}))
+        .collect();
+    Ok(TaskResult {
+        task: spec.name.clone(),
+        task_name: spec.display_name().to_string(),
+        family: "sts".into(),
+        split: spec.dataset.split.clone(),
+        main_score: "cosine_spearman".into(),
+        scores,
+        dataset: DatasetRecord {
+            origin: data.origin.clone(),
+            fingerprint: data.fingerprint.clone(),
+            items: data.pairs.len(),
+            corpus_size: None,
+        },
+        embedding: stats,
+        seconds: started.elapsed().as_secs_f64(),
+        samples,
+    })
+}
+
+/// Cosine similarity in f64 (inputs need not be normalised).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64, y as f64);
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
+}

@@ -1,0 +1,17 @@
+//! assay: evaluation and benchmarking harness for embedding and generation models.
+//!
+//! Data flows one way: task spec + dataset + model ref -> eval runner -> engine, then
+//! scores and per-item samples -> run record under `reports/<run-id>/`.
+
+pub mod cli;
+pub mod commands;
+pub mod data;
+pub mod engine;
+pub mod error;
+pub mod eval;
+pub mod metrics;
+pub mod search;
+pub mod spec;
+pub mod store;
+
+pub use error::{Error, Result};

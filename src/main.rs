@@ -1,0 +1,30 @@
+//! The `assay` binary: parse the command line, run the command, map errors to exit codes
+//! (2: bad input or usage, 1: anything else).
+
+use clap::Parser;
+
+use assay::cli::{Cli, Command};
+use assay::commands;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let outcome: anyhow::Result<()> = match &cli.command {
+        Command::Tasks(args) => commands::tasks::run(args).map_err(Into::into),
+        Command::Run(args) => commands::run::run(args).map(|_| ()).map_err(Into::into),
+        Command::BenchEmbed(args) => commands::bench_embed::run(args).map_err(Into::into),
+    };
+    if let Err(err) = outcome {
+        let code = err
+            .downcast_ref::<assay::Error>()
+            .map_or(1, assay::Error::exit_code);
+        eprintln!("error: {err:#}");
+        std::process::exit(code);
+    }
+}

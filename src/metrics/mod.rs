@@ -1,0 +1,5 @@
+//! Pure metric functions: plain vectors in, numbers out, no I/O.
+
+pub mod bootstrap;
+pub mod correlation;
+pub mod ranking;

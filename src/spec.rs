@@ -1,0 +1,299 @@
+//! Task specs (`tasks/*.toml`) and model references (`hf:`, `dir:`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One evaluation task, as written in `tasks/<name>.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Short name used on the command line (`--task stsb`).
+    pub name: String,
+    /// Name in the MTEB results layout (`mteb/<mteb_name>.json`), if the task is an MTEB task.
+    #[serde(default)]
+    pub mteb_name: Option<String>,
+    pub description: String,
+    pub dataset: DatasetSpec,
+    #[serde(default)]
+    pub sts: Option<StsSpec>,
+    #[serde(default)]
+    pub retrieval: Option<RetrievalSpec>,
+}
+
+/// Where a task's data comes from: a folder under the data root, else the hub.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Folder name under the data root (`--data-root`), e.g. `stsb`.
+    pub local: String,
+    /// Hub dataset id used when the local copy is absent, e.g. `mteb/stsbenchmark-sts`.
+    #[serde(default)]
+    pub hub: Option<String>,
+    /// Hub revision (branch, tag or commit); `main` when absent.
+    #[serde(default)]
+    pub hub_revision: Option<String>,
+    pub split: String,
+    pub format: DatasetFormat,
+    /// File (relative to the dataset folder, local or hub) holding the split when the
+    /// format is a generic table; `{split}` is replaced by the split name.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The same for the hub copy, when its layout differs from the local one.
+    #[serde(default)]
+    pub hub_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetFormat {
+    /// STS Benchmark's own tab-separated files (`sts-<split>.csv`).
+    StsbTsv,
+    /// A table (TSV, CSV, JSONL or Parquet, by file extension) with named columns.
+    Table,
+    /// BEIR: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
+    Beir,
+}
+
+/// Columns and score range of an STS table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StsSpec {
+    #[serde(default = "default_sentence1")]
+    pub sentence1: String,
+    #[serde(default = "default_sentence2")]
+    pub sentence2: String,
+    #[serde(default = "default_score")]
+    pub score: String,
+    /// Gold score range, e.g. `[0, 5]`; scores are scaled to [0, 1] (Spearman is unaffected).
+    pub score_range: [f64; 2],
+    /// Instruction for instruction-following embedders (MTEB's text for the task).
+    #[serde(default)]
+    pub instruction: Option<String>,
+}
+
+fn default_sentence1() -> String {
+    "sentence1".into()
+}
+fn default_sentence2() -> String {
+    "sentence2".into()
+}
+fn default_score() -> String {
+    "score".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalSpec {
+    /// Cut-offs for every ranking measure.
+    #[serde(default = "default_k_values")]
+    pub k_values: Vec<usize>,
+    /// Drop a retrieved doc whose id equals the query id (MTEB does this for some tasks).
+    #[serde(default)]
+    pub ignore_identical_ids: bool,
+    /// The headline measure, e.g. `ndcg_at_10`.
+    #[serde(default = "default_main_score")]
+    pub main_score: String,
+    /// Instruction for instruction-following embedders (MTEB's text for the task).
+    #[serde(default)]
+    pub query_instruction: Option<String>,
+    /// Separator between a document's title and text (sentence-transformers uses a space).
+    #[serde(default = "default_title_separator")]
+    pub title_separator: String,
+}
+
+fn default_k_values() -> Vec<usize> {
+    vec![1, 3, 5, 10, 20, 100, 1000]
+}
+fn default_main_score() -> String {
+    "ndcg_at_10".into()
+}
+fn default_title_separator() -> String {
+    " ".into()
+}
+
+/// The task family decides which runner drives the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskFamily {
+    Sts,
+    Retrieval,
+}
+
+impl TaskSpec {
+    /// Reads and checks one spec file.
+    pub fn load(path: &Path) -> Result<TaskSpec> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let spec: TaskSpec = toml::from_str(&text).map_err(|e| Error::Spec {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        spec.family_at(path)?;
+        Ok(spec)
+    }
+
+    /// The task family, from which family section is present.
+    pub fn family(&self) -> TaskFamily {
+        if self.retrieval.is_some() {
+            TaskFamily::Retrieval
+        } else {
+            TaskFamily::Sts
+        }
+    }
+
+    fn family_at(&self, path: &Path) -> Result<TaskFamily> {
+        let spec_err = |message: &str| Error::Spec {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        };
+        match (&self.sts, &self.retrieval, self.dataset.format) {
+            (Some(_), None, DatasetFormat::StsbTsv | DatasetFormat::Table) => Ok(TaskFamily::Sts),
+            (None, Some(_), DatasetFormat::Beir) => Ok(TaskFamily::Retrieval),
+            (Some(_), Some(_), _) => Err(spec_err(
+                "has both [sts] and [retrieval]: a task belongs to one family",
+            )),
+            (None, None, _) => Err(spec_err("needs a [sts] or [retrieval] section")),
+            (Some(_), None, _) => Err(spec_err("an STS task needs format stsb-tsv or table")),
+            (None, Some(_), _) => Err(spec_err("a retrieval task needs format beir")),
+        }
+    }
+
+    /// Name for reports and the MTEB layout.
+    pub fn display_name(&self) -> &str {
+        self.mteb_name.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// All specs in a folder, sorted by name.
+pub fn load_all(dir: &Path) -> Result<Vec<TaskSpec>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut specs = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            specs.push(TaskSpec::load(&path)?);
+        }
+    }
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(specs)
+}
+
+/// Finds a task by name in the tasks folder, or loads it from a path to a `.toml` file.
+pub fn find(tasks_dir: &Path, name_or_path: &str) -> Result<TaskSpec> {
+    let as_path = Path::new(name_or_path);
+    if name_or_path.ends_with(".toml") {
+        return TaskSpec::load(as_path);
+    }
+    let path = tasks_dir.join(format!("{name_or_path}.toml"));
+    if path.is_file() {
+        return TaskSpec::load(&path);
+    }
+    let known = load_all(tasks_dir)
+        .map(|specs| {
+            specs
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    Err(Error::Usage(format!(
+        "unknown task `{name_or_path}` (no {}); known tasks: {known}",
+        path.display()
+    )))
+}
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ModelRef {
+    /// `hf:ORG/NAME[@REV]`: the hub, or its local cache when offline.
+    Hf {
+        repo: String,
+        revision: Option<String>,
+    },
+    /// `dir:PATH`: a local folder with config.json, tokenizer.json and weights.
+    Dir { path: PathBuf },
+}
+
+impl std::str::FromStr for ModelRef {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some(rest) = s.strip_prefix("hf:") {
+            let (repo, revision) = match rest.split_once('@') {
+                Some((repo, rev)) => (repo, Some(rev.to_string())),
+                None => (rest, None),
+            };
+            if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
+                return Err(Error::Usage(format!(
+                    "model `{s}`: a hub reference is hf:ORG/NAME[@REVISION]"
+                )));
+            }
+            Ok(ModelRef::Hf {
+                repo: repo.to_string(),
+                revision,
+            })
+        } else if let Some(path) = s.strip_prefix("dir:") {
+            Ok(ModelRef::Dir {
+                path: PathBuf::from(path),
+            })
+        } else {
+            Err(Error::Usage(format!(
+                "model `{s}`: expected hf:ORG/NAME[@REV] or dir:PATH"
+            )))
+        }
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelRef::Hf {
+                repo,
+                revision: Some(rev),
+            } => write!(f, "hf:{repo}@{rev}"),
+            ModelRef::Hf { repo, .. } => write!(f, "hf:{repo}"),
+            ModelRef::Dir { path } => write!(f, "dir:{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_model_refs() {
+        let m: ModelRef = "hf:sentence-transformers/all-MiniLM-L6-v2@abc"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            m,
+            ModelRef::Hf {
+                repo: "sentence-transformers/all-MiniLM-L6-v2".into(),
+                revision: Some("abc".into())
+            }
+        );
+        assert_eq!(
+            m.to_string(),
+            "hf:sentence-transformers/all-MiniLM-L6-v2@abc"
+        );
+        let d: ModelRef = "dir:/x/y".parse().unwrap();
+        assert_eq!(d.to_string(), "dir:/x/y");
+        assert!("hf:noslash".parse::<ModelRef>().is_err());
+        assert!("s3://bucket".parse::<ModelRef>().is_err());
+    }
+
+    #[test]
+    fn stock_specs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks");
+        let specs = load_all(&dir).unwrap();
+        let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert!(
+            names.contains(&"stsb") && names.contains(&"scifact"),
+            "{names:?}"
+        );
+    }
+}

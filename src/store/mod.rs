@@ -1,0 +1,6 @@
+//! What survives a run: the embedding cache (resume) and the run record.
+
+pub mod cache;
+pub mod run;
+
+pub use cache::EmbeddingCache;

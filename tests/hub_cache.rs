@@ -1,0 +1,253 @@
+//! The hub path, tested offline: a Hugging Face cache laid out as hf-hub and Python's
+//! huggingface_hub lay it out (`<HF_HOME>/hub/<kind>s--ORG--NAME/{blobs,refs,snapshots}`),
+//! built here from the staged files, with HF_HUB_OFFLINE=1.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use assay::data::{BeirDataset, DataSource, StsDataset};
+use assay::spec::TaskSpec;
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+const STSB_REVISION: &str = "b0fddb56ed78048fa8b90373c8a3cfc37b684831";
+const SCIFACT_REVISION: &str = "0228b52cf27578f30900b9e5271d331663a030d7";
+const MODEL_COMMIT: &str = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf";
+
+/// Puts `bytes` into the cache as `<repo>/snapshots/<commit>/<file>`, a link to its blob.
+fn put(hub: &Path, repo_dir: &str, commit: &str, file: &str, bytes: &[u8]) {
+    let repo = hub.join(repo_dir);
+    let blob = repo.join("blobs").join(hex::encode(Sha256::digest(bytes)));
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, bytes).unwrap();
+    let link = repo.join("snapshots").join(commit).join(file);
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&blob, &link).unwrap();
+}
+
+/// `refs/<name>` holding the commit, as hf-hub writes it after a download.
+fn put_ref(hub: &Path, repo_dir: &str, name: &str, commit: &str) {
+    let path = hub.join(repo_dir).join("refs").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, commit).unwrap();
+}
+
+fn stsb_rows() -> Vec<(String, String, f64)> {
+    let text = std::fs::read_to_string(common::data_root().join("stsb/sts-test.csv")).unwrap();
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[5].to_string(), f[6].to_string(), f[4].parse().unwrap())
+        })
+        .collect()
+}
+
+/// An HF_HOME with STS-B (gzipped JSONL, as MTEB's repo has it, Python layout: no ref
+/// for the pinned commit), SciFact (BEIR files, hf-hub layout) and the MiniLM model.
+fn build_cache(home: &Path) {
+    let hub = home.join("hub");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for (s1, s2, score) in stsb_rows() {
+        let line = serde_json::json!({"sentence1": s1, "sentence2": s2, "score": score});
+        writeln!(gz, "{line}").unwrap();
+    }
+    put(
+        &hub,
+        "datasets--mteb--stsbenchmark-sts",
+        STSB_REVISION,
+        "test.jsonl.gz",
+        &gz.finish().unwrap(),
+    );
+
+    let scifact = common::data_root().join("scifact");
+    for file in ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"] {
+        let bytes = std::fs::read(scifact.join(file)).unwrap();
+        put(
+            &hub,
+            "datasets--mteb--scifact",
+            SCIFACT_REVISION,
+            file,
+            &bytes,
+        );
+    }
+    put_ref(
+        &hub,
+        "datasets--mteb--scifact",
+        SCIFACT_REVISION,
+        SCIFACT_REVISION,
+    );
+
+    let model = common::minilm();
+    let repo = "models--sentence-transformers--all-MiniLM-L6-v2";
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ] {
+        put(
+            &hub,
+            repo,
+            MODEL_COMMIT,
+            file,
+            &std::fs::read(model.join(file)).unwrap(),
+        );
+    }
+    put_ref(&hub, repo, "main", MODEL_COMMIT);
+}
+
+fn spec(name: &str) -> TaskSpec {
+    TaskSpec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tasks/{name}.toml")))
+        .unwrap()
+}
+
+fn with_hf_home<T>(home: &Path, f: impl FnOnce() -> T) -> T {
+    // Library calls read HF_HOME from the environment; tests in this file that touch it
+    // run one at a time under this lock.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("HF_HOME", home);
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    f()
+}
+
+#[test]
+fn datasets_load_from_the_offline_hub_cache_exactly_as_from_local_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    build_cache(tmp.path());
+    let empty_root = tmp.path().join("no-data-here");
+
+    with_hf_home(tmp.path(), || {
+        let stsb = spec("stsb");
+        let hub = DataSource::resolve(&stsb.dataset, &empty_root).unwrap();
+        assert!(matches!(hub, DataSource::Hub(_)));
+        let local = DataSource::resolve(&stsb.dataset, &common::data_root()).unwrap();
+        let sts = stsb.sts.as_ref().unwrap();
+        let from_hub = StsDataset::load(&stsb.dataset, sts, &hub).unwrap();
+        let from_local = StsDataset::load(&stsb.dataset, sts, &local).unwrap();
+        assert_eq!(from_hub.pairs.len(), 1379);
+        assert_eq!(from_hub.pairs, from_local.pairs);
+
+        let scifact = spec("scifact");
+        let hub = DataSource::resolve(&scifact.dataset, &empty_root).unwrap();
+        let local = DataSource::resolve(&scifact.dataset, &common::data_root()).unwrap();
+        let from_hub = BeirDataset::load(&scifact.dataset, &hub).unwrap();
+        let from_local = BeirDataset::load(&scifact.dataset, &local).unwrap();
+        assert_eq!(from_hub.corpus, from_local.corpus);
+        assert_eq!(from_hub.queries, from_local.queries);
+        assert_eq!(from_hub.qrels, from_local.qrels);
+        assert_eq!(from_hub.fingerprint, from_local.fingerprint);
+        assert!(from_hub.origin.starts_with("hf:mteb/scifact@"));
+
+        // A file the cache does not hold is a clear error, not a network attempt.
+        let missing = DataSource::Hub(assay::data::hub::HubRepo::dataset(
+            "mteb/scifact",
+            Some("main"),
+        ));
+        let err = missing.file("corpus.jsonl").unwrap_err().to_string();
+        assert!(err.contains("HF_HUB_OFFLINE"), "{err}");
+    });
+}
+
+#[test]
+fn a_parquet_sts_table_on_the_hub_needs_only_a_task_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = stsb_rows();
+    let mut frame = DataFrame::new_infer_height(vec![
+        Column::new(
+            "text_a".into(),
+            rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "text_b".into(),
+            rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new("label".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+    ])
+    .unwrap();
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(&mut frame).unwrap();
+    let hub = tmp.path().join("hub");
+    put(
+        &hub,
+        "datasets--someone--sts-parquet",
+        MODEL_COMMIT,
+        "data/test-00000-of-00001.parquet",
+        &bytes,
+    );
+    put_ref(&hub, "datasets--someone--sts-parquet", "main", MODEL_COMMIT);
+    let spec_path = tmp.path().join("sts-parquet.toml");
+    std::fs::write(
+        &spec_path,
+        r#"
+name = "sts-parquet"
+description = "STS-B test as a parquet table with other column names"
+[dataset]
+local = "sts-parquet"
+hub = "someone/sts-parquet"
+split = "test"
+format = "table"
+file = "data/{split}-00000-of-00001.parquet"
+[sts]
+sentence1 = "text_a"
+sentence2 = "text_b"
+score = "label"
+score_range = [0, 5]
+"#,
+    )
+    .unwrap();
+    with_hf_home(tmp.path(), || {
+        let spec = TaskSpec::load(&spec_path).unwrap();
+        let source = DataSource::resolve(&spec.dataset, &tmp.path().join("none")).unwrap();
+        let data = StsDataset::load(&spec.dataset, spec.sts.as_ref().unwrap(), &source).unwrap();
+        assert_eq!(data.pairs.len(), 1379);
+        assert_eq!(data.pairs[0].sentence1, rows[0].0);
+        assert_eq!(data.pairs[0].score, rows[0].2 / 5.0);
+    });
+}
+
+#[test]
+fn cli_runs_a_hub_model_on_a_hub_dataset_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    build_cache(tmp.path());
+    let reports: PathBuf = tmp.path().join("reports");
+    let (code, stdout, stderr) = common::output(
+        common::assay()
+            .args([
+                "run",
+                "--task",
+                "stsb",
+                "--model",
+                "hf:sentence-transformers/all-MiniLM-L6-v2",
+                "--run-id",
+                "hub",
+            ])
+            .arg("--data-root")
+            .arg(tmp.path().join("no-data-here"))
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .arg("--reports")
+            .arg(&reports)
+            .env("HF_HOME", tmp.path())
+            .env("HF_HUB_OFFLINE", "1"),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let spearman = common::score(&reports.join("hub"), "stsb", "cosine_spearman");
+    assert!((spearman - 0.8203).abs() <= 0.0005, "{spearman}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("hub/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        record["model"]["model"],
+        "hf:sentence-transformers/all-MiniLM-L6-v2"
+    );
+    assert!(record["tasks"][0]["result"]["dataset"]["origin"]
+        .as_str()
+        .unwrap()
+        .starts_with("hf:mteb/stsbenchmark-sts@"));
+}
