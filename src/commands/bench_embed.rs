@@ -27,7 +27,6 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         .engine
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    super::set_threads(Some(threads));
     let sentences = stsb_sentences(&args.stsb, args.sentences)?;
     let embedder = super::load_local_embedder(&args.engine)?;
     let batch = args.engine.batch_size;

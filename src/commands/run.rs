@@ -15,7 +15,6 @@ use crate::store::EmbeddingCache;
 
 /// Runs the tasks and returns the folder the record was written to.
 pub fn run(args: &RunArgs) -> Result<PathBuf> {
-    super::set_threads(args.engine.threads);
     let started_at = chrono::Utc::now();
     let clock = Instant::now();
     // Check every spec and dataset location before spending time on the model.

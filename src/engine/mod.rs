@@ -47,4 +47,9 @@ pub trait Embedder: Send + Sync {
 
     /// One vector per prepared text, in input order.
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+
+    /// How many batches may be embedded at once from different threads.
+    fn parallel_batches(&self) -> usize {
+        1
+    }
 }

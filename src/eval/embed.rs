@@ -2,6 +2,8 @@
 //! batches, and reads / fills the embedding cache one batch at a time.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -64,27 +66,19 @@ pub fn embed_all(
         unique: unique.len(),
         ..Default::default()
     };
-    for batch in unique.chunks(batch_size) {
+    let batches: Vec<&[(&str, Key)]> = unique.chunks(batch_size).collect();
+    let mut todo = Vec::new();
+    for batch in &batches {
         if batch.iter().all(|(_, key)| cache.get(key).is_some()) {
             stats.from_cache += batch.len();
+            progress.inc(batch.len() as u64);
         } else {
-            let inputs: Vec<String> = batch.iter().map(|(t, _)| t.to_string()).collect();
-            let vectors = embedder.embed(&inputs)?;
-            if vectors.len() != inputs.len() {
-                return Err(Error::External(format!(
-                    "{}: returned {} vectors for {} inputs",
-                    embedder.info().model,
-                    vectors.len(),
-                    inputs.len()
-                )));
-            }
-            stats.computed += batch.len();
-            stats.batches_computed += 1;
-            cache.insert_batch(batch.iter().map(|(_, k)| *k).zip(vectors).collect())?;
+            todo.push(*batch);
         }
-        progress.inc(batch.len() as u64);
     }
+    let outcome = compute_batches(embedder, cache, &todo, &progress, &mut stats);
     progress.finish_and_clear();
+    outcome?;
 
     let vectors = texts
         .iter()
@@ -96,6 +90,65 @@ pub fn embed_all(
         .collect::<Result<Vec<_>>>()?;
     stats.seconds = started.elapsed().as_secs_f64();
     Ok((vectors, stats))
+}
+
+/// Embeds the batches on `embedder.parallel_batches()` threads and stores each in the
+/// cache as it arrives. On an error no new batch starts, batches already running finish
+/// and are stored, and the first error is returned.
+fn compute_batches(
+    embedder: &dyn Embedder,
+    cache: &mut EmbeddingCache,
+    todo: &[&[(&str, Key)]],
+    progress: &indicatif::ProgressBar,
+    stats: &mut EmbedStats,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let workers = embedder.parallel_batches().clamp(1, todo.len().max(1));
+    std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::channel();
+        for _ in 0..workers {
+            let sender = sender.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= todo.len() || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let inputs: Vec<String> = todo[i].iter().map(|(t, _)| t.to_string()).collect();
+                if sender.send((i, embedder.embed(&inputs))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(sender);
+        let mut first_error = None;
+        for (i, result) in receiver {
+            let stored = result.and_then(|vectors| {
+                if vectors.len() != todo[i].len() {
+                    return Err(Error::External(format!(
+                        "{}: returned {} vectors for {} inputs",
+                        embedder.info().model,
+                        vectors.len(),
+                        todo[i].len()
+                    )));
+                }
+                cache.insert_batch(todo[i].iter().map(|(_, k)| *k).zip(vectors).collect())
+            });
+            match stored {
+                Ok(()) => {
+                    stats.computed += todo[i].len();
+                    stats.batches_computed += 1;
+                    progress.inc(todo[i].len() as u64);
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
 }
 
 fn progress_bar(len: u64, label: &str) -> indicatif::ProgressBar {

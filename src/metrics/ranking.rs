@@ -29,7 +29,7 @@ pub fn trec_order(a: &(String, f64), b: &(String, f64)) -> Ordering {
         .cmp(&y.is_nan())
         // Equal here only when both are NaN: fall through to the doc id.
         .then_with(|| y.partial_cmp(&x).unwrap_or(Ordering::Equal))
-        .then_with(|| a.0.cmp(&b.0))
+        .then_with(|| b.0.cmp(&a.0))
 }
 
 /// Per-query values of every measure, keyed query id -> measure -> value.

@@ -26,6 +26,8 @@ pub struct BertOptions {
     pub pooling: Option<Pooling>,
     pub max_tokens: Option<usize>,
     pub normalize: Option<bool>,
+    /// Batches embedded at once from different threads.
+    pub workers: usize,
 }
 
 impl Default for BertOptions {
@@ -36,6 +38,7 @@ impl Default for BertOptions {
             pooling: None,
             max_tokens: None,
             normalize: None,
+            workers: 1,
         }
     }
 }
@@ -46,6 +49,7 @@ pub struct BertEmbedder {
     pooling: Pooling,
     normalize: bool,
     device: Device,
+    workers: usize,
     info: EmbedderInfo,
 }
 
@@ -160,6 +164,7 @@ impl BertEmbedder {
             pooling,
             normalize,
             device: options.device.clone(),
+            workers: options.workers.max(1),
             info,
         })
     }
@@ -204,5 +209,9 @@ impl Embedder for BertEmbedder {
             return Ok(Vec::new());
         }
         Ok(self.forward(texts)?.to_vec2::<f32>()?)
+    }
+
+    fn parallel_batches(&self) -> usize {
+        self.workers
     }
 }
