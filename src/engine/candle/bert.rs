@@ -4,11 +4,11 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use crate::engine::candle::bert_model::{BertConfig, BertModel};
 use crate::engine::candle::load::{has_normalize_module, ModelFiles};
 use crate::engine::candle::pooling::{normalize, Pooling};
 use crate::engine::{Embedder, EmbedderInfo};
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::spec::ModelRef;
 
 /// Bump when a code change alters the vectors, so cached embeddings are not reused.
-const IMPLEMENTATION_VERSION: u32 = 1;
+const IMPLEMENTATION_VERSION: u32 = 2;
 
 /// Choices that override what the model's own configs say.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ impl BertEmbedder {
     pub fn load(model: &ModelRef, options: &BertOptions) -> Result<BertEmbedder> {
         let files = ModelFiles::resolve(model)?;
         let location = files.location.clone();
-        let config: Config = files.read_json(&files.config)?;
+        let config: BertConfig = files.read_json(&files.config)?;
 
         let pooling = match (options.pooling, &files.pooling_config) {
             (Some(p), _) => p,
@@ -189,7 +189,7 @@ impl BertEmbedder {
             (rows, cols),
             &self.device,
         )?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let hidden = self.model.forward(&ids, &types, &mask)?;
         let pooled = self.pooling.apply(&hidden, &mask)?;
         if self.normalize {
             normalize(&pooled)

@@ -1,6 +1,8 @@
 //! Local models run with candle on CPU (or CUDA / Metal with the cargo features).
 
 pub mod bert;
+pub mod bert_model;
+pub mod kernels;
 pub mod load;
 pub mod pooling;
 

@@ -1,0 +1,220 @@
+//! The BERT encoder network, written for CPU speed: one fused QKV projection per layer
+//! with the 1/sqrt(head_dim) scale folded into the query weights, the attention mask
+//! fused into the softmax, and a vectorised exact GELU (see `kernels`). It reads the
+//! standard Hugging Face BERT weight names, with or without the `bert.` prefix, and old
+//! checkpoints' LayerNorm `gamma` / `beta`.
+
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+use crate::engine::candle::kernels::{gelu_erf, masked_softmax};
+
+/// The fields of a BERT `config.json` this network needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: usize,
+    #[serde(default)]
+    pub model_type: Option<String>,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+pub struct BertModel {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    embed_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    dtype: DType,
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    up: Linear,
+    down: Linear,
+    out_norm: LayerNorm,
+}
+
+fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
+    let (weight, bias) = match (vb.get(size, "weight"), vb.get(size, "bias")) {
+        (Ok(w), Ok(b)) => (w, b),
+        _ => (vb.get(size, "gamma")?, vb.get(size, "beta")?),
+    };
+    Ok(LayerNorm::new(weight, bias, eps))
+}
+
+fn linear(input: usize, output: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
+    Ok(Linear::new(
+        vb.get((output, input), "weight")?,
+        Some(vb.get(output, "bias")?),
+    ))
+}
+
+impl BertModel {
+    /// Loads the encoder from `vb` or, failing that, from `vb.pp("bert")` (or the
+    /// config's model type), as checkpoints saved from a task head name it.
+    pub fn load(vb: VarBuilder, config: &BertConfig) -> candle_core::Result<BertModel> {
+        if config.hidden_act != "gelu" {
+            candle_core::bail!(
+                "hidden_act `{}` is not supported (only gelu)",
+                config.hidden_act
+            );
+        }
+        if config
+            .position_embedding_type
+            .as_deref()
+            .is_some_and(|t| t != "absolute")
+        {
+            candle_core::bail!("only absolute position embeddings are supported");
+        }
+        if !vb.contains_tensor("embeddings.word_embeddings.weight") {
+            let prefix = config.model_type.as_deref().unwrap_or("bert");
+            for candidate in [prefix, "bert"] {
+                if vb.contains_tensor(&format!("{candidate}.embeddings.word_embeddings.weight")) {
+                    return Self::load_unprefixed(vb.pp(candidate), config);
+                }
+            }
+        }
+        Self::load_unprefixed(vb, config)
+    }
+
+    fn load_unprefixed(vb: VarBuilder, c: &BertConfig) -> candle_core::Result<BertModel> {
+        let h = c.hidden_size;
+        if h % c.num_attention_heads != 0 {
+            candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads");
+        }
+        let emb = vb.pp("embeddings");
+        let embedding = |n: usize, name: &str| -> candle_core::Result<Embedding> {
+            Ok(Embedding::new(
+                emb.get((n, h), &format!("{name}.weight"))?,
+                h,
+            ))
+        };
+        let word = embedding(c.vocab_size, "word_embeddings")?;
+        let position = embedding(c.max_position_embeddings, "position_embeddings")?;
+        let token_type = embedding(c.type_vocab_size, "token_type_embeddings")?;
+        let embed_norm = layer_norm(h, c.layer_norm_eps, emb.pp("LayerNorm"))?;
+
+        let scale = 1.0 / ((h / c.num_attention_heads) as f64).sqrt();
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let lb = vb.pp(format!("encoder.layer.{i}"));
+            let attn = lb.pp("attention");
+            let own = attn.pp("self");
+            let part = |name: &str, s: f64| -> candle_core::Result<(Tensor, Tensor)> {
+                let l = linear(h, h, own.pp(name))?;
+                let bias = l.bias().expect("loaded with bias").clone();
+                Ok(((l.weight() * s)?, (bias * s)?))
+            };
+            let (qw, qb) = part("query", scale)?;
+            let (kw, kb) = part("key", 1.0)?;
+            let (vw, vb_) = part("value", 1.0)?;
+            let qkv = Linear::new(
+                Tensor::cat(&[qw, kw, vw], 0)?,
+                Some(Tensor::cat(&[qb, kb, vb_], 0)?),
+            );
+            layers.push(Layer {
+                qkv,
+                attn_out: linear(h, h, attn.pp("output.dense"))?,
+                attn_norm: layer_norm(h, c.layer_norm_eps, attn.pp("output.LayerNorm"))?,
+                up: linear(h, c.intermediate_size, lb.pp("intermediate.dense"))?,
+                down: linear(c.intermediate_size, h, lb.pp("output.dense"))?,
+                out_norm: layer_norm(h, c.layer_norm_eps, lb.pp("output.LayerNorm"))?,
+            });
+        }
+        Ok(BertModel {
+            word,
+            position,
+            token_type,
+            embed_norm,
+            layers,
+            heads: c.num_attention_heads,
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// `ids`, `types`, `mask`: (batch, seq) u32, right-padded. Returns the last hidden
+    /// state (batch, seq, hidden).
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        types: &Tensor,
+        mask: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (batch, seq) = ids.dims2()?;
+        let positions = Tensor::arange(0u32, seq as u32, ids.device())?;
+        let x = self
+            .word
+            .forward(ids)?
+            .add(&self.token_type.forward(types)?)?
+            .broadcast_add(&self.position.forward(&positions)?)?;
+        let mut x = self.embed_norm.forward(&x)?;
+        // 0 where there is a token, a large negative where there is padding.
+        let mask_bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.to_dtype(self.dtype)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &mask_bias, batch, seq, self.heads)?;
+        }
+        Ok(x)
+    }
+}
+
+impl Layer {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask_bias: &Tensor,
+        batch: usize,
+        seq: usize,
+        heads: usize,
+    ) -> candle_core::Result<Tensor> {
+        let hidden = x.dim(D::Minus1)?;
+        let head_dim = hidden / heads;
+        // (batch, seq, 3, heads, head_dim) -> (3, batch, heads, seq, head_dim)
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((batch, seq, 3, heads, head_dim))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let scores = q.matmul(&k.t()?)?;
+        let probs = masked_softmax(&scores, mask_bias)?;
+        let context = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((batch, seq, hidden))?;
+        let x = self
+            .attn_norm
+            .forward(&(self.attn_out.forward(&context)? + x)?)?;
+        let up = gelu_erf(&self.up.forward(&x)?)?;
+        self.out_norm.forward(&(self.down.forward(&up)? + x)?)
+    }
+}
