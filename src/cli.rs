@@ -123,6 +123,9 @@ pub struct BenchEmbedArgs {
     /// Python interpreter with onnxruntime, tokenizers and numpy (benches/requirements.txt).
     #[arg(long, env = "ASSAY_PYTHON", default_value = "python3")]
     pub python: String,
+    /// Rounds, alternating assay and onnxruntime; medians are reported.
+    #[arg(long, env = "ASSAY_BENCH_ROUNDS", default_value_t = 3)]
+    pub rounds: usize,
     /// Skip the onnxruntime reference.
     #[arg(long, env = "ASSAY_BENCH_NO_REFERENCE")]
     pub no_reference: bool,

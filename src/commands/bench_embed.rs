@@ -19,7 +19,6 @@ use crate::store::EmbeddingCache;
 struct ReferenceResult {
     version: String,
     sentences_per_s: f64,
-    seconds: f64,
 }
 
 pub fn run(args: &BenchEmbedArgs) -> Result<()> {
@@ -31,45 +30,88 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
     let embedder = super::load_local_embedder(&args.engine)?;
     let batch = args.engine.batch_size;
 
-    // Warm up (page in the weights, size the buffers), then time a cold-cache pass.
-    let mut no_cache = EmbeddingCache::disabled(embedder.info().dim);
+    // Warm up (page in the weights, size the buffers) before anything is timed.
+    let dim = embedder.info().dim;
+    let warm_up = &sentences[..batch.min(sentences.len())];
     embed_all(
         embedder.as_ref(),
-        &mut no_cache,
-        &sentences[..batch.min(sentences.len())],
+        &mut EmbeddingCache::disabled(dim),
+        warm_up,
         batch,
         "warm-up",
     )?;
-    let clock = Instant::now();
-    let mut no_cache = EmbeddingCache::disabled(embedder.info().dim);
-    embed_all(embedder.as_ref(), &mut no_cache, &sentences, batch, "assay")?;
-    let ours_seconds = clock.elapsed().as_secs_f64();
-    let ours = sentences.len() as f64 / ours_seconds;
 
     println!(
         "bench-embed: {} sentences, batch {batch}, {threads} threads, model {}",
         sentences.len(),
         embedder.info().model
     );
-    println!("{:<14} {:>10} {:>14}", "engine", "seconds", "sentences/s");
     println!(
-        "{:<14} {:>10.2} {:>14.1}",
-        "assay (candle)", ours_seconds, ours
+        "{:<6} {:>18} {:>18} {:>8}",
+        "round", "assay sent/s", "onnxruntime sent/s", "ratio"
     );
-    if args.no_reference {
-        return Ok(());
+    // The machines are shared and noisy: alternate the two engines round by round and
+    // report medians, so a slow moment hurts both sides alike.
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let clock = Instant::now();
+        embed_all(
+            embedder.as_ref(),
+            &mut EmbeddingCache::disabled(dim),
+            &sentences,
+            batch,
+            "assay",
+        )?;
+        let ours = sentences.len() as f64 / clock.elapsed().as_secs_f64();
+        let reference = if args.no_reference {
+            None
+        } else {
+            Some(run_reference(
+                args,
+                &sentences,
+                threads,
+                embedder.info().max_tokens,
+            )?)
+        };
+        let theirs = reference.as_ref().map(|r| r.sentences_per_s);
+        let show = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
+        println!(
+            "{round:<6} {ours:>18.1} {:>18} {:>8}",
+            show(theirs, 1),
+            show(theirs.map(|t| ours / t), 2)
+        );
+        rounds.push((ours, reference));
     }
-    let reference = run_reference(args, &sentences, threads, embedder.info().max_tokens)?;
-    println!(
-        "{:<14} {:>10.2} {:>14.1}",
-        format!("onnxruntime {}", reference.version),
-        reference.seconds,
-        reference.sentences_per_s
-    );
-    println!(
-        "ratio assay / onnxruntime: {:.2}x",
-        ours / reference.sentences_per_s
-    );
+    let median = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let ours = median(rounds.iter().map(|r| r.0).collect());
+    println!("median assay (candle): {ours:.1} sentences/s");
+    if let Some(version) = rounds
+        .iter()
+        .find_map(|r| r.1.as_ref().map(|x| x.version.clone()))
+    {
+        let theirs = median(
+            rounds
+                .iter()
+                .filter_map(|r| r.1.as_ref().map(|x| x.sentences_per_s))
+                .collect(),
+        );
+        let ratio = median(
+            rounds
+                .iter()
+                .filter_map(|r| r.1.as_ref().map(|x| r.0 / x.sentences_per_s))
+                .collect(),
+        );
+        println!("median onnxruntime {version}: {theirs:.1} sentences/s");
+        println!("median ratio assay / onnxruntime: {ratio:.2}x");
+    }
     Ok(())
 }
 

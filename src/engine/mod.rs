@@ -48,6 +48,12 @@ pub trait Embedder: Send + Sync {
     /// One vector per prepared text, in input order.
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
 
+    /// A cost measure per text for grouping similar lengths into a batch (less padding):
+    /// token counts where the engine has a tokenizer, else characters.
+    fn input_lengths(&self, texts: &[&str]) -> Vec<usize> {
+        texts.iter().map(|t| t.chars().count()).collect()
+    }
+
     /// How many batches may be embedded at once from different threads.
     fn parallel_batches(&self) -> usize {
         1

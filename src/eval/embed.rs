@@ -57,8 +57,12 @@ pub fn embed_all(
             unique.len() - 1
         });
     }
-    // Longest first (by characters, as sentence-transformers does); stable for ties.
-    unique.sort_by_key(|(text, _)| std::cmp::Reverse(text.chars().count()));
+    // Longest first (in tokens where the engine can count them); stable for ties, so
+    // the batches are the same in every run.
+    let lengths = embedder.input_lengths(&unique.iter().map(|(t, _)| *t).collect::<Vec<_>>());
+    let mut order: Vec<usize> = (0..unique.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let unique: Vec<(&str, Key)> = order.into_iter().map(|i| unique[i]).collect();
 
     let progress = progress_bar(unique.len() as u64, label);
     let mut stats = EmbedStats {

@@ -211,6 +211,17 @@ impl Embedder for BertEmbedder {
         Ok(self.forward(texts)?.to_vec2::<f32>()?)
     }
 
+    fn input_lengths(&self, texts: &[&str]) -> Vec<usize> {
+        texts
+            .iter()
+            .map(|t| {
+                self.tokenizer
+                    .encode(*t, true)
+                    .map_or_else(|_| t.chars().count(), |e| e.get_ids().len())
+            })
+            .collect()
+    }
+
     fn parallel_batches(&self) -> usize {
         self.workers
     }
