@@ -165,8 +165,23 @@ impl TaskSpec {
     }
 }
 
+/// The tasks folder to read: `dir` if it exists, else (for the default relative `tasks`)
+/// the stock specs of the source tree the binary was built from.
+pub fn tasks_dir(dir: &Path) -> PathBuf {
+    if dir.is_dir() || dir.is_absolute() {
+        return dir.to_path_buf();
+    }
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    if built_in.is_dir() {
+        built_in
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 /// All specs in a folder, sorted by name.
 pub fn load_all(dir: &Path) -> Result<Vec<TaskSpec>> {
+    let dir = &tasks_dir(dir);
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut specs = Vec::new();
     for entry in entries {
@@ -185,7 +200,7 @@ pub fn find(tasks_dir: &Path, name_or_path: &str) -> Result<TaskSpec> {
     if name_or_path.ends_with(".toml") {
         return TaskSpec::load(as_path);
     }
-    let path = tasks_dir.join(format!("{name_or_path}.toml"));
+    let path = self::tasks_dir(tasks_dir).join(format!("{name_or_path}.toml"));
     if path.is_file() {
         return TaskSpec::load(&path);
     }

@@ -118,3 +118,50 @@ fn truncation_and_pooling_overrides_change_the_vectors() {
         .expect("embeds")[0];
     assert!(common::cosine(&refs[0].vector, v) < 0.99);
 }
+
+#[test]
+fn weights_saved_with_the_bert_prefix_load_to_the_same_vectors() {
+    // Checkpoints saved from a task head name tensors `bert.embeddings...`: make such a
+    // copy of the real model and check it embeds identically.
+    let src = common::minilm();
+    let tmp = tempfile::tempdir().unwrap();
+    let tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    assert!(
+        tensors.keys().all(|k| !k.starts_with("bert.")),
+        "the staged model has no prefix"
+    );
+    let prefixed: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(k, v)| (format!("bert.{k}"), v))
+        .collect();
+    candle_core::safetensors::save(&prefixed, tmp.path().join("model.safetensors")).unwrap();
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "modules.json",
+        "sentence_bert_config.json",
+    ] {
+        std::fs::copy(src.join(file), tmp.path().join(file)).unwrap();
+    }
+    std::fs::create_dir_all(tmp.path().join("1_Pooling")).unwrap();
+    std::fs::copy(
+        src.join("1_Pooling/config.json"),
+        tmp.path().join("1_Pooling/config.json"),
+    )
+    .unwrap();
+
+    let texts: Vec<String> = reference().iter().take(4).map(|r| r.text.clone()).collect();
+    let plain = embedder().embed(&texts).unwrap();
+    let with_prefix = BertEmbedder::load(
+        &ModelRef::Dir {
+            path: tmp.path().to_path_buf(),
+        },
+        &BertOptions::default(),
+    )
+    .expect("prefixed weights load")
+    .embed(&texts)
+    .unwrap();
+    assert_eq!(plain, with_prefix);
+}

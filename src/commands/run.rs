@@ -9,7 +9,7 @@ use crate::cli::RunArgs;
 use crate::data::{BeirDataset, DataSource, StsDataset};
 use crate::error::{Error, Result};
 use crate::eval::{self, RunSettings, TaskResult};
-use crate::spec::{self, TaskFamily, TaskSpec};
+use crate::spec::{self, ModelRef, TaskFamily, TaskSpec};
 use crate::store::run::{self as record, Machine, RunRecord, TaskRecord, ToolInfo};
 use crate::store::EmbeddingCache;
 
@@ -17,7 +17,9 @@ use crate::store::EmbeddingCache;
 pub fn run(args: &RunArgs) -> Result<PathBuf> {
     let started_at = chrono::Utc::now();
     let clock = Instant::now();
-    // Check every spec and dataset location before spending time on the model.
+    // Check the model reference, every spec and every dataset before spending time on
+    // the model.
+    args.engine.model.parse::<ModelRef>()?;
     let specs: Vec<TaskSpec> = args
         .tasks
         .iter()

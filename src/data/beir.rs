@@ -66,19 +66,30 @@ impl BeirDataset {
     }
 }
 
+/// The record's `_id`, refused if an earlier record of the file had it.
+fn new_id(
+    path: &Path,
+    line: usize,
+    obj: &serde_json::Map<String, serde_json::Value>,
+    seen: &mut HashSet<String>,
+) -> Result<String> {
+    let id = str_field(path, line, obj, "_id")?;
+    if !seen.insert(id.clone()) {
+        return Err(Error::record(
+            path,
+            line,
+            "_id",
+            format!("duplicate id `{id}`"),
+        ));
+    }
+    Ok(id)
+}
+
 fn read_corpus(path: &Path, bytes: &[u8]) -> Result<Vec<Document>> {
     let mut seen = HashSet::new();
     let mut corpus = Vec::new();
     for (line, obj) in json_objects(path, bytes)? {
-        let id = str_field(path, line, &obj, "_id")?;
-        if !seen.insert(id.clone()) {
-            return Err(Error::record(
-                path,
-                line,
-                "_id",
-                format!("duplicate id `{id}`"),
-            ));
-        }
+        let id = new_id(path, line, &obj, &mut seen)?;
         corpus.push(Document {
             title: opt_str_field(path, line, &obj, "title")?,
             text: str_field(path, line, &obj, "text")?,
@@ -95,15 +106,7 @@ fn read_queries(path: &Path, bytes: &[u8]) -> Result<Vec<Query>> {
     let mut seen = HashSet::new();
     let mut queries = Vec::new();
     for (line, obj) in json_objects(path, bytes)? {
-        let id = str_field(path, line, &obj, "_id")?;
-        if !seen.insert(id.clone()) {
-            return Err(Error::record(
-                path,
-                line,
-                "_id",
-                format!("duplicate id `{id}`"),
-            ));
-        }
+        let id = new_id(path, line, &obj, &mut seen)?;
         queries.push(Query {
             text: str_field(path, line, &obj, "text")?,
             id,

@@ -39,15 +39,6 @@ impl ModelFiles {
         if !dir.is_dir() {
             return Err(Error::model(&location, "not a directory"));
         }
-        let required = |name: &str| {
-            let path = dir.join(name);
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(Error::model(&location, format!("missing {name}")))
-            }
-        };
-        let optional = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
         let mut weights: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -60,6 +51,39 @@ impl ModelFiles {
                 "missing weights: no *.safetensors file",
             ));
         }
+        let required = |name: &str| {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::model(&location, format!("missing {name}")))
+            }
+        };
+        let optional = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        Self::assemble(location.clone(), weights, required, optional)
+    }
+
+    fn from_hub(repo: &HubRepo) -> Result<ModelFiles> {
+        let location = format!("hf:{}@{}", repo.id, repo.revision);
+        let weights = match repo.get("model.safetensors") {
+            Ok(path) => vec![path],
+            Err(single) => sharded_weights(repo).map_err(|_| single)?,
+        };
+        Self::assemble(
+            location,
+            weights,
+            |name| repo.get(name),
+            |name| repo.get(name).ok(),
+        )
+    }
+
+    /// The config files, wherever `required` / `optional` find them.
+    fn assemble(
+        location: String,
+        weights: Vec<PathBuf>,
+        required: impl Fn(&str) -> Result<PathBuf>,
+        optional: impl Fn(&str) -> Option<PathBuf>,
+    ) -> Result<ModelFiles> {
         let modules = optional("modules.json");
         let pooling_config = match &modules {
             Some(path) => {
@@ -70,31 +94,6 @@ impl ModelFiles {
         Ok(ModelFiles {
             config: required("config.json")?,
             tokenizer: required("tokenizer.json")?,
-            weights,
-            modules,
-            sentence_bert_config: optional("sentence_bert_config.json"),
-            pooling_config,
-            location,
-        })
-    }
-
-    fn from_hub(repo: &HubRepo) -> Result<ModelFiles> {
-        let location = format!("hf:{}@{}", repo.id, repo.revision);
-        let optional = |name: &str| repo.get(name).ok();
-        let weights = match repo.get("model.safetensors") {
-            Ok(path) => vec![path],
-            Err(single) => sharded_weights(repo).map_err(|_| single)?,
-        };
-        let modules = optional("modules.json");
-        let pooling_config = match &modules {
-            Some(path) => {
-                pooling_module_dir(path)?.and_then(|sub| optional(&format!("{sub}/config.json")))
-            }
-            None => None,
-        };
-        Ok(ModelFiles {
-            config: repo.get("config.json")?,
-            tokenizer: repo.get("tokenizer.json")?,
             weights,
             modules,
             sentence_bert_config: optional("sentence_bert_config.json"),
@@ -140,27 +139,33 @@ fn sharded_weights(repo: &HubRepo) -> Result<Vec<PathBuf>> {
     shards.iter().map(|name| repo.get(name)).collect()
 }
 
+/// The module list of a sentence-transformers `modules.json`.
+fn read_modules(modules: &Path) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(modules).map_err(|e| Error::io(modules, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::input(modules, format!("invalid modules.json: {e}")))
+}
+
+/// Whether a module's type ends in `.{kind}` (e.g. `sentence_transformers.models.Pooling`).
+fn is_module(module: &serde_json::Value, kind: &str) -> bool {
+    module["type"]
+        .as_str()
+        .is_some_and(|t| t.rsplit('.').next() == Some(kind))
+}
+
 /// The folder of the sentence-transformers Pooling module named in `modules.json`.
 fn pooling_module_dir(modules: &Path) -> Result<Option<String>> {
-    let text = std::fs::read_to_string(modules).map_err(|e| Error::io(modules, e))?;
-    let list: Vec<serde_json::Value> = serde_json::from_str(&text)
-        .map_err(|e| Error::input(modules, format!("invalid modules.json: {e}")))?;
-    Ok(list
+    Ok(read_modules(modules)?
         .iter()
-        .find(|m| m["type"].as_str().is_some_and(|t| t.ends_with(".Pooling")))
+        .find(|m| is_module(m, "Pooling"))
         .and_then(|m| m["path"].as_str().map(str::to_string)))
 }
 
 /// Whether `modules.json` lists a Normalize module.
 pub fn has_normalize_module(modules: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(modules).map_err(|e| Error::io(modules, e))?;
-    let list: Vec<serde_json::Value> = serde_json::from_str(&text)
-        .map_err(|e| Error::input(modules, format!("invalid modules.json: {e}")))?;
-    Ok(list.iter().any(|m| {
-        m["type"]
-            .as_str()
-            .is_some_and(|t| t.ends_with(".Normalize"))
-    }))
+    Ok(read_modules(modules)?
+        .iter()
+        .any(|m| is_module(m, "Normalize")))
 }
 
 /// `cpu`, `cuda`, `cuda:N` or `metal`.
