@@ -149,7 +149,21 @@ impl TaskSpec {
         };
         match (&self.sts, &self.retrieval, self.dataset.format) {
             (Some(_), None, DatasetFormat::StsbTsv | DatasetFormat::Table) => Ok(TaskFamily::Sts),
-            (None, Some(_), DatasetFormat::Beir) => Ok(TaskFamily::Retrieval),
+            (None, Some(r), DatasetFormat::Beir) => {
+                let known = ["ndcg", "map", "mrr", "recall", "precision"];
+                let valid = r.main_score.rsplit_once("_at_").is_some_and(|(m, k)| {
+                    known.contains(&m) && k.parse().is_ok_and(|k: usize| r.k_values.contains(&k))
+                });
+                if !valid {
+                    return Err(spec_err(&format!(
+                        "main_score `{}` must be one of {}_at_K with K in k_values {:?}",
+                        r.main_score,
+                        known.join("/"),
+                        r.k_values
+                    )));
+                }
+                Ok(TaskFamily::Retrieval)
+            }
             (Some(_), Some(_), _) => Err(spec_err(
                 "has both [sts] and [retrieval]: a task belongs to one family",
             )),

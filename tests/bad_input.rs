@@ -212,3 +212,24 @@ fn sts_score_outside_range_names_line_and_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_spec_whose_main_score_is_not_computed_is_refused_with_its_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("broken.toml");
+    std::fs::write(
+        &spec,
+        "name = \"broken\"\ndescription = \"x\"\n[dataset]\nlocal = \"x\"\nsplit = \"test\"\nformat = \"beir\"\n[retrieval]\nk_values = [1, 3]\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = common::output(
+        common::assay()
+            .args(["run", "--model", "dir:/nowhere", "--task"])
+            .arg(&spec),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("broken.toml") && stderr.contains("main_score `ndcg_at_10`"),
+        "{stderr}"
+    );
+}

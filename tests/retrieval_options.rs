@@ -18,6 +18,7 @@ split = "test"
 format = "beir"
 [retrieval]
 k_values = [1, 3]
+main_score = "ndcg_at_1"
 ignore_identical_ids = {ignore}
 "#
         ),
