@@ -107,7 +107,7 @@ impl BertModel {
 
     fn load_unprefixed(vb: VarBuilder, c: &BertConfig) -> candle_core::Result<BertModel> {
         let h = c.hidden_size;
-        if h % c.num_attention_heads != 0 {
+        if !h.is_multiple_of(c.num_attention_heads) {
             candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads");
         }
         let emb = vb.pp("embeddings");
