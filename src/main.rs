@@ -28,3 +28,8 @@ fn main() {
         std::process::exit(code);
     }
 }
+
+// candle allocates a fresh buffer for every op; glibc hands large ones back to the OS each
+// time, so long inputs spent a third of their time in page faults. mimalloc reuses them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
