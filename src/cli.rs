@@ -38,7 +38,7 @@ pub struct TasksArgs {
 /// How a local model is run.
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
-    /// Model: dir:PATH or hf:ORG/NAME[@REV].
+    /// Model: dir:PATH, hf:ORG/NAME[@REV] or openai:BASE_URL#MODEL.
     #[arg(long, env = "ASSAY_MODEL")]
     pub model: String,
     /// cpu, cuda[:N] or metal.
@@ -59,6 +59,38 @@ pub struct EngineArgs {
     /// Override the model's truncation length in tokens.
     #[arg(long, env = "ASSAY_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// How a remote (openai:) model is reached. The API key is never a flag value: it comes
+/// from the environment variable named by --api-key-env, or from --api-key-file.
+#[derive(Debug, Args, Clone)]
+pub struct RemoteArgs {
+    /// Environment variable holding the API key.
+    #[arg(long, env = "ASSAY_API_KEY_ENV", default_value = "OPENAI_API_KEY")]
+    pub api_key_env: String,
+    /// File whose first line is the API key (instead of the environment variable).
+    #[arg(long, env = "ASSAY_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Requests in flight at once.
+    #[arg(long, env = "ASSAY_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Seconds before one attempt of a request is abandoned (and retried).
+    #[arg(long, env = "ASSAY_TIMEOUT", default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Attempts per request before giving up.
+    #[arg(long, env = "ASSAY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: u32,
+    /// Seconds after which a request is not retried any more.
+    #[arg(long, env = "ASSAY_MAX_RETRY_TIME", default_value_t = 300.0)]
+    pub max_retry_time: f64,
+    /// `float` or `base64` vectors in embedding responses.
+    #[arg(long, env = "ASSAY_ENCODING_FORMAT", default_value = "float")]
+    pub encoding_format: String,
+    /// Ask the server for vectors of this size (models that support it).
+    #[arg(long, env = "ASSAY_DIMENSIONS")]
+    pub dimensions: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -58,6 +58,10 @@ pub enum Error {
         source: polars::error::PolarsError,
     },
 
+    /// A remote endpoint failed (after the retries the policy allows).
+    #[error("{0}")]
+    Remote(String),
+
     /// A helper process (e.g. the onnxruntime reference in `bench-embed`) failed.
     #[error("{0}")]
     External(String),

@@ -270,7 +270,7 @@ impl std::str::FromStr for ModelRef {
             })
         } else {
             Err(Error::Usage(format!(
-                "model `{s}`: expected hf:ORG/NAME[@REV] or dir:PATH"
+                "model `{s}`: expected hf:ORG/NAME[@REV], dir:PATH or openai:BASE_URL#MODEL"
             )))
         }
     }

@@ -8,7 +8,10 @@ pub mod tasks;
 use candle_core::DType;
 
 use crate::cli::EngineArgs;
-use crate::engine::candle::{load_embedder, parse_device, BertOptions};
+use crate::engine::candle::{self, parse_device, BertOptions};
+use std::time::Duration;
+
+use crate::engine::openai::{Endpoint, RemoteEmbedder, RemoteOptions, RetryPolicy, Secret};
 use crate::engine::Embedder;
 use crate::error::{Error, Result};
 use crate::spec::ModelRef;
@@ -32,7 +35,62 @@ pub fn configure_threads(threads: Option<usize>, device: &str) -> usize {
     }
 }
 
-/// Loads the embedder named by `--model` with the engine flags.
+/// Which engine `--model` names.
+pub enum ModelChoice {
+    Local(ModelRef),
+    Remote(Endpoint),
+}
+
+/// Parses `--model` without loading anything (to fail fast on a typo).
+pub fn parse_model(model: &str) -> Result<ModelChoice> {
+    if model.starts_with("openai:") {
+        Ok(ModelChoice::Remote(Endpoint::parse(model)?))
+    } else {
+        Ok(ModelChoice::Local(model.parse()?))
+    }
+}
+
+/// Loads (or connects to) the embedder named by `--model` with the engine flags.
+pub fn load_embedder(args: &EngineArgs) -> Result<Box<dyn Embedder>> {
+    match parse_model(&args.model)? {
+        ModelChoice::Local(_) => load_local_embedder(args),
+        ModelChoice::Remote(endpoint) => {
+            let r = &args.remote;
+            let key = match &r.api_key_file {
+                Some(path) => Some(Secret::from_file(path)?),
+                None => Secret::from_env(&r.api_key_env),
+            };
+            let base64 = match r.encoding_format.as_str() {
+                "float" => false,
+                "base64" => true,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "--encoding-format `{other}`: expected float or base64"
+                    )))
+                }
+            };
+            let seconds = |v: f64, flag: &str| {
+                Duration::try_from_secs_f64(v).map_err(|_| {
+                    Error::Usage(format!("{flag} must be a positive number of seconds"))
+                })
+            };
+            let options = RemoteOptions {
+                concurrency: r.concurrency.max(1),
+                timeout: seconds(r.timeout, "--timeout")?,
+                base64,
+                dimensions: r.dimensions,
+                retry: RetryPolicy {
+                    max_attempts: r.max_attempts.max(1),
+                    max_elapsed: seconds(r.max_retry_time, "--max-retry-time")?,
+                    ..RetryPolicy::default()
+                },
+            };
+            Ok(Box::new(RemoteEmbedder::connect(endpoint, key, options)?))
+        }
+    }
+}
+
+/// Loads the local (candle) embedder named by `--model` with the engine flags.
 pub fn load_local_embedder(args: &EngineArgs) -> Result<Box<dyn Embedder>> {
     let workers = configure_threads(args.threads, &args.device);
     let model: ModelRef = args.model.parse()?;
@@ -54,5 +112,5 @@ pub fn load_local_embedder(args: &EngineArgs) -> Result<Box<dyn Embedder>> {
         normalize: None,
         workers,
     };
-    load_embedder(&model, &options)
+    candle::load_embedder(&model, &options)
 }

@@ -9,7 +9,7 @@ use crate::cli::RunArgs;
 use crate::data::{BeirDataset, DataSource, StsDataset};
 use crate::error::{Error, Result};
 use crate::eval::{self, RunSettings, TaskResult};
-use crate::spec::{self, ModelRef, TaskFamily, TaskSpec};
+use crate::spec::{self, TaskFamily, TaskSpec};
 use crate::store::run::{self as record, Machine, RunRecord, TaskRecord, ToolInfo};
 use crate::store::EmbeddingCache;
 
@@ -19,7 +19,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
     let clock = Instant::now();
     // Check the model reference, every spec and every dataset before spending time on
     // the model.
-    args.engine.model.parse::<ModelRef>()?;
+    super::parse_model(&args.engine.model)?;
     let specs: Vec<TaskSpec> = args
         .tasks
         .iter()
@@ -36,7 +36,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         .map(|(spec, source)| Dataset::load(spec, source))
         .collect::<Result<_>>()?;
 
-    let embedder = super::load_local_embedder(&args.engine)?;
+    let embedder = super::load_embedder(&args.engine)?;
     let info = embedder.info().clone();
     let mut cache = if args.no_cache {
         EmbeddingCache::disabled(info.dim)
@@ -87,7 +87,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         }),
         tasks,
     };
-    record::write(&dir, &record)?;
+    record::write(&dir, &record, &embedder.request_log())?;
     print_table(&record);
     println!("\nrun record: {}", dir.display());
     Ok(dir)

@@ -2,6 +2,7 @@
 //! texts into vectors, and the eval runners drive it.
 
 pub mod candle;
+pub mod openai;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,11 @@ pub trait Embedder: Send + Sync {
     /// token counts where the engine has a tokenizer, else characters.
     fn input_lengths(&self, texts: &[&str]) -> Vec<usize> {
         texts.iter().map(|t| t.chars().count()).collect()
+    }
+
+    /// Per-request records (timings, token counts) since the last call, for `perf.jsonl`.
+    fn request_log(&self) -> Vec<serde_json::Value> {
+        Vec::new()
     }
 
     /// How many batches may be embedded at once from different threads.

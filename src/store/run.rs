@@ -99,8 +99,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Writes the whole run record into `dir`.
-pub fn write(dir: &Path, record: &RunRecord) -> Result<()> {
+/// Writes the whole run record into `dir`; `perf` (one JSON object per request to a
+/// remote engine) goes to `perf.jsonl` when there is any.
+pub fn write(dir: &Path, record: &RunRecord, perf: &[serde_json::Value]) -> Result<()> {
     let json = serde_json::to_vec_pretty(record).expect("run record serialises");
     let mut samples = Vec::new();
     for task in &record.tasks {
@@ -119,6 +120,14 @@ pub fn write(dir: &Path, record: &RunRecord) -> Result<()> {
         }
     }
     write_atomic(&dir.join("samples.jsonl"), &samples)?;
+    if !perf.is_empty() {
+        let mut lines = Vec::new();
+        for request in perf {
+            serde_json::to_writer(&mut lines, request).expect("perf record serialises");
+            lines.push(b'\n');
+        }
+        write_atomic(&dir.join("perf.jsonl"), &lines)?;
+    }
     // run.json last: its presence marks a complete record.
     write_atomic(&dir.join("run.json"), &json)
 }

@@ -1,0 +1,291 @@
+//! HTTP to an OpenAI-compatible server: one pooled connection set, a timeout per attempt,
+//! and retries with exponential backoff and full jitter on what is worth retrying
+//! (connection errors, timeouts, 408, 429, 5xx, unreadable bodies), honouring
+//! `Retry-After`, within a cap on attempts and on total time.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::openai::{Endpoint, Secret};
+use crate::error::{Error, Result};
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    /// No new attempt starts after this much time since the first.
+    pub max_elapsed: Duration,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            max_elapsed: Duration::from_secs(300),
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+/// When each attempt of a request happened, as seconds since the client started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timing {
+    /// When the caller wanted the request sent (equals `sent` for closed-loop callers).
+    pub scheduled: f64,
+    /// When the successful (or last) attempt was sent.
+    pub sent: f64,
+    pub first_byte: Option<f64>,
+    pub end: f64,
+    pub attempts: u32,
+    /// Why earlier attempts failed, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<String>,
+}
+
+/// Why one attempt failed, and whether another is worth making.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    retry: bool,
+    /// The server's `Retry-After`, if it sent one.
+    wait: Option<Duration>,
+}
+
+pub struct HttpClient {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    key: Option<Secret>,
+    policy: RetryPolicy,
+    epoch: Instant,
+}
+
+impl HttpClient {
+    pub fn new(
+        endpoint: Endpoint,
+        key: Option<Secret>,
+        timeout: Duration,
+        policy: RetryPolicy,
+    ) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpClient {
+            http,
+            endpoint,
+            key,
+            policy,
+            epoch: Instant::now(),
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Seconds since the client started (the time base of every `Timing`).
+    pub fn now(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+
+    /// POSTs `body` to `<base>/<path>` and parses the JSON answer, retrying as the policy
+    /// allows. Errors name the endpoint and path, never the key.
+    pub async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(T, Timing)> {
+        let url = self.endpoint.url(path);
+        let started = Instant::now();
+        let mut timing = Timing {
+            scheduled: self.now(),
+            ..Default::default()
+        };
+        loop {
+            timing.attempts += 1;
+            timing.sent = self.now();
+            let outcome = self.attempt::<T>(&url, body, &mut timing).await;
+            let failure = match outcome {
+                Ok(value) => {
+                    timing.end = self.now();
+                    return Ok((value, timing));
+                }
+                Err(failure) => failure,
+            };
+            let out_of_attempts = timing.attempts >= self.policy.max_attempts;
+            let delay = failure
+                .wait
+                .unwrap_or_else(|| self.backoff(timing.attempts));
+            let out_of_time = started.elapsed() + delay > self.policy.max_elapsed;
+            if !failure.retry || out_of_attempts || out_of_time {
+                let why = if !failure.retry {
+                    String::new()
+                } else if out_of_attempts {
+                    format!(" (gave up after {} attempts)", timing.attempts)
+                } else {
+                    format!(
+                        " (gave up: retrying would pass {:?} in all)",
+                        self.policy.max_elapsed
+                    )
+                };
+                return Err(Error::Remote(format!(
+                    "POST {url}: {}{why}",
+                    failure.message
+                )));
+            }
+            tracing::debug!(%url, attempt = timing.attempts, ?delay, reason = %failure.message, "retrying");
+            timing.retried.push(failure.message);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        timing: &mut Timing,
+    ) -> std::result::Result<T, Failure> {
+        let mut request = self.http.post(url).json(body);
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key.expose());
+        }
+        let response = request.send().await.map_err(|e| Failure {
+            message: describe_transport_error(&e),
+            retry: true,
+            wait: None,
+        })?;
+        timing.first_byte = Some(self.now());
+        let status = response.status();
+        let wait = retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|e| Failure {
+            message: format!(
+                "reading the response body: {}",
+                describe_transport_error(&e)
+            ),
+            retry: true,
+            wait: None,
+        })?;
+        if !status.is_success() {
+            return Err(Failure {
+                message: format!("HTTP {status}: {}", error_message(&bytes)),
+                retry: retryable(status),
+                wait,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Failure {
+            message: format!("unreadable JSON in the response ({e}): {}", snippet(&bytes)),
+            retry: true,
+            wait: None,
+        })
+    }
+
+    /// Full jitter: a random wait up to base * 2^(attempt-1), capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .policy
+            .base_delay
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16));
+        let cap = exp.min(self.policy.max_delay);
+        cap.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+/// 408, 429 and every 5xx are worth another try; other 4xx are the caller's mistake.
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+/// `Retry-After` in seconds (HTTP dates are rare from these servers; they fall back to backoff).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// The `message` of an OpenAI-shaped error body, else the start of the body.
+fn error_message(bytes: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Body {
+        error: ErrorObject,
+    }
+    #[derive(Deserialize)]
+    struct ErrorObject {
+        message: String,
+        #[serde(default, rename = "type")]
+        kind: Option<String>,
+    }
+    match serde_json::from_slice::<Body>(bytes) {
+        Ok(Body { error }) => match error.kind {
+            Some(kind) => format!("{} ({kind})", error.message),
+            None => error.message,
+        },
+        Err(_) => snippet(bytes),
+    }
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty body)".into()
+    } else if text.chars().count() > 200 {
+        format!("{}…", text.chars().take(200).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+/// reqwest's errors chain the cause (refused, reset, timed out) deep inside: surface it.
+fn describe_transport_error(error: &reqwest::Error) -> String {
+    let mut message = if error.is_timeout() {
+        "timed out".to_string()
+    } else if error.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_rules() {
+        assert!(retryable(StatusCode::TOO_MANY_REQUESTS));
+        assert!(retryable(StatusCode::REQUEST_TIMEOUT));
+        assert!(retryable(StatusCode::BAD_GATEWAY));
+        assert!(!retryable(StatusCode::BAD_REQUEST));
+        assert!(!retryable(StatusCode::UNAUTHORIZED));
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "1.5".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            error_message(
+                br#"{"error":{"code":400,"message":"bad input","type":"invalid_request_error"}}"#
+            ),
+            "bad input (invalid_request_error)"
+        );
+    }
+}

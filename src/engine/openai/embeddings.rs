@@ -1,0 +1,267 @@
+//! `POST /v1/embeddings` as an `Embedder`: one request per batch, up to `concurrency`
+//! batches in flight (the eval driver runs that many at once), every request timed.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::engine::openai::client::{HttpClient, RetryPolicy, Timing};
+use crate::engine::openai::{Endpoint, Secret};
+use crate::engine::{Embedder, EmbedderInfo};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    pub concurrency: usize,
+    pub timeout: Duration,
+    /// Ask for base64-encoded vectors (smaller responses) instead of JSON floats.
+    pub base64: bool,
+    /// `dimensions` for models that can shorten their vectors.
+    pub dimensions: Option<usize>,
+    pub retry: RetryPolicy,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            concurrency: 4,
+            timeout: Duration::from_secs(60),
+            base64: false,
+            dimensions: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// One line of `perf.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub kind: String,
+    pub inputs: usize,
+    #[serde(flatten)]
+    pub timing: Timing,
+    pub input_tokens: Option<u64>,
+    /// Where the token count came from: `server` (its `usage`) or absent.
+    pub tokens_from: Option<String>,
+    pub served_model: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct RemoteEmbedder {
+    client: HttpClient,
+    runtime: tokio::runtime::Runtime,
+    options: RemoteOptions,
+    info: EmbedderInfo,
+    log: Mutex<Vec<RequestRecord>>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingResponse {
+    data: Vec<EmbeddingItem>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingItem {
+    #[serde(default)]
+    index: Option<usize>,
+    embedding: Vector,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Vector {
+    Floats(Vec<f64>),
+    Base64(String),
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+}
+
+impl RemoteEmbedder {
+    /// Connects and learns the vector size from one short request.
+    pub fn connect(
+        endpoint: Endpoint,
+        key: Option<Secret>,
+        options: RemoteOptions,
+    ) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::External(format!("cannot start the async runtime: {e}")))?;
+        let client = HttpClient::new(
+            endpoint.clone(),
+            key,
+            options.timeout,
+            options.retry.clone(),
+        )?;
+        let fingerprint = hex::encode(Sha256::digest(format!(
+            "openai|{}|{}|{:?}",
+            endpoint.base_url, endpoint.model, options.dimensions
+        )));
+        let mut embedder = RemoteEmbedder {
+            client,
+            runtime,
+            info: EmbedderInfo {
+                model: endpoint.display(),
+                engine: "openai".into(),
+                weights_sha256: String::new(),
+                fingerprint,
+                dim: 0,
+                max_tokens: 0,
+                pooling: "server".into(),
+                normalize: false,
+                dtype: "server".into(),
+                device: endpoint.display(),
+            },
+            options,
+            log: Mutex::new(Vec::new()),
+        };
+        let probe = embedder.embed(&["dimension probe".to_string()])?;
+        embedder.info.dim = probe[0].len();
+        Ok(embedder)
+    }
+
+    fn request(&self, texts: &[String]) -> Result<(Vec<Vec<f32>>, RequestRecord)> {
+        let mut body = json!({
+            "model": self.client.endpoint().model,
+            "input": texts,
+            "encoding_format": if self.options.base64 { "base64" } else { "float" },
+        });
+        if let Some(d) = self.options.dimensions {
+            body["dimensions"] = json!(d);
+        }
+        let (response, timing): (EmbeddingResponse, Timing) = self
+            .runtime
+            .block_on(self.client.post_json("embeddings", &body))?;
+        let vectors = self.vectors(response.data, texts.len())?;
+        let input_tokens = response.usage.and_then(|u| u.prompt_tokens);
+        Ok((
+            vectors,
+            RequestRecord {
+                kind: "embeddings".into(),
+                inputs: texts.len(),
+                timing,
+                tokens_from: input_tokens.map(|_| "server".to_string()),
+                input_tokens,
+                served_model: response.model,
+                error: None,
+            },
+        ))
+    }
+
+    /// Decodes and checks the vectors: one per input, in input order, one dimension,
+    /// finite values.
+    fn vectors(&self, mut data: Vec<EmbeddingItem>, expected: usize) -> Result<Vec<Vec<f32>>> {
+        let url = self.client.endpoint().url("embeddings");
+        let bad = |message: String| Error::Remote(format!("POST {url}: {message}"));
+        if data.len() != expected {
+            return Err(bad(format!(
+                "{} embeddings returned for {expected} inputs",
+                data.len()
+            )));
+        }
+        if data.iter().all(|d| d.index.is_some()) {
+            data.sort_by_key(|d| d.index);
+        }
+        let mut out = Vec::with_capacity(expected);
+        for (i, item) in data.into_iter().enumerate() {
+            let vector: Vec<f32> = match item.embedding {
+                Vector::Floats(v) => v.into_iter().map(|x| x as f32).collect(),
+                Vector::Base64(s) => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(s.as_bytes())
+                        .map_err(|e| bad(format!("embedding {i}: invalid base64: {e}")))?;
+                    if bytes.len() % 4 != 0 {
+                        return Err(bad(format!(
+                            "embedding {i}: base64 data is not a list of f32"
+                        )));
+                    }
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect()
+                }
+            };
+            if vector.is_empty() {
+                return Err(bad(format!("embedding {i} is empty")));
+            }
+            if let Some(first) = out
+                .first()
+                .map(Vec::len)
+                .or((self.info.dim > 0).then_some(self.info.dim))
+            {
+                if vector.len() != first {
+                    return Err(bad(format!(
+                        "mixed dimensions: embedding {i} has {} values, expected {first}",
+                        vector.len()
+                    )));
+                }
+            }
+            if let Some(j) = vector.iter().position(|v| !v.is_finite()) {
+                return Err(bad(format!(
+                    "embedding {i} has a non-finite value at position {j}"
+                )));
+            }
+            out.push(vector);
+        }
+        Ok(out)
+    }
+
+    /// The records of every request so far (for `perf.jsonl`), leaving the log empty.
+    pub fn take_requests(&self) -> Vec<RequestRecord> {
+        std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Embedder for RemoteEmbedder {
+    fn info(&self) -> &EmbedderInfo {
+        &self.info
+    }
+
+    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let outcome = self.request(texts);
+        let record = match &outcome {
+            Ok((_, record)) => record.clone(),
+            Err(e) => RequestRecord {
+                kind: "embeddings".into(),
+                inputs: texts.len(),
+                timing: Timing {
+                    end: self.client.now(),
+                    ..Default::default()
+                },
+                input_tokens: None,
+                tokens_from: None,
+                served_model: None,
+                error: Some(e.to_string()),
+            },
+        };
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+        outcome.map(|(vectors, _)| vectors)
+    }
+
+    fn parallel_batches(&self) -> usize {
+        self.options.concurrency.max(1)
+    }
+
+    fn request_log(&self) -> Vec<serde_json::Value> {
+        self.take_requests()
+            .into_iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect()
+    }
+}

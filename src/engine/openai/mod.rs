@@ -1,0 +1,121 @@
+//! Remote models behind any OpenAI-compatible HTTP API (a self-hosted server such as
+//! llama.cpp's llama-server or vLLM, or a provider).
+
+pub mod client;
+pub mod embeddings;
+
+pub use client::{HttpClient, RetryPolicy, Timing};
+pub use embeddings::{RemoteEmbedder, RemoteOptions};
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// `openai:BASE_URL#MODEL`: where to send requests and which model to name in them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub base_url: String,
+    pub model: String,
+}
+
+impl Endpoint {
+    pub fn parse(reference: &str) -> Result<Endpoint> {
+        let usage = || {
+            Error::Usage(format!(
+                "model `{}`: a remote model is openai:BASE_URL#MODEL, e.g. openai:http://127.0.0.1:8080/v1#my-model",
+                redact_url(reference)
+            ))
+        };
+        let rest = reference.strip_prefix("openai:").ok_or_else(usage)?;
+        let (base, model) = rest.rsplit_once('#').ok_or_else(usage)?;
+        let base = base.trim_end_matches('/');
+        if model.is_empty() || !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(usage());
+        }
+        Ok(Endpoint {
+            base_url: base.to_string(),
+            model: model.to_string(),
+        })
+    }
+
+    /// `<base>/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base_url, path.trim_start_matches('/'))
+    }
+
+    /// The reference without any credentials embedded in the URL.
+    pub fn display(&self) -> String {
+        format!("openai:{}#{}", redact_url(&self.base_url), self.model)
+    }
+}
+
+/// Drops `user:password@` from a URL so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{tail}"),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// An API key. It never prints: `Debug` and `Display` show `***`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The key from the environment variable `name`, if set and non-empty.
+    pub fn from_env(name: &str) -> Option<Secret> {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .map(Secret)
+    }
+
+    /// The key stored in a file (first line).
+    pub fn from_file(path: &Path) -> Result<Secret> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let key = text.lines().next().unwrap_or("").trim().to_string();
+        if key.is_empty() {
+            return Err(Error::input(path, "the API key file is empty"));
+        }
+        Ok(Secret(key))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_endpoints_and_hides_credentials() {
+        let e = Endpoint::parse("openai:http://127.0.0.1:8082/v1/#all-MiniLM-L6-v2").unwrap();
+        assert_eq!(e.base_url, "http://127.0.0.1:8082/v1");
+        assert_eq!(e.model, "all-MiniLM-L6-v2");
+        assert_eq!(e.url("embeddings"), "http://127.0.0.1:8082/v1/embeddings");
+        let e = Endpoint::parse("openai:https://me:pw@host.example/v1#m").unwrap();
+        assert_eq!(e.display(), "openai:https://***@host.example/v1#m");
+        assert!(Endpoint::parse("openai:127.0.0.1:8082#m").is_err());
+        assert!(Endpoint::parse("openai:http://x/v1").is_err());
+        let err = Endpoint::parse("openai:https://me:pw@host/v1")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("pw"), "{err}");
+        assert_eq!(format!("{:?}", Secret("sk-123".into())), "Secret(***)");
+    }
+}
