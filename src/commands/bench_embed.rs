@@ -27,7 +27,7 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let sentences = stsb_sentences(&args.stsb, args.sentences)?;
-    let embedder = super::load_local_embedder(&args.engine)?;
+    let embedder = super::load_local_embedder(&args.model, &args.engine)?;
     let batch = args.engine.batch_size;
 
     // Warm up (page in the weights, size the buffers) before anything is timed.
@@ -139,7 +139,7 @@ fn run_reference(
     threads: usize,
     max_tokens: usize,
 ) -> Result<ReferenceResult> {
-    let model: ModelRef = args.engine.model.parse()?;
+    let model: ModelRef = args.model.parse()?;
     let files = ModelFiles::resolve(&model)?;
     let list = tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     serde_json::to_writer(list.as_file(), sentences).map_err(|e| Error::External(e.to_string()))?;

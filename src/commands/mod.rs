@@ -2,16 +2,22 @@
 //! prints what the user asked for.
 
 pub mod bench_embed;
+pub mod generate;
+pub mod parity;
 pub mod run;
 pub mod tasks;
 
 use candle_core::DType;
 
-use crate::cli::EngineArgs;
+use std::sync::Arc;
+
+use crate::cli::{EngineArgs, RemoteArgs};
 use crate::engine::candle::{self, parse_device, BertOptions};
 use std::time::Duration;
 
-use crate::engine::openai::{Endpoint, RemoteEmbedder, RemoteOptions, RetryPolicy, Secret};
+use crate::engine::openai::{
+    Endpoint, RemoteEmbedder, RemoteGenerator, RemoteOptions, RetryPolicy, Secret,
+};
 use crate::engine::Embedder;
 use crate::error::{Error, Result};
 use crate::spec::ModelRef;
@@ -50,50 +56,75 @@ pub fn parse_model(model: &str) -> Result<ModelChoice> {
     }
 }
 
-/// Loads (or connects to) the embedder named by `--model` with the engine flags.
-pub fn load_embedder(args: &EngineArgs) -> Result<Box<dyn Embedder>> {
-    match parse_model(&args.model)? {
-        ModelChoice::Local(_) => load_local_embedder(args),
+/// Loads (or connects to) the embedder named by `model` with the engine flags.
+pub fn load_embedder(model: &str, args: &EngineArgs) -> Result<Box<dyn Embedder>> {
+    match parse_model(model)? {
+        ModelChoice::Local(_) => load_local_embedder(model, args),
         ModelChoice::Remote(endpoint) => {
-            let r = &args.remote;
-            let key = match &r.api_key_file {
-                Some(path) => Some(Secret::from_file(path)?),
-                None => Secret::from_env(&r.api_key_env),
-            };
-            let base64 = match r.encoding_format.as_str() {
-                "float" => false,
-                "base64" => true,
-                other => {
-                    return Err(Error::Usage(format!(
-                        "--encoding-format `{other}`: expected float or base64"
-                    )))
-                }
-            };
-            let seconds = |v: f64, flag: &str| {
-                Duration::try_from_secs_f64(v).map_err(|_| {
-                    Error::Usage(format!("{flag} must be a positive number of seconds"))
-                })
-            };
-            let options = RemoteOptions {
-                concurrency: r.concurrency.max(1),
-                timeout: seconds(r.timeout, "--timeout")?,
-                base64,
-                dimensions: r.dimensions,
-                retry: RetryPolicy {
-                    max_attempts: r.max_attempts.max(1),
-                    max_elapsed: seconds(r.max_retry_time, "--max-retry-time")?,
-                    ..RetryPolicy::default()
-                },
-            };
+            let (key, options) = remote_options(&args.remote)?;
             Ok(Box::new(RemoteEmbedder::connect(endpoint, key, options)?))
         }
     }
 }
 
-/// Loads the local (candle) embedder named by `--model` with the engine flags.
-pub fn load_local_embedder(args: &EngineArgs) -> Result<Box<dyn Embedder>> {
+/// Connects to the chat / completion model named by `model`.
+pub fn load_generator(model: &str, args: &RemoteArgs) -> Result<RemoteGenerator> {
+    match parse_model(model)? {
+        ModelChoice::Remote(endpoint) => {
+            let (key, options) = remote_options(args)?;
+            RemoteGenerator::connect(endpoint, key, options)
+        }
+        ModelChoice::Local(_) => Err(Error::Usage(format!(
+            "model `{model}`: generation needs an openai:BASE_URL#MODEL endpoint (local generation is not built yet)"
+        ))),
+    }
+}
+
+/// The API key and connection settings from the remote flags. The key comes from a file
+/// or an environment variable, never from a flag value.
+fn remote_options(r: &RemoteArgs) -> Result<(Option<Secret>, RemoteOptions)> {
+    let key = match &r.api_key_file {
+        Some(path) => Some(Secret::from_file(path)?),
+        None => Secret::from_env(&r.api_key_env),
+    };
+    let base64 = match r.encoding_format.as_str() {
+        "float" => false,
+        "base64" => true,
+        other => {
+            return Err(Error::Usage(format!(
+                "--encoding-format `{other}`: expected float or base64"
+            )))
+        }
+    };
+    let seconds = |v: f64, flag: &str| {
+        Duration::try_from_secs_f64(v)
+            .map_err(|_| Error::Usage(format!("{flag} must be a positive number of seconds")))
+    };
+    let tokenizer = match &r.tokenizer {
+        Some(path) => Some(Arc::new(tokenizers::Tokenizer::from_file(path).map_err(
+            |e| Error::input(path, format!("not a readable tokenizer.json: {e}")),
+        )?)),
+        None => None,
+    };
+    let options = RemoteOptions {
+        concurrency: r.concurrency.max(1),
+        timeout: seconds(r.timeout, "--timeout")?,
+        base64,
+        dimensions: r.dimensions,
+        retry: RetryPolicy {
+            max_attempts: r.max_attempts.max(1),
+            max_elapsed: seconds(r.max_retry_time, "--max-retry-time")?,
+            ..RetryPolicy::default()
+        },
+        tokenizer,
+    };
+    Ok((key, options))
+}
+
+/// Loads the local (candle) embedder named by `model` with the engine flags.
+pub fn load_local_embedder(model: &str, args: &EngineArgs) -> Result<Box<dyn Embedder>> {
     let workers = configure_threads(args.threads, &args.device);
-    let model: ModelRef = args.model.parse()?;
+    let model: ModelRef = model.parse()?;
     let dtype = match args.dtype.as_str() {
         "f32" => DType::F32,
         "f16" => DType::F16,

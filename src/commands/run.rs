@@ -19,7 +19,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
     let clock = Instant::now();
     // Check the model reference, every spec and every dataset before spending time on
     // the model.
-    super::parse_model(&args.engine.model)?;
+    super::parse_model(&args.model)?;
     let specs: Vec<TaskSpec> = args
         .tasks
         .iter()
@@ -36,7 +36,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         .map(|(spec, source)| Dataset::load(spec, source))
         .collect::<Result<_>>()?;
 
-    let embedder = super::load_embedder(&args.engine)?;
+    let embedder = super::load_embedder(&args.model, &args.engine)?;
     let info = embedder.info().clone();
     let mut cache = if args.no_cache {
         EmbeddingCache::disabled(info.dim)
@@ -94,13 +94,13 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
 }
 
 /// A task's data, loaded and checked before the model is.
-enum Dataset {
+pub(crate) enum Dataset {
     Sts(StsDataset),
     Beir(BeirDataset),
 }
 
 impl Dataset {
-    fn load(spec: &TaskSpec, source: &DataSource) -> Result<Dataset> {
+    pub(crate) fn load(spec: &TaskSpec, source: &DataSource) -> Result<Dataset> {
         tracing::info!(task = %spec.name, source = %source.describe(), "loading dataset");
         Ok(match spec.family() {
             TaskFamily::Sts => {

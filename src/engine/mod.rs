@@ -2,18 +2,48 @@
 //! texts into vectors, and the eval runners drive it.
 
 pub mod candle;
+pub mod generate;
 pub mod openai;
+
+pub use generate::{
+    ChatMessage, Generation, GenerationParams, GenerationRequest, Generator, GeneratorInfo, Prompt,
+    TokenCounts,
+};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
 /// Whether an input is a query or a document: asymmetric models prompt them differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Query,
     Document,
+}
+
+/// When a request happened, as seconds since the engine started. Remote engines fill
+/// every field; the load generator and the run records share this shape.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timing {
+    /// When the caller wanted the request sent (equals `sent` for closed-loop callers).
+    pub scheduled: f64,
+    /// When the successful (or last) attempt was sent.
+    pub sent: f64,
+    /// When the response headers of that attempt arrived.
+    pub first_byte: Option<f64>,
+    /// When the first streamed chunk carrying generated text arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token: Option<f64>,
+    /// Arrival time of every streamed chunk carrying generated text (one token per chunk
+    /// on llama.cpp, vLLM and OpenAI), for inter-token latency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_times: Vec<f64>,
+    pub end: f64,
+    pub attempts: u32,
+    /// Why earlier attempts failed, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<String>,
 }
 
 /// What a run record says about the embedder.
@@ -33,6 +63,9 @@ pub struct EmbedderInfo {
     pub normalize: bool,
     pub dtype: String,
     pub device: String,
+    /// The model name a remote server reported in its responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
 }
 
 /// A model that embeds text. Implementations are blocking and may use many threads.

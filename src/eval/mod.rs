@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{Embedder, Role};
 use crate::metrics::bootstrap::Interval;
 pub use embed::EmbedStats;
 
@@ -58,4 +59,19 @@ pub struct RunSettings {
     pub batch_size: usize,
     pub bootstrap_resamples: usize,
     pub seed: u64,
+}
+
+/// One text a task embeds, before the model's own prompt is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskInput {
+    pub text: String,
+    pub role: Role,
+    pub instruction: Option<String>,
+}
+
+impl TaskInput {
+    /// The exact text this embedder sees.
+    pub fn prepared(&self, embedder: &dyn Embedder) -> String {
+        embedder.prepare(&self.text, self.role, self.instruction.as_deref())
+    }
 }

@@ -10,7 +10,7 @@ use crate::data::BeirDataset;
 use crate::engine::{Embedder, Role};
 use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
-use crate::eval::{DatasetRecord, RunSettings, Score, TaskResult};
+use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::mean_ci;
 use crate::metrics::ranking::{evaluate, mean_scores, Run};
 use crate::search::top_k;
@@ -20,6 +20,39 @@ use crate::store::EmbeddingCache;
 /// Retrieved ids kept per query in `samples.jsonl`.
 const SAMPLE_HITS: usize = 10;
 
+/// The documents (MTEB: `title + separator + text`, stripped) and the queries (with the
+/// task's instruction).
+pub fn inputs(spec: &TaskSpec, data: &BeirDataset) -> Result<(Vec<TaskInput>, Vec<TaskInput>)> {
+    let retrieval = section(spec)?;
+    let sep = &retrieval.title_separator;
+    let docs = data
+        .corpus
+        .iter()
+        .map(|d| TaskInput {
+            text: format!("{}{sep}{}", d.title, d.text).trim().to_string(),
+            role: Role::Document,
+            instruction: None,
+        })
+        .collect();
+    let queries = data
+        .queries
+        .iter()
+        .map(|q| TaskInput {
+            text: q.text.clone(),
+            role: Role::Query,
+            instruction: retrieval.query_instruction.clone(),
+        })
+        .collect();
+    Ok((docs, queries))
+}
+
+fn section(spec: &TaskSpec) -> Result<&crate::spec::RetrievalSpec> {
+    spec.retrieval.as_ref().ok_or_else(|| Error::Spec {
+        path: format!("tasks/{}.toml", spec.name).into(),
+        message: "missing [retrieval] section".into(),
+    })
+}
+
 pub fn run(
     spec: &TaskSpec,
     data: &BeirDataset,
@@ -28,30 +61,10 @@ pub fn run(
     settings: &RunSettings,
 ) -> Result<TaskResult> {
     let started = Instant::now();
-    let retrieval = spec.retrieval.as_ref().ok_or_else(|| Error::Spec {
-        path: format!("tasks/{}.toml", spec.name).into(),
-        message: "missing [retrieval] section".into(),
-    })?;
-    let instruction = retrieval.query_instruction.as_deref();
-    let sep = &retrieval.title_separator;
-
-    // MTEB: document text is `title + " " + text`, stripped.
-    let doc_texts: Vec<String> = data
-        .corpus
-        .iter()
-        .map(|d| {
-            embedder.prepare(
-                format!("{}{sep}{}", d.title, d.text).trim(),
-                Role::Document,
-                None,
-            )
-        })
-        .collect();
-    let query_texts: Vec<String> = data
-        .queries
-        .iter()
-        .map(|q| embedder.prepare(&q.text, Role::Query, instruction))
-        .collect();
+    let retrieval = section(spec)?;
+    let (docs, queries) = inputs(spec, data)?;
+    let doc_texts: Vec<String> = docs.iter().map(|i| i.prepared(embedder)).collect();
+    let query_texts: Vec<String> = queries.iter().map(|i| i.prepared(embedder)).collect();
     let (doc_vectors, mut stats) = embed_all(
         embedder,
         cache,

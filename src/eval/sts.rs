@@ -9,11 +9,25 @@ use crate::data::StsDataset;
 use crate::engine::{Embedder, Role};
 use crate::error::Result;
 use crate::eval::embed::embed_all;
-use crate::eval::{DatasetRecord, RunSettings, Score, TaskResult};
+use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::statistic_ci;
 use crate::metrics::correlation::{pearson, spearman};
 use crate::spec::TaskSpec;
 use crate::store::EmbeddingCache;
+
+/// Every first sentence, then every second sentence. STS is symmetric: both sides are
+/// embedded as queries, as MTEB does.
+pub fn inputs(spec: &TaskSpec, data: &StsDataset) -> Vec<TaskInput> {
+    let instruction = spec.sts.as_ref().and_then(|s| s.instruction.clone());
+    let input = |text: &String| TaskInput {
+        text: text.clone(),
+        role: Role::Query,
+        instruction: instruction.clone(),
+    };
+    let mut all: Vec<TaskInput> = data.pairs.iter().map(|p| input(&p.sentence1)).collect();
+    all.extend(data.pairs.iter().map(|p| input(&p.sentence2)));
+    all
+}
 
 pub fn run(
     spec: &TaskSpec,
@@ -23,11 +37,10 @@ pub fn run(
     settings: &RunSettings,
 ) -> Result<TaskResult> {
     let started = Instant::now();
-    let instruction = spec.sts.as_ref().and_then(|s| s.instruction.as_deref());
-    // STS is symmetric: both sides are embedded as queries, as MTEB does.
-    let prepare = |t: &str| embedder.prepare(t, Role::Query, instruction);
-    let mut texts: Vec<String> = data.pairs.iter().map(|p| prepare(&p.sentence1)).collect();
-    texts.extend(data.pairs.iter().map(|p| prepare(&p.sentence2)));
+    let texts: Vec<String> = inputs(spec, data)
+        .iter()
+        .map(|i| i.prepared(embedder))
+        .collect();
     let (vectors, stats) = embed_all(embedder, cache, &texts, settings.batch_size, &spec.name)?;
     let (left, right) = vectors.split_at(data.pairs.len());
 

@@ -2,4 +2,5 @@
 
 pub mod bootstrap;
 pub mod correlation;
+pub mod quantile;
 pub mod ranking;

@@ -79,3 +79,120 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
 }
+
+/// SmolLM2-135M-Instruct (GGUF Q4_1) fetched by `scripts/fetch-models.sh`.
+pub fn smollm2_gguf() -> PathBuf {
+    let path = std::env::var_os("ASSAY_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home)
+                .join(".cache/assay/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        path.is_file(),
+        "SmolLM2 GGUF not found at {}: run scripts/fetch-models.sh (or set ASSAY_SMOLLM2_GGUF)",
+        path.display()
+    );
+    path
+}
+
+/// llama.cpp's llama-server on a free port of 127.0.0.1, stopped when dropped.
+pub struct LlamaServer {
+    child: std::process::Child,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LlamaServer {
+    /// The binary built by `scripts/build-llama-server.sh` (`ASSAY_LLAMA_SERVER`).
+    pub fn binary() -> PathBuf {
+        let path = std::env::var_os("ASSAY_LLAMA_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let home = std::env::var_os("HOME").expect("HOME is set");
+                PathBuf::from(home)
+                    .join(".cache/assay/tools/llama-server-11434.0.0/bin/llama-server")
+            });
+        assert!(
+            path.is_file(),
+            "llama-server not found at {}: run scripts/build-llama-server.sh (or set ASSAY_LLAMA_SERVER)",
+            path.display()
+        );
+        path
+    }
+
+    /// Starts `llama-server -m model <args>` and waits until `/health` answers 200.
+    pub fn start(model: &Path, args: &[&str]) -> LlamaServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("llama-server.log");
+        let child = std::process::Command::new(Self::binary())
+            .arg("-m")
+            .arg(model)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["-t", "1", "--no-webui"])
+            .args(args)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .expect("llama-server starts");
+        let mut server = LlamaServer {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    /// `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    fn wait_healthy(&mut self) {
+        use std::io::{Read, Write};
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "llama-server exited ({status}) before it was ready:\n{}",
+                    self.logs()
+                );
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut reply = String::new();
+                let _ = s.read_to_string(&mut reply);
+                if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("llama-server not healthy after 180 s:\n{}", self.logs());
+    }
+
+    fn logs(&self) -> String {
+        let err = self.log.with_file_name("stderr.log");
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            std::fs::read_to_string(err).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -157,6 +157,7 @@ impl BertEmbedder {
             normalize,
             dtype,
             device: format!("{:?}", options.device.location()).to_lowercase(),
+            served_model: None,
         };
         Ok(BertEmbedder {
             model: bert,

@@ -5,12 +5,15 @@
 
 use std::time::{Duration, Instant};
 
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::engine::openai::{Endpoint, Secret};
+pub use crate::engine::Timing;
 use crate::error::{Error, Result};
 
 /// How hard to try.
@@ -34,19 +37,13 @@ impl Default for RetryPolicy {
     }
 }
 
-/// When each attempt of a request happened, as seconds since the client started.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Timing {
-    /// When the caller wanted the request sent (equals `sent` for closed-loop callers).
-    pub scheduled: f64,
-    /// When the successful (or last) attempt was sent.
-    pub sent: f64,
-    pub first_byte: Option<f64>,
-    pub end: f64,
-    pub attempts: u32,
-    /// Why earlier attempts failed, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub retried: Vec<String>,
+/// Accumulates one streamed answer from its server-sent events.
+pub trait StreamState: Default {
+    /// Takes one event's `data`; says whether it carried generated text.
+    fn on_event(&mut self, data: &str) -> std::result::Result<bool, String>;
+    /// Whether the answer is whole (the server said why it finished) should the stream
+    /// end without `[DONE]`.
+    fn complete(&self) -> bool;
 }
 
 /// Why one attempt failed, and whether another is worth making.
@@ -105,17 +102,49 @@ impl HttpClient {
         body: &serde_json::Value,
     ) -> Result<(T, Timing)> {
         let url = self.endpoint.url(path);
+        self.with_retries(&url, None, || self.attempt::<T>(&url, body))
+            .await
+    }
+
+    /// POSTs `body` (with `"stream": true`) and feeds each server-sent event to a fresh
+    /// `S` per attempt. A stream that breaks, carries an unreadable event or ends before
+    /// the answer is complete is retried from the start like any failed request.
+    /// `scheduled` is when the caller meant to send (open-loop load); default now.
+    pub async fn post_stream<S: StreamState>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        scheduled: Option<f64>,
+    ) -> Result<(S, Timing)> {
+        let url = self.endpoint.url(path);
+        self.with_retries(&url, scheduled, || self.stream_attempt::<S>(&url, body))
+            .await
+    }
+
+    /// Runs attempts until one succeeds or the policy says stop.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        url: &str,
+        scheduled: Option<f64>,
+        mut attempt: F,
+    ) -> Result<(T, Timing)>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<(T, Timing), Failure>>,
+    {
         let started = Instant::now();
         let mut timing = Timing {
-            scheduled: self.now(),
+            scheduled: scheduled.unwrap_or_else(|| self.now()),
             ..Default::default()
         };
         loop {
             timing.attempts += 1;
             timing.sent = self.now();
-            let outcome = self.attempt::<T>(&url, body, &mut timing).await;
-            let failure = match outcome {
-                Ok(value) => {
+            let failure = match attempt().await {
+                Ok((value, attempt_timing)) => {
+                    timing.first_byte = attempt_timing.first_byte;
+                    timing.first_token = attempt_timing.first_token;
+                    timing.token_times = attempt_timing.token_times;
                     timing.end = self.now();
                     return Ok((value, timing));
                 }
@@ -148,12 +177,13 @@ impl HttpClient {
         }
     }
 
-    async fn attempt<T: serde::de::DeserializeOwned>(
+    /// Sends one attempt and returns the response once its headers are in, or the failure.
+    async fn send(
         &self,
         url: &str,
         body: &serde_json::Value,
         timing: &mut Timing,
-    ) -> std::result::Result<T, Failure> {
+    ) -> std::result::Result<reqwest::Response, Failure> {
         let mut request = self.http.post(url).json(body);
         if let Some(key) = &self.key {
             request = request.bearer_auth(key.expose());
@@ -165,7 +195,71 @@ impl HttpClient {
         })?;
         timing.first_byte = Some(self.now());
         let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
         let wait = retry_after(response.headers());
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(Failure {
+            message: format!("HTTP {status}: {}", error_message(&bytes)),
+            retry: retryable(status),
+            wait,
+        })
+    }
+
+    /// One streamed attempt; the `Timing` returned holds only what this attempt saw.
+    async fn stream_attempt<S: StreamState>(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> std::result::Result<(S, Timing), Failure> {
+        let mut timing = Timing::default();
+        let response = self.send(url, body, &mut timing).await?;
+        let broken = |message: String| Failure {
+            message,
+            retry: true,
+            wait: None,
+        };
+        let mut state = S::default();
+        let mut events = response.bytes_stream().eventsource();
+        let mut done = false;
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|e| broken(format!("the event stream broke: {e}")))?;
+            let data = event.data.trim();
+            if data == "[DONE]" {
+                done = true;
+                break;
+            }
+            if data.is_empty() {
+                continue;
+            }
+            let now = self.now();
+            let carried_text = state.on_event(data).map_err(|e| {
+                broken(format!(
+                    "unreadable event in the stream ({e}): {}",
+                    snippet(data.as_bytes())
+                ))
+            })?;
+            if carried_text {
+                timing.first_token.get_or_insert(now);
+                timing.token_times.push(now);
+            }
+        }
+        if !done && !state.complete() {
+            return Err(broken(
+                "the event stream ended before the answer was complete (no finish_reason, no [DONE])".into(),
+            ));
+        }
+        Ok((state, timing))
+    }
+    /// One plain attempt; the `Timing` returned holds only what this attempt saw.
+    async fn attempt<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> std::result::Result<(T, Timing), Failure> {
+        let mut timing = Timing::default();
+        let response = self.send(url, body, &mut timing).await?;
         let bytes = response.bytes().await.map_err(|e| Failure {
             message: format!(
                 "reading the response body: {}",
@@ -174,18 +268,12 @@ impl HttpClient {
             retry: true,
             wait: None,
         })?;
-        if !status.is_success() {
-            return Err(Failure {
-                message: format!("HTTP {status}: {}", error_message(&bytes)),
-                retry: retryable(status),
-                wait,
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| Failure {
+        let value = serde_json::from_slice(&bytes).map_err(|e| Failure {
             message: format!("unreadable JSON in the response ({e}): {}", snippet(&bytes)),
             retry: true,
             wait: None,
-        })
+        })?;
+        Ok((value, timing))
     }
 
     /// Full jitter: a random wait up to base * 2^(attempt-1), capped.

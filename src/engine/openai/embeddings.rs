@@ -2,54 +2,16 @@
 //! batches in flight (the eval driver runs that many at once), every request timed.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::engine::openai::client::{HttpClient, RetryPolicy, Timing};
-use crate::engine::openai::{Endpoint, Secret};
+use crate::engine::openai::client::{HttpClient, Timing};
+use crate::engine::openai::{count_tokens, Endpoint, RemoteOptions, RequestRecord, Secret};
 use crate::engine::{Embedder, EmbedderInfo};
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone)]
-pub struct RemoteOptions {
-    pub concurrency: usize,
-    pub timeout: Duration,
-    /// Ask for base64-encoded vectors (smaller responses) instead of JSON floats.
-    pub base64: bool,
-    /// `dimensions` for models that can shorten their vectors.
-    pub dimensions: Option<usize>,
-    pub retry: RetryPolicy,
-}
-
-impl Default for RemoteOptions {
-    fn default() -> Self {
-        RemoteOptions {
-            concurrency: 4,
-            timeout: Duration::from_secs(60),
-            base64: false,
-            dimensions: None,
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-/// One line of `perf.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RequestRecord {
-    pub kind: String,
-    pub inputs: usize,
-    #[serde(flatten)]
-    pub timing: Timing,
-    pub input_tokens: Option<u64>,
-    /// Where the token count came from: `server` (its `usage`) or absent.
-    pub tokens_from: Option<String>,
-    pub served_model: Option<String>,
-    pub error: Option<String>,
-}
 
 pub struct RemoteEmbedder {
     client: HttpClient,
@@ -95,11 +57,7 @@ impl RemoteEmbedder {
         key: Option<Secret>,
         options: RemoteOptions,
     ) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::External(format!("cannot start the async runtime: {e}")))?;
+        let runtime = super::runtime()?;
         let client = HttpClient::new(
             endpoint.clone(),
             key,
@@ -124,12 +82,14 @@ impl RemoteEmbedder {
                 normalize: false,
                 dtype: "server".into(),
                 device: endpoint.display(),
+                served_model: None,
             },
             options,
             log: Mutex::new(Vec::new()),
         };
-        let probe = embedder.embed(&["dimension probe".to_string()])?;
+        let (probe, record) = embedder.request(&["dimension probe".to_string()])?;
         embedder.info.dim = probe[0].len();
+        embedder.info.served_model = record.served_model;
         Ok(embedder)
     }
 
@@ -146,16 +106,27 @@ impl RemoteEmbedder {
             .runtime
             .block_on(self.client.post_json("embeddings", &body))?;
         let vectors = self.vectors(response.data, texts.len())?;
-        let input_tokens = response.usage.and_then(|u| u.prompt_tokens);
+        let (input_tokens, tokens_from) = match response.usage.and_then(|u| u.prompt_tokens) {
+            Some(n) => (Some(n), Some("server")),
+            None => match &self.options.tokenizer {
+                Some(t) => (
+                    texts.iter().map(|x| count_tokens(t, x)).sum(),
+                    Some("local-tokenizer"),
+                ),
+                None => (None, None),
+            },
+        };
         Ok((
             vectors,
             RequestRecord {
                 kind: "embeddings".into(),
                 inputs: texts.len(),
                 timing,
-                tokens_from: input_tokens.map(|_| "server".to_string()),
                 input_tokens,
+                output_tokens: None,
+                tokens_from: tokens_from.map(str::to_string),
                 served_model: response.model,
+                finish_reason: None,
                 error: None,
             },
         ))
@@ -242,8 +213,10 @@ impl Embedder for RemoteEmbedder {
                     ..Default::default()
                 },
                 input_tokens: None,
+                output_tokens: None,
                 tokens_from: None,
                 served_model: None,
+                finish_reason: None,
                 error: Some(e.to_string()),
             },
         };

@@ -1,15 +1,87 @@
 //! Remote models behind any OpenAI-compatible HTTP API (a self-hosted server such as
 //! llama.cpp's llama-server or vLLM, or a provider).
 
+pub mod chat;
 pub mod client;
 pub mod embeddings;
 
+pub use chat::RemoteGenerator;
 pub use client::{HttpClient, RetryPolicy, Timing};
-pub use embeddings::{RemoteEmbedder, RemoteOptions};
+pub use embeddings::RemoteEmbedder;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// How a remote model is reached and how hard to try.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Per attempt, from sending to the last byte.
+    pub timeout: Duration,
+    /// Ask for base64-encoded vectors (smaller responses) instead of JSON floats.
+    pub base64: bool,
+    /// `dimensions` for models that can shorten their vectors.
+    pub dimensions: Option<usize>,
+    pub retry: RetryPolicy,
+    /// Counts tokens when the server's responses carry no `usage`.
+    pub tokenizer: Option<Arc<tokenizers::Tokenizer>>,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            concurrency: 4,
+            timeout: Duration::from_secs(60),
+            base64: false,
+            dimensions: None,
+            retry: RetryPolicy::default(),
+            tokenizer: None,
+        }
+    }
+}
+
+/// One line of `perf.jsonl`: one HTTP request, with every attempt's story.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// `embeddings`, `chat` or `completions`.
+    pub kind: String,
+    /// Texts in the request (embeddings) or 1.
+    pub inputs: usize,
+    #[serde(flatten)]
+    pub timing: Timing,
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    /// Where the token counts came from: `server`, `local-tokenizer`, `stream-chunks`.
+    pub tokens_from: Option<String>,
+    pub served_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The small runtime each remote engine drives its requests on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::External(format!("cannot start the async runtime: {e}")))
+}
+
+/// Counts tokens with the local tokenizer (no special tokens).
+pub(crate) fn count_tokens(tokenizer: &tokenizers::Tokenizer, text: &str) -> Option<u64> {
+    tokenizer
+        .encode(text, false)
+        .ok()
+        .map(|e| e.get_ids().len() as u64)
+}
 
 /// `openai:BASE_URL#MODEL`: where to send requests and which model to name in them.
 #[derive(Debug, Clone, PartialEq, Eq)]

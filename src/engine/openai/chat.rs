@@ -1,0 +1,330 @@
+//! `POST /v1/chat/completions` and `/v1/completions` as a `Generator`, plain or streamed
+//! (server-sent events, with `stream_options.include_usage` so the server reports token
+//! counts at the end). Streamed answers record when every text chunk arrived.
+
+use std::sync::Mutex;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::engine::openai::client::{HttpClient, StreamState, Timing};
+use crate::engine::openai::{count_tokens, Endpoint, RemoteOptions, RequestRecord, Secret};
+use crate::engine::{Generation, GenerationRequest, Generator, GeneratorInfo, Prompt, TokenCounts};
+use crate::error::{Error, Result};
+
+pub struct RemoteGenerator {
+    client: HttpClient,
+    runtime: tokio::runtime::Runtime,
+    options: RemoteOptions,
+    info: GeneratorInfo,
+    log: Mutex<Vec<RequestRecord>>,
+}
+
+/// A plain (non-streamed) answer; chat puts the text in `message`, completions in `text`.
+#[derive(Deserialize)]
+struct Response {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize, Default)]
+struct Choice {
+    #[serde(default)]
+    message: Option<Content>,
+    #[serde(default)]
+    delta: Option<Content>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Content {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+}
+
+impl Choice {
+    fn text(&self) -> Option<&str> {
+        self.message
+            .as_ref()
+            .or(self.delta.as_ref())
+            .and_then(|c| c.content.as_deref())
+            .or(self.text.as_deref())
+    }
+}
+
+/// A streamed answer as it accumulates.
+#[derive(Default)]
+struct Streamed {
+    text: String,
+    chunks: u64,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+    model: Option<String>,
+}
+
+impl StreamState for Streamed {
+    fn on_event(&mut self, data: &str) -> std::result::Result<bool, String> {
+        let chunk: Response = serde_json::from_str(data).map_err(|e| e.to_string())?;
+        if let Some(error) = serde_json::from_str::<serde_json::Value>(data)
+            .ok()
+            .and_then(|v| v.get("error").cloned())
+        {
+            return Err(format!("the server reported an error mid-stream: {error}"));
+        }
+        if chunk.model.is_some() {
+            self.model = chunk.model;
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        let mut carried = false;
+        if let Some(choice) = chunk.choices.first() {
+            if let Some(piece) = choice.text().filter(|t| !t.is_empty()) {
+                self.text.push_str(piece);
+                self.chunks += 1;
+                carried = true;
+            }
+            if choice.finish_reason.is_some() {
+                self.finish_reason = choice.finish_reason.clone();
+            }
+        }
+        Ok(carried)
+    }
+
+    fn complete(&self) -> bool {
+        self.finish_reason.is_some()
+    }
+}
+
+impl RemoteGenerator {
+    pub fn connect(
+        endpoint: Endpoint,
+        key: Option<Secret>,
+        options: RemoteOptions,
+    ) -> Result<Self> {
+        let client = HttpClient::new(
+            endpoint.clone(),
+            key,
+            options.timeout,
+            options.retry.clone(),
+        )?;
+        Ok(RemoteGenerator {
+            client,
+            runtime: super::runtime()?,
+            info: GeneratorInfo {
+                model: endpoint.display(),
+                engine: "openai".into(),
+                device: endpoint.display(),
+            },
+            options,
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The request body, `max_tokens` always set (some servers never stop otherwise).
+    fn body(&self, request: &GenerationRequest) -> serde_json::Value {
+        let p = &request.params;
+        let mut body = json!({
+            "model": self.client.endpoint().model,
+            "max_tokens": p.max_tokens,
+            "temperature": p.temperature,
+            "stream": p.stream,
+        });
+        match &request.prompt {
+            Prompt::Chat(messages) => body["messages"] = json!(messages),
+            Prompt::Text(text) => body["prompt"] = json!(text),
+        }
+        if p.stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        if let Some(top_p) = p.top_p {
+            body["top_p"] = json!(top_p);
+        }
+        if let Some(seed) = p.seed {
+            body["seed"] = json!(seed);
+        }
+        if !p.stop.is_empty() {
+            body["stop"] = json!(p.stop);
+        }
+        body
+    }
+
+    /// Sends one request; `scheduled` is when an open-loop caller meant to send it.
+    pub async fn generate_at(
+        &self,
+        request: &GenerationRequest,
+        scheduled: Option<f64>,
+    ) -> Result<Generation> {
+        let path = match request.prompt {
+            Prompt::Chat(_) => "chat/completions",
+            Prompt::Text(_) => "completions",
+        };
+        let body = self.body(request);
+        let (text, finish_reason, usage, model, chunks, timing) = if request.params.stream {
+            let (s, timing): (Streamed, Timing) =
+                self.client.post_stream(path, &body, scheduled).await?;
+            (
+                s.text,
+                s.finish_reason,
+                s.usage,
+                s.model,
+                Some(s.chunks),
+                timing,
+            )
+        } else {
+            let (r, timing): (Response, Timing) = self.client.post_json(path, &body).await?;
+            let choice = r.choices.into_iter().next().ok_or_else(|| {
+                Error::Remote(format!(
+                    "POST {}: the response has no choices",
+                    self.client.endpoint().url(path)
+                ))
+            })?;
+            let text = choice.text().unwrap_or_default().to_string();
+            (text, choice.finish_reason, r.usage, r.model, None, timing)
+        };
+        let tokens = self.token_counts(&request.prompt, &text, usage, chunks);
+        Ok(Generation {
+            text,
+            finish_reason,
+            tokens,
+            served_model: model,
+            timing,
+        })
+    }
+
+    /// The server's counts; else the local tokenizer's; else one token per streamed chunk.
+    fn token_counts(
+        &self,
+        prompt: &Prompt,
+        text: &str,
+        usage: Option<Usage>,
+        chunks: Option<u64>,
+    ) -> TokenCounts {
+        if let Some(u) = usage.filter(|u| u.completion_tokens.is_some()) {
+            return TokenCounts {
+                input: u.prompt_tokens,
+                output: u.completion_tokens,
+                source: Some("server".into()),
+            };
+        }
+        if let Some(t) = &self.options.tokenizer {
+            return TokenCounts {
+                input: count_tokens(t, &prompt.plain_text()),
+                output: count_tokens(t, text),
+                source: Some("local-tokenizer".into()),
+            };
+        }
+        TokenCounts {
+            input: None,
+            output: chunks,
+            source: chunks.map(|_| "stream-chunks".into()),
+        }
+    }
+
+    fn record(&self, request: &GenerationRequest, outcome: &Result<Generation>) -> RequestRecord {
+        let kind = match request.prompt {
+            Prompt::Chat(_) => "chat",
+            Prompt::Text(_) => "completions",
+        };
+        match outcome {
+            Ok(g) => RequestRecord {
+                kind: kind.into(),
+                inputs: 1,
+                timing: g.timing.clone(),
+                input_tokens: g.tokens.input,
+                output_tokens: g.tokens.output,
+                tokens_from: g.tokens.source.clone(),
+                served_model: g.served_model.clone(),
+                finish_reason: g.finish_reason.clone(),
+                error: None,
+            },
+            Err(e) => RequestRecord {
+                kind: kind.into(),
+                inputs: 1,
+                timing: Timing {
+                    end: self.client.now(),
+                    ..Default::default()
+                },
+                input_tokens: None,
+                output_tokens: None,
+                tokens_from: None,
+                served_model: None,
+                finish_reason: None,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// The records of every request so far (for `perf.jsonl`), leaving the log empty.
+    pub fn take_requests(&self) -> Vec<RequestRecord> {
+        std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Generator for RemoteGenerator {
+    fn info(&self) -> &GeneratorInfo {
+        &self.info
+    }
+
+    fn generate(&self, request: &GenerationRequest) -> Result<Generation> {
+        let outcome = self.runtime.block_on(self.generate_at(request, None));
+        let record = self.record(request, &outcome);
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+        outcome
+    }
+
+    fn parallel_requests(&self) -> usize {
+        self.options.concurrency.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_chat_and_completion_chunks() {
+        let mut s = Streamed::default();
+        assert!(s
+            .on_event(r#"{"choices":[{"delta":{"role":"assistant","content":"Hel"}}],"model":"m"}"#)
+            .unwrap());
+        assert!(s
+            .on_event(r#"{"choices":[{"text":"lo","finish_reason":null}]}"#)
+            .unwrap());
+        assert!(!s.complete());
+        assert!(!s
+            .on_event(r#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#)
+            .unwrap());
+        assert!(!s
+            .on_event(r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#)
+            .unwrap());
+        assert_eq!(s.text, "Hello");
+        assert_eq!(s.chunks, 2);
+        assert!(s.complete());
+        assert_eq!(s.usage.unwrap().completion_tokens, Some(2));
+        assert_eq!(s.model.as_deref(), Some("m"));
+        assert!(s.on_event("{\"choices\": [").is_err());
+        assert!(s
+            .on_event(r#"{"error":{"message":"boom"}}"#)
+            .unwrap_err()
+            .contains("boom"));
+    }
+}

@@ -1,0 +1,152 @@
+//! The remote engine against a real OpenAI-compatible server: llama.cpp's llama-server
+//! (built by scripts/build-llama-server.sh) on 127.0.0.1, serving the staged
+//! all-MiniLM-L6-v2 GGUF for embeddings and SmolLM2-135M-Instruct for chat/completions.
+
+mod common;
+
+use common::LlamaServer;
+
+fn minilm_server() -> LlamaServer {
+    let gguf = common::assets().join("models/all-MiniLM-L6-v2/all-MiniLM-L6-v2.f16.gguf");
+    LlamaServer::start(
+        &gguf,
+        &[
+            "--embeddings",
+            "--pooling",
+            "mean",
+            "-c",
+            "2048",
+            "-np",
+            "4",
+        ],
+    )
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn stsb_through_llama_server_matches_the_local_engine() {
+    let server = minilm_server();
+    let remote = format!("openai:{}#all-MiniLM-L6-v2", server.base_url());
+    let tmp = tempfile::tempdir().unwrap();
+
+    // A scored run through the server: the record names the endpoint and what it served.
+    let (code, out, err) = common::output(
+        common::assay()
+            .args(["run", "--task", "stsb", "--no-cache", "--run-id", "remote"])
+            .args(["--model", &remote, "--concurrency", "4"])
+            .arg("--data-root")
+            .arg(common::data_root())
+            .arg("--reports")
+            .arg(tmp.path()),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run_dir = tmp.path().join("remote");
+    let remote_score = common::score(&run_dir, "stsb", "cosine_spearman");
+    let run = json(&run_dir.join("run.json"));
+    assert_eq!(run["model"]["engine"], "openai");
+    assert_eq!(run["model"]["model"], remote);
+    assert!(run["model"]["served_model"].is_string(), "{}", run["model"]);
+    let perf = std::fs::read_to_string(run_dir.join("perf.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = perf
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!records.is_empty());
+    for r in &records {
+        assert!(r["error"].is_null(), "{r}");
+        assert!(r["input_tokens"].as_u64().unwrap() > 0, "{r}");
+        assert!(
+            r["end"].as_f64() >= r["first_byte"].as_f64()
+                && r["first_byte"].as_f64() >= r["sent"].as_f64()
+        );
+    }
+
+    // Parity against the local candle engine on the same sentences.
+    let report = tmp.path().join("parity.json");
+    let (code, out, err) = common::output(
+        common::assay()
+            .args(["parity", "--task", "stsb", "--min-cosine", "0.9999"])
+            .args(["--model", &common::minilm_ref(), "--model", &remote])
+            .arg("--data-root")
+            .arg(common::data_root())
+            .arg("--out")
+            .arg(&report),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("cos min"), "{out}");
+    let parity = json(&report);
+    let task = &parity["tasks"][0];
+    let min = task["cosine_min"].as_f64().unwrap();
+    let local_score = task["scores"][0].as_f64().unwrap();
+    assert!(min >= 0.9999, "min cosine {min}");
+    assert!(task["cosine_p1"].as_f64().unwrap() >= min);
+    assert!((local_score - 0.820325).abs() < 5e-7, "{local_score}");
+    assert_eq!(task["scores"][1].as_f64().unwrap(), remote_score);
+    assert!(
+        (remote_score - local_score).abs() <= 0.001,
+        "remote {remote_score} vs local {local_score}"
+    );
+    eprintln!("STS-B local {local_score:.6} llama-server {remote_score:.6}, min cosine {min:.7}");
+}
+
+fn generate(server: &LlamaServer, extra: &[&str]) -> serde_json::Value {
+    let (code, out, err) = common::output(
+        common::assay()
+            .args(["generate", "--json", "--max-new-tokens", "24"])
+            .args(["--model", &format!("openai:{}#smollm2", server.base_url())])
+            .args(extra),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+#[test]
+fn chat_and_completions_against_smollm2() {
+    let server = LlamaServer::start(&common::smollm2_gguf(), &["-c", "4096", "-np", "4"]);
+    let question = [
+        "--prompt",
+        "What is the capital of France? Answer in one sentence.",
+    ];
+    let streamed = generate(&server, &question);
+    let plain = generate(&server, &[&question[..], &["--no-stream"]].concat());
+    for v in [&streamed, &plain] {
+        assert!(!v["text"].as_str().unwrap().trim().is_empty(), "{v}");
+        assert_eq!(v["tokens"]["source"], "server", "{v}");
+        let out = v["tokens"]["output"].as_u64().unwrap();
+        assert!((1..=24).contains(&out), "{v}");
+        assert!(v["tokens"]["input"].as_u64().unwrap() > 10, "{v}");
+        assert!(v["served_model"].is_string(), "{v}");
+    }
+    assert!(
+        streamed["text"].as_str().unwrap().contains("Paris"),
+        "{streamed}"
+    );
+    // Greedy: the same answer either way.
+    assert_eq!(streamed["text"], plain["text"]);
+    let ttft = streamed["ttft"].as_f64().unwrap();
+    let latency = streamed["latency"].as_f64().unwrap();
+    assert!(ttft > 0.0 && ttft <= latency, "{streamed}");
+    let times = streamed["timing"]["token_times"].as_array().unwrap();
+    assert!(
+        !times.is_empty() && times.len() as u64 <= streamed["tokens"]["output"].as_u64().unwrap()
+    );
+    assert!(plain["ttft"].is_null());
+
+    // Raw completions, streamed and not.
+    let prompt = [
+        "--completion",
+        "--prompt",
+        "The first three primes are 2, 3 and",
+    ];
+    let c1 = generate(&server, &prompt);
+    let c2 = generate(&server, &[&prompt[..], &["--no-stream"]].concat());
+    for v in [&c1, &c2] {
+        assert!(!v["text"].as_str().unwrap().is_empty(), "{v}");
+        assert!(v["tokens"]["output"].as_u64().unwrap() >= 1, "{v}");
+    }
+    assert_eq!(c1["text"], c2["text"]);
+    assert!(c1["ttft"].as_f64().unwrap() > 0.0);
+}
