@@ -284,7 +284,9 @@ fn scores_with_faults_equal_scores_without_and_the_key_never_leaks() {
     assert_no_key(tmp.path(), &[&out, &err, &out2, &err2]);
 }
 
-fn expect_failure(mode: Mode, extra: &[&str], needles: &[&str]) {
+/// `mid_run`: the failure comes after the connection probe succeeded, so a failure record
+/// must exist; otherwise nothing was computed and no run folder is made.
+fn expect_failure(mode: Mode, extra: &[&str], needles: &[&str], mid_run: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let (addr, _) = start(mode, false);
     let (code, out, err) = run_remote(addr, tmp.path(), "x", extra);
@@ -293,27 +295,46 @@ fn expect_failure(mode: Mode, extra: &[&str], needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "stderr should contain {n:?}:\n{err}");
     }
+    // The run leaves a failure record: why it stopped, and every request with its outcome.
+    let run = tmp.path().join("reports/x");
+    if !mid_run {
+        assert!(!run.exists());
+        assert_no_key(tmp.path(), &[&out, &err]);
+        return;
+    }
+    let error = std::fs::read_to_string(run.join("error.json")).unwrap();
+    assert!(error.contains(needles[0]), "{error}");
+    assert!(!run.join("run.json").exists());
+    let perf = std::fs::read_to_string(run.join("perf.jsonl")).unwrap();
+    assert!(
+        perf.lines()
+            .any(|l| l.contains("\"error\":\"") && l.contains(needles[0])),
+        "{perf}"
+    );
     assert_no_key(tmp.path(), &[&out, &err]);
 }
 
 #[test]
 fn bad_responses_are_clear_errors() {
-    expect_failure(Mode::WrongCount, &[], &["1 embeddings returned for"]);
-    expect_failure(Mode::MixedDims, &[], &["mixed dimensions"]);
+    expect_failure(Mode::WrongCount, &[], &["1 embeddings returned for"], true);
+    expect_failure(Mode::MixedDims, &[], &["mixed dimensions"], true);
     expect_failure(
         Mode::NanBase64,
         &["--encoding-format", "base64"],
         &["non-finite value"],
+        false,
     );
     expect_failure(
         Mode::BadRequest,
         &[],
         &["HTTP 400", "input is too long for this model"],
+        false,
     );
     expect_failure(
         Mode::AlwaysMalformed,
         &["--max-attempts", "2"],
         &["unreadable JSON", "gave up after 2 attempts"],
+        false,
     );
 }
 

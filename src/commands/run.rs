@@ -49,12 +49,29 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         seed: args.seed,
     };
 
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| default_run_id(&info.model));
+    let dir = record::run_dir(&args.reports, &run_id);
+
     let mut tasks = Vec::new();
     for (spec, data) in specs.iter().zip(&datasets) {
-        let result = match data {
-            Dataset::Sts(d) => eval::sts::run(spec, d, embedder.as_ref(), &mut cache, &settings)?,
+        let outcome = match data {
+            Dataset::Sts(d) => eval::sts::run(spec, d, embedder.as_ref(), &mut cache, &settings),
             Dataset::Beir(d) => {
-                eval::retrieval::run(spec, d, embedder.as_ref(), &mut cache, &settings)?
+                eval::retrieval::run(spec, d, embedder.as_ref(), &mut cache, &settings)
+            }
+        };
+        let result = match outcome {
+            Ok(result) => result,
+            Err(e) => {
+                // Finished batches are in the cache already; keep the request log too.
+                let message = format!("task {}: {e}", spec.name);
+                if let Err(w) = record::write_failure(&dir, &message, &embedder.request_log()) {
+                    tracing::warn!("could not write the failure record: {w}");
+                }
+                return Err(e);
             }
         };
         tasks.push(TaskRecord {
@@ -63,11 +80,6 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         });
     }
 
-    let run_id = args
-        .run_id
-        .clone()
-        .unwrap_or_else(|| default_run_id(&info.model));
-    let dir = record::run_dir(&args.reports, &run_id);
     let record = RunRecord {
         schema: record::SCHEMA.into(),
         run_id,

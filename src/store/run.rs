@@ -120,16 +120,33 @@ pub fn write(dir: &Path, record: &RunRecord, perf: &[serde_json::Value]) -> Resu
         }
     }
     write_atomic(&dir.join("samples.jsonl"), &samples)?;
-    if !perf.is_empty() {
-        let mut lines = Vec::new();
-        for request in perf {
-            serde_json::to_writer(&mut lines, request).expect("perf record serialises");
-            lines.push(b'\n');
-        }
-        write_atomic(&dir.join("perf.jsonl"), &lines)?;
-    }
+    write_perf(dir, perf)?;
     // run.json last: its presence marks a complete record.
     write_atomic(&dir.join("run.json"), &json)
+}
+
+/// Writes `perf.jsonl` (one line per request) when there is any.
+pub fn write_perf(dir: &Path, perf: &[serde_json::Value]) -> Result<()> {
+    if perf.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    for request in perf {
+        serde_json::to_writer(&mut lines, request).expect("perf record serialises");
+        lines.push(b'\n');
+    }
+    write_atomic(&dir.join("perf.jsonl"), &lines)
+}
+
+/// A run that stopped on an error: `error.json` says why, `perf.jsonl` keeps every request
+/// made (with the failed ones' reasons); no `run.json`, since there are no scores.
+pub fn write_failure(dir: &Path, error: &str, perf: &[serde_json::Value]) -> Result<()> {
+    let body = serde_json::json!({ "schema": "assay.run-error/1", "error": error });
+    write_perf(dir, perf)?;
+    write_atomic(
+        &dir.join("error.json"),
+        &serde_json::to_vec_pretty(&body).expect("serialises"),
+    )
 }
 
 /// Reads a run record back (for reports, comparisons and tests).
