@@ -26,6 +26,8 @@ pub enum Command {
     Run(RunArgs),
     /// Embedding throughput of the local engine next to onnxruntime on the same sentences.
     BenchEmbed(BenchEmbedArgs),
+    /// Load test: latency, throughput, goodput, cost and sizing under closed- or open-loop load.
+    Bench(Box<BenchArgs>),
     /// Embed a task's inputs through two engines and compare vectors and scores.
     Parity(ParityArgs),
     /// Send one prompt to a chat or completion model and show the answer with its timing.
@@ -74,9 +76,6 @@ pub struct RemoteArgs {
     /// File whose first line is the API key (instead of the environment variable).
     #[arg(long, env = "ASSAY_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
-    /// Requests in flight at once.
-    #[arg(long, env = "ASSAY_CONCURRENCY", default_value_t = 4)]
-    pub concurrency: usize,
     /// Seconds before one attempt of a request is abandoned (and retried).
     #[arg(long, env = "ASSAY_TIMEOUT", default_value_t = 60.0)]
     pub timeout: f64,
@@ -110,6 +109,9 @@ pub struct RunArgs {
     /// Model: dir:PATH, hf:ORG/NAME[@REV] or openai:BASE_URL#MODEL.
     #[arg(long, env = "ASSAY_MODEL")]
     pub model: String,
+    /// Remote engines: requests in flight at once.
+    #[arg(long, env = "ASSAY_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Folder holding datasets by name (stsb/, scifact/, ...); missing ones come from the hub.
@@ -186,6 +188,9 @@ pub struct ParityArgs {
         required = true
     )]
     pub tasks: Vec<String>,
+    /// Remote engines: requests in flight at once.
+    #[arg(long, env = "ASSAY_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[arg(long, env = "ASSAY_DATA", default_value = "datasets")]
@@ -237,4 +242,88 @@ pub struct GenerateArgs {
     pub json: bool,
     #[command(flatten)]
     pub remote: RemoteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model: openai:BASE_URL#MODEL, or dir:/hf: for the local embedder.
+    #[arg(long, env = "ASSAY_MODEL")]
+    pub model: String,
+    /// embed, chat or completions.
+    #[arg(long, env = "ASSAY_WORKLOAD", default_value = "chat")]
+    pub workload: String,
+    /// Closed loop: users sending back to back; a list sweeps (1,2,4,8).
+    #[arg(
+        long,
+        env = "ASSAY_BENCH_CONCURRENCY",
+        value_delimiter = ',',
+        conflicts_with = "rate"
+    )]
+    pub concurrency: Vec<usize>,
+    /// Open loop: requests per second sent on schedule; a list sweeps (2,4,8).
+    #[arg(long, env = "ASSAY_BENCH_RATE", value_delimiter = ',')]
+    pub rate: Vec<f64>,
+    /// Open-loop arrivals: poisson or constant.
+    #[arg(long, env = "ASSAY_ARRIVALS", default_value = "poisson")]
+    pub arrivals: String,
+    /// Measured time per level (after the warm-up), e.g. 60s, 2m (default 30s, or
+    /// unbounded when --requests is given).
+    #[arg(long, env = "ASSAY_DURATION")]
+    pub duration: Option<String>,
+    /// Measured requests per level at most.
+    #[arg(long, env = "ASSAY_REQUESTS")]
+    pub requests: Option<usize>,
+    /// Time at the start of each level whose requests are not measured.
+    #[arg(long, env = "ASSAY_WARMUP", default_value = "2s")]
+    pub warmup: String,
+    /// Stop a level when more than this share of its requests failed.
+    #[arg(long, env = "ASSAY_MAX_ERROR_RATE", default_value_t = 0.5)]
+    pub max_error_rate: f64,
+    /// Open loop: arrivals beyond this many requests in flight are dropped and counted.
+    #[arg(long, env = "ASSAY_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
+    /// Synthetic input length in words (about a token each): N or MIN..MAX.
+    #[arg(long, env = "ASSAY_INPUT_WORDS", default_value = "64")]
+    pub input_words: String,
+    /// Real inputs instead: a text file (one per line) or JSONL with `text` / `prompt`.
+    #[arg(long, env = "ASSAY_INPUTS", conflicts_with = "inputs_from_task")]
+    pub inputs: Option<PathBuf>,
+    /// Real inputs instead: the texts of a task (its sentences, queries or documents).
+    #[arg(long, env = "ASSAY_INPUTS_FROM_TASK")]
+    pub inputs_from_task: Option<String>,
+    /// Generation: `max_tokens` of every request (always sent).
+    #[arg(long, env = "ASSAY_OUTPUT_TOKENS", default_value_t = 64)]
+    pub output_tokens: u32,
+    /// Generation: ask for exactly --output-tokens (servers that accept `ignore_eos`).
+    #[arg(long, env = "ASSAY_IGNORE_EOS")]
+    pub ignore_eos: bool,
+    /// Generation: wait for whole answers instead of streaming (no TTFT, TPOT, ITL).
+    #[arg(long, env = "ASSAY_NO_STREAM")]
+    pub no_stream: bool,
+    /// Service-level objective, e.g. ttft=500ms,tpot=50ms,latency=2s: goodput counts the
+    /// requests meeting every bound.
+    #[arg(long, env = "ASSAY_SLO")]
+    pub slo: Option<String>,
+    /// Dollars per hour for one replica (GPU-hour, instance): gives $/1M tokens, $/1k items.
+    #[arg(long, env = "ASSAY_PRICE_PER_HOUR")]
+    pub price_per_hour: Option<f64>,
+    /// A provider's dollars per 1M tokens, for the break-even point.
+    #[arg(long, env = "ASSAY_PROVIDER_PRICE_PER_MTOK")]
+    pub provider_price_per_mtok: Option<f64>,
+    /// Requests per second to size for: replicas needed at the SLO.
+    #[arg(long, env = "ASSAY_TARGET_RATE")]
+    pub target_rate: Option<f64>,
+    /// Seed of the synthetic inputs and the Poisson arrivals.
+    #[arg(long, env = "ASSAY_SEED", default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[arg(long, env = "ASSAY_DATA", default_value = "datasets")]
+    pub data_root: PathBuf,
+    #[arg(long, env = "ASSAY_TASKS_DIR", default_value = "tasks")]
+    pub tasks_dir: PathBuf,
+    #[arg(long, env = "ASSAY_REPORTS", default_value = "reports")]
+    pub reports: PathBuf,
+    #[arg(long, env = "ASSAY_RUN_ID")]
+    pub run_id: Option<String>,
 }

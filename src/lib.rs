@@ -5,10 +5,12 @@
 
 pub mod cli;
 pub mod commands;
+pub mod cost;
 pub mod data;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod load;
 pub mod metrics;
 pub mod search;
 pub mod spec;

@@ -19,6 +19,7 @@ fn main() {
         Command::Tasks(args) => commands::tasks::run(args).map_err(Into::into),
         Command::Run(args) => commands::run::run(args).map(|_| ()).map_err(Into::into),
         Command::BenchEmbed(args) => commands::bench_embed::run(args).map_err(Into::into),
+        Command::Bench(args) => commands::bench::run(args).map(|_| ()).map_err(Into::into),
         Command::Generate(args) => commands::generate::run(args).map_err(Into::into),
         Command::Parity(args) => match commands::parity::run(args) {
             Ok(true) => Ok(()),

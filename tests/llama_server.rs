@@ -49,6 +49,14 @@ fn stsb_through_llama_server_matches_the_local_engine() {
     assert_eq!(run["model"]["engine"], "openai");
     assert_eq!(run["model"]["model"], remote);
     assert!(run["model"]["served_model"].is_string(), "{}", run["model"]);
+    // Latency next to the scores, from the same request records `assay bench` uses.
+    let requests = &run["requests"];
+    assert_eq!(requests["error_rate"], 0.0, "{requests}");
+    assert!(requests["items_per_second"].as_f64().unwrap() > 0.0);
+    assert!(
+        requests["latency"]["p99"].as_f64().unwrap()
+            >= requests["latency"]["p50"].as_f64().unwrap()
+    );
     let perf = std::fs::read_to_string(run_dir.join("perf.jsonl")).unwrap();
     let records: Vec<serde_json::Value> = perf
         .lines()
@@ -149,4 +157,121 @@ fn chat_and_completions_against_smollm2() {
     }
     assert_eq!(c1["text"], c2["text"]);
     assert!(c1["ttft"].as_f64().unwrap() > 0.0);
+}
+
+fn bench(
+    server: &LlamaServer,
+    reports: &std::path::Path,
+    run_id: &str,
+    model: &str,
+    args: &[&str],
+) -> serde_json::Value {
+    let (code, out, err) = common::output(
+        common::assay()
+            .args(["bench", "--run-id", run_id, "--warmup", "1s"])
+            .args(["--model", &format!("openai:{}#{model}", server.base_url())])
+            .arg("--reports")
+            .arg(reports)
+            .args(args),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("TTFT") && out.contains("goodput"), "{out}");
+    json(&reports.join(run_id).join("run.json"))
+}
+
+#[test]
+fn bench_sweeps_against_llama_server_report_sane_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = LlamaServer::start(&common::smollm2_gguf(), &["-c", "4096", "-np", "4"]);
+    let run = bench(
+        &server,
+        tmp.path(),
+        "chat",
+        "smollm2",
+        &[
+            "--workload",
+            "chat",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "6",
+            "--output-tokens",
+            "16",
+            "--ignore-eos",
+            "--input-words",
+            "24",
+            "--slo",
+            "ttft=10s",
+            "--price-per-hour",
+            "2.49",
+            "--provider-price-per-mtok",
+            "0.2",
+            "--target-rate",
+            "10",
+        ],
+    );
+    let levels = run["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2);
+    for level in levels {
+        let s = &level["summary"];
+        let f = |path: &[&str]| {
+            path.iter()
+                .fold(s, |v, k| &v[*k])
+                .as_f64()
+                .unwrap_or_else(|| panic!("{path:?} in {s}"))
+        };
+        assert_eq!(s["requests"], 6, "{s}");
+        assert_eq!(s["error_rate"], 0.0, "{s}");
+        // --ignore-eos: exactly 16 tokens each, as the server counts them.
+        let tokens = f(&["output_tokens_per_second"]) * f(&["window_seconds"]);
+        assert!((tokens - 96.0).abs() < 1e-9, "{tokens}");
+        assert!(f(&["ttft", "p50"]) > 0.0 && f(&["ttft", "p50"]) < f(&["latency", "p50"]));
+        assert!(
+            f(&["tpot", "p50"]) > 0.001 && f(&["tpot", "p50"]) < 1.0,
+            "{s}"
+        );
+        assert!(f(&["itl", "p50"]) > 0.001, "{s}");
+        assert!(f(&["latency", "p50"]) <= f(&["latency", "p99"]));
+        assert_eq!(s["good_requests"], 6);
+    }
+    let cost = &run["cost"];
+    assert!(
+        cost["usd_per_mtok_output"].as_f64().unwrap() > 0.0,
+        "{cost}"
+    );
+    assert!(cost["replicas"].as_u64().unwrap() >= 1);
+    assert!(cost["breakeven_utilization"].as_f64().unwrap() > 0.0);
+    drop(server);
+
+    // Embeddings, open loop, through the same code.
+    let server = minilm_server();
+    let run = bench(
+        &server,
+        tmp.path(),
+        "embed",
+        "all-MiniLM-L6-v2",
+        &[
+            "--workload",
+            "embed",
+            "--rate",
+            "20",
+            "--arrivals",
+            "constant",
+            "--duration",
+            "3s",
+            "--batch-size",
+            "4",
+            "--inputs-from-task",
+            "stsb",
+            "--data-root",
+            common::data_root().to_str().unwrap(),
+        ],
+    );
+    let s = &run["levels"][0]["summary"];
+    assert_eq!(s["requests"], 60, "{s}");
+    assert_eq!(s["error_rate"], 0.0, "{s}");
+    let items = s["items_per_second"].as_f64().unwrap();
+    assert!((items - 80.0).abs() < 8.0, "4 items × 20/s: {s}");
+    assert!(s["schedule_lag"]["p99"].as_f64().unwrap() < 0.005, "{s}");
+    assert_eq!(run["workload"]["source"], "task stsb");
 }

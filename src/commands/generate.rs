@@ -37,6 +37,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             seed: args.seed,
             stop: args.stop.clone(),
             stream: !args.no_stream,
+            ignore_eos: false,
         },
     };
     let answer = generator.generate(&request)?;

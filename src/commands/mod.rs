@@ -1,6 +1,7 @@
 //! One module per CLI command: each turns parsed arguments into library calls and
 //! prints what the user asked for.
 
+pub mod bench;
 pub mod bench_embed;
 pub mod generate;
 pub mod parity;
@@ -57,13 +58,30 @@ pub fn parse_model(model: &str) -> Result<ModelChoice> {
 }
 
 /// Loads (or connects to) the embedder named by `model` with the engine flags.
-pub fn load_embedder(model: &str, args: &EngineArgs) -> Result<Box<dyn Embedder>> {
+/// `concurrency`: requests in flight at once for a remote engine.
+pub fn load_embedder(
+    model: &str,
+    args: &EngineArgs,
+    concurrency: usize,
+) -> Result<Box<dyn Embedder>> {
     match parse_model(model)? {
         ModelChoice::Local(_) => load_local_embedder(model, args),
+        ModelChoice::Remote(_) => Ok(Box::new(load_remote_embedder(model, args, concurrency)?)),
+    }
+}
+
+/// Connects to the remote embedder named by `model` (an openai: reference).
+pub fn load_remote_embedder(
+    model: &str,
+    args: &EngineArgs,
+    concurrency: usize,
+) -> Result<RemoteEmbedder> {
+    match parse_model(model)? {
         ModelChoice::Remote(endpoint) => {
-            let (key, options) = remote_options(&args.remote)?;
-            Ok(Box::new(RemoteEmbedder::connect(endpoint, key, options)?))
+            let (key, options) = remote_options(&args.remote, concurrency)?;
+            RemoteEmbedder::connect(endpoint, key, options)
         }
+        ModelChoice::Local(_) => Err(Error::Usage(format!("model `{model}` is not remote"))),
     }
 }
 
@@ -71,7 +89,7 @@ pub fn load_embedder(model: &str, args: &EngineArgs) -> Result<Box<dyn Embedder>
 pub fn load_generator(model: &str, args: &RemoteArgs) -> Result<RemoteGenerator> {
     match parse_model(model)? {
         ModelChoice::Remote(endpoint) => {
-            let (key, options) = remote_options(args)?;
+            let (key, options) = remote_options(args, 1)?;
             RemoteGenerator::connect(endpoint, key, options)
         }
         ModelChoice::Local(_) => Err(Error::Usage(format!(
@@ -82,7 +100,7 @@ pub fn load_generator(model: &str, args: &RemoteArgs) -> Result<RemoteGenerator>
 
 /// The API key and connection settings from the remote flags. The key comes from a file
 /// or an environment variable, never from a flag value.
-fn remote_options(r: &RemoteArgs) -> Result<(Option<Secret>, RemoteOptions)> {
+fn remote_options(r: &RemoteArgs, concurrency: usize) -> Result<(Option<Secret>, RemoteOptions)> {
     let key = match &r.api_key_file {
         Some(path) => Some(Secret::from_file(path)?),
         None => Secret::from_env(&r.api_key_env),
@@ -107,7 +125,7 @@ fn remote_options(r: &RemoteArgs) -> Result<(Option<Secret>, RemoteOptions)> {
         None => None,
     };
     let options = RemoteOptions {
-        concurrency: r.concurrency.max(1),
+        concurrency: concurrency.max(1),
         timeout: seconds(r.timeout, "--timeout")?,
         base64,
         dimensions: r.dimensions,

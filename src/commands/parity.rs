@@ -73,7 +73,7 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
     let engines: Vec<Box<dyn Embedder>> = args
         .models
         .iter()
-        .map(|m| super::load_embedder(m, &args.engine))
+        .map(|m| super::load_embedder(m, &args.engine, args.concurrency))
         .collect::<Result<_>>()?;
     let settings = RunSettings {
         batch_size: args.engine.batch_size,

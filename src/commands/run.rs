@@ -7,8 +7,10 @@ use serde_json::json;
 
 use crate::cli::RunArgs;
 use crate::data::{BeirDataset, DataSource, StsDataset};
+use crate::engine::openai::RequestRecord;
 use crate::error::{Error, Result};
 use crate::eval::{self, RunSettings, TaskResult};
+use crate::load::stats::{self, LevelSummary, Slo};
 use crate::spec::{self, TaskFamily, TaskSpec};
 use crate::store::run::{self as record, Machine, RunRecord, TaskRecord, ToolInfo};
 use crate::store::EmbeddingCache;
@@ -36,7 +38,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         .map(|(spec, source)| Dataset::load(spec, source))
         .collect::<Result<_>>()?;
 
-    let embedder = super::load_embedder(&args.model, &args.engine)?;
+    let embedder = super::load_embedder(&args.model, &args.engine, args.concurrency)?;
     let info = embedder.info().clone();
     let mut cache = if args.no_cache {
         EmbeddingCache::disabled(info.dim)
@@ -80,6 +82,13 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         });
     }
 
+    let perf = embedder.request_log();
+    let records: Vec<RequestRecord> = perf
+        .iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect();
+    let requests = (!records.is_empty())
+        .then(|| stats::summarize(&records.iter().collect::<Vec<_>>(), &Slo::default()));
     let record = RunRecord {
         schema: record::SCHEMA.into(),
         run_id,
@@ -98,9 +107,13 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
             "cache": cache.path(),
         }),
         tasks,
+        requests,
     };
-    record::write(&dir, &record, &embedder.request_log())?;
+    record::write(&dir, &record, &perf)?;
     print_table(&record);
+    if let Some(r) = &record.requests {
+        print_requests(r);
+    }
     println!("\nrun record: {}", dir.display());
     Ok(dir)
 }
@@ -198,4 +211,23 @@ fn print_table(record: &RunRecord) {
             );
         }
     }
+}
+
+fn print_requests(r: &LevelSummary) {
+    let ms = |d: &Option<stats::Distribution>, pick: fn(&stats::Distribution) -> f64| {
+        d.as_ref()
+            .map_or("-".into(), |d| format!("{:.1} ms", pick(d) * 1e3))
+    };
+    println!(
+        "\nrequests: {} ({} failed, {} attempts retried), {:.1} req/s, {:.1} items/s; latency p50 {}, p90 {}, p99 {}, max {}",
+        r.requests,
+        r.requests - r.ok,
+        r.retried.values().sum::<usize>(),
+        r.requests_per_second,
+        r.items_per_second,
+        ms(&r.latency, |d| d.p50),
+        ms(&r.latency, |d| d.p90),
+        ms(&r.latency, |d| d.p99),
+        ms(&r.latency, |d| d.max),
+    );
 }

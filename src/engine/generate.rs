@@ -61,6 +61,10 @@ pub struct GenerationParams {
     pub stop: Vec<String>,
     /// Stream tokens as they are made (needed for time to first token).
     pub stream: bool,
+    /// Generate exactly `max_tokens`, ignoring end-of-sequence (benchmarks; llama.cpp and
+    /// vLLM accept it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerationParams {
@@ -72,6 +76,7 @@ impl Default for GenerationParams {
             seed: None,
             stop: Vec::new(),
             stream: true,
+            ignore_eos: false,
         }
     }
 }

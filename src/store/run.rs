@@ -27,6 +27,10 @@ pub struct RunRecord {
     pub machine: Machine,
     pub settings: serde_json::Value,
     pub tasks: Vec<TaskRecord>,
+    /// Remote engines: latency and throughput of the run's requests (same measures as
+    /// `assay bench`), from `perf.jsonl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::load::stats::LevelSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

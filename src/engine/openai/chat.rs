@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::engine::openai::client::{HttpClient, StreamState, Timing};
+use crate::engine::openai::client::{HttpClient, StreamState};
 use crate::engine::openai::{count_tokens, Endpoint, RemoteOptions, RequestRecord, Secret};
 use crate::engine::{Generation, GenerationRequest, Generator, GeneratorInfo, Prompt, TokenCounts};
 use crate::error::{Error, Result};
@@ -161,50 +161,93 @@ impl RemoteGenerator {
         if !p.stop.is_empty() {
             body["stop"] = json!(p.stop);
         }
+        if p.ignore_eos {
+            body["ignore_eos"] = json!(true);
+        }
         body
     }
 
-    /// Sends one request; `scheduled` is when an open-loop caller meant to send it.
-    pub async fn generate_at(
+    /// Sends one request; `scheduled` is when an open-loop caller meant to send it. The
+    /// record is complete whatever the outcome.
+    pub async fn call(
         &self,
         request: &GenerationRequest,
         scheduled: Option<f64>,
-    ) -> Result<Generation> {
-        let path = match request.prompt {
-            Prompt::Chat(_) => "chat/completions",
-            Prompt::Text(_) => "completions",
+    ) -> (Result<Generation>, RequestRecord) {
+        let (path, kind) = match request.prompt {
+            Prompt::Chat(_) => ("chat/completions", "chat"),
+            Prompt::Text(_) => ("completions", "completions"),
         };
         let body = self.body(request);
-        let (text, finish_reason, usage, model, chunks, timing) = if request.params.stream {
-            let (s, timing): (Streamed, Timing) =
-                self.client.post_stream(path, &body, scheduled).await?;
-            (
-                s.text,
-                s.finish_reason,
-                s.usage,
-                s.model,
-                Some(s.chunks),
-                timing,
-            )
+        let (outcome, timing) = if request.params.stream {
+            let (streamed, timing) = self
+                .client
+                .post_stream::<Streamed>(path, &body, scheduled)
+                .await;
+            let outcome = streamed.map(|s| {
+                let chunks = Some(s.chunks);
+                (s.text, s.finish_reason, s.usage, s.model, chunks)
+            });
+            (outcome, timing)
         } else {
-            let (r, timing): (Response, Timing) = self.client.post_json(path, &body).await?;
-            let choice = r.choices.into_iter().next().ok_or_else(|| {
-                Error::Remote(format!(
-                    "POST {}: the response has no choices",
-                    self.client.endpoint().url(path)
-                ))
-            })?;
-            let text = choice.text().unwrap_or_default().to_string();
-            (text, choice.finish_reason, r.usage, r.model, None, timing)
+            let (response, timing) = self
+                .client
+                .post_json::<Response>(path, &body, scheduled)
+                .await;
+            let url = self.client.endpoint().url(path);
+            let outcome = response.and_then(|r| {
+                let choice = r.choices.into_iter().next().ok_or_else(|| {
+                    Error::Remote(format!("POST {url}: the response has no choices"))
+                })?;
+                let text = choice.text().unwrap_or_default().to_string();
+                Ok((text, choice.finish_reason, r.usage, r.model, None))
+            });
+            (outcome, timing)
         };
-        let tokens = self.token_counts(&request.prompt, &text, usage, chunks);
-        Ok(Generation {
-            text,
-            finish_reason,
-            tokens,
-            served_model: model,
-            timing,
-        })
+        let generation = outcome.map(|(text, finish_reason, usage, model, chunks)| {
+            let tokens = self.token_counts(&request.prompt, &text, usage, chunks);
+            Generation {
+                text,
+                finish_reason,
+                tokens,
+                served_model: model,
+                timing: timing.clone(),
+            }
+        });
+        let record = match &generation {
+            Ok(g) => RequestRecord {
+                kind: kind.into(),
+                inputs: 1,
+                timing,
+                input_tokens: g.tokens.input,
+                output_tokens: g.tokens.output,
+                tokens_from: g.tokens.source.clone(),
+                served_model: g.served_model.clone(),
+                finish_reason: g.finish_reason.clone(),
+                error: None,
+            },
+            Err(e) => RequestRecord {
+                kind: kind.into(),
+                inputs: 1,
+                timing,
+                input_tokens: None,
+                output_tokens: None,
+                tokens_from: None,
+                served_model: None,
+                finish_reason: None,
+                error: Some(e.to_string()),
+            },
+        };
+        (generation, record)
+    }
+
+    /// Seconds since the client started: the time base of its records.
+    pub fn now(&self) -> f64 {
+        self.client.now()
+    }
+
+    pub fn epoch(&self) -> std::time::Instant {
+        self.client.epoch()
     }
 
     /// The server's counts; else the local tokenizer's; else one token per streamed chunk.
@@ -236,40 +279,6 @@ impl RemoteGenerator {
         }
     }
 
-    fn record(&self, request: &GenerationRequest, outcome: &Result<Generation>) -> RequestRecord {
-        let kind = match request.prompt {
-            Prompt::Chat(_) => "chat",
-            Prompt::Text(_) => "completions",
-        };
-        match outcome {
-            Ok(g) => RequestRecord {
-                kind: kind.into(),
-                inputs: 1,
-                timing: g.timing.clone(),
-                input_tokens: g.tokens.input,
-                output_tokens: g.tokens.output,
-                tokens_from: g.tokens.source.clone(),
-                served_model: g.served_model.clone(),
-                finish_reason: g.finish_reason.clone(),
-                error: None,
-            },
-            Err(e) => RequestRecord {
-                kind: kind.into(),
-                inputs: 1,
-                timing: Timing {
-                    end: self.client.now(),
-                    ..Default::default()
-                },
-                input_tokens: None,
-                output_tokens: None,
-                tokens_from: None,
-                served_model: None,
-                finish_reason: None,
-                error: Some(e.to_string()),
-            },
-        }
-    }
-
     /// The records of every request so far (for `perf.jsonl`), leaving the log empty.
     pub fn take_requests(&self) -> Vec<RequestRecord> {
         std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
@@ -282,8 +291,7 @@ impl Generator for RemoteGenerator {
     }
 
     fn generate(&self, request: &GenerationRequest) -> Result<Generation> {
-        let outcome = self.runtime.block_on(self.generate_at(request, None));
-        let record = self.record(request, &outcome);
+        let (outcome, record) = self.runtime.block_on(self.call(request, None));
         self.log
             .lock()
             .unwrap_or_else(|e| e.into_inner())

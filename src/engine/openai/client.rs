@@ -94,28 +94,35 @@ impl HttpClient {
         self.epoch.elapsed().as_secs_f64()
     }
 
+    /// The instant `now()` counts from.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// POSTs `body` to `<base>/<path>` and parses the JSON answer, retrying as the policy
     /// allows. Errors name the endpoint and path, never the key.
+    /// `scheduled` is when the caller meant to send (open-loop load); default now. The
+    /// timing comes back whatever the outcome.
     pub async fn post_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &serde_json::Value,
-    ) -> Result<(T, Timing)> {
+        scheduled: Option<f64>,
+    ) -> (Result<T>, Timing) {
         let url = self.endpoint.url(path);
-        self.with_retries(&url, None, || self.attempt::<T>(&url, body))
+        self.with_retries(&url, scheduled, || self.attempt::<T>(&url, body))
             .await
     }
 
     /// POSTs `body` (with `"stream": true`) and feeds each server-sent event to a fresh
     /// `S` per attempt. A stream that breaks, carries an unreadable event or ends before
     /// the answer is complete is retried from the start like any failed request.
-    /// `scheduled` is when the caller meant to send (open-loop load); default now.
     pub async fn post_stream<S: StreamState>(
         &self,
         path: &str,
         body: &serde_json::Value,
         scheduled: Option<f64>,
-    ) -> Result<(S, Timing)> {
+    ) -> (Result<S>, Timing) {
         let url = self.endpoint.url(path);
         self.with_retries(&url, scheduled, || self.stream_attempt::<S>(&url, body))
             .await
@@ -127,7 +134,7 @@ impl HttpClient {
         url: &str,
         scheduled: Option<f64>,
         mut attempt: F,
-    ) -> Result<(T, Timing)>
+    ) -> (Result<T>, Timing)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<(T, Timing), Failure>>,
@@ -146,7 +153,7 @@ impl HttpClient {
                     timing.first_token = attempt_timing.first_token;
                     timing.token_times = attempt_timing.token_times;
                     timing.end = self.now();
-                    return Ok((value, timing));
+                    return (Ok(value), timing);
                 }
                 Err(failure) => failure,
             };
@@ -166,10 +173,9 @@ impl HttpClient {
                         self.policy.max_elapsed
                     )
                 };
-                return Err(Error::Remote(format!(
-                    "POST {url}: {}{why}",
-                    failure.message
-                )));
+                timing.end = self.now();
+                let error = Error::Remote(format!("POST {url}: {}{why}", failure.message));
+                return (Err(error), timing);
             }
             tracing::debug!(%url, attempt = timing.attempts, ?delay, reason = %failure.message, "retrying");
             timing.retried.push(failure.message);
@@ -188,10 +194,16 @@ impl HttpClient {
         if let Some(key) = &self.key {
             request = request.bearer_auth(key.expose());
         }
-        let response = request.send().await.map_err(|e| Failure {
-            message: describe_transport_error(&e),
-            retry: true,
-            wait: None,
+        let response = request.send().await.map_err(|e| {
+            let message = describe_transport_error(&e);
+            // A pooled keep-alive connection the server had already closed: the request
+            // never reached it, so try again at once on a fresh connection.
+            let stale = message.contains("connection closed before message completed");
+            Failure {
+                message,
+                retry: true,
+                wait: stale.then_some(Duration::ZERO),
+            }
         })?;
         timing.first_byte = Some(self.now());
         let status = response.status();

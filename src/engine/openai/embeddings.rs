@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::engine::openai::client::{HttpClient, Timing};
+use crate::engine::openai::client::HttpClient;
 use crate::engine::openai::{count_tokens, Endpoint, RemoteOptions, RequestRecord, Secret};
 use crate::engine::{Embedder, EmbedderInfo};
 use crate::error::{Error, Result};
@@ -87,13 +87,21 @@ impl RemoteEmbedder {
             options,
             log: Mutex::new(Vec::new()),
         };
-        let (probe, record) = embedder.request(&["dimension probe".to_string()])?;
-        embedder.info.dim = probe[0].len();
+        let (probe, record) = embedder
+            .runtime
+            .block_on(embedder.call(&["dimension probe".to_string()], None));
+        embedder.info.dim = probe?[0].len();
         embedder.info.served_model = record.served_model;
         Ok(embedder)
     }
 
-    fn request(&self, texts: &[String]) -> Result<(Vec<Vec<f32>>, RequestRecord)> {
+    /// Sends one batch; `scheduled` is when an open-loop caller meant to send it. The
+    /// record is complete whatever the outcome.
+    pub async fn call(
+        &self,
+        texts: &[String],
+        scheduled: Option<f64>,
+    ) -> (Result<Vec<Vec<f32>>>, RequestRecord) {
         let mut body = json!({
             "model": self.client.endpoint().model,
             "input": texts,
@@ -102,34 +110,50 @@ impl RemoteEmbedder {
         if let Some(d) = self.options.dimensions {
             body["dimensions"] = json!(d);
         }
-        let (response, timing): (EmbeddingResponse, Timing) = self
-            .runtime
-            .block_on(self.client.post_json("embeddings", &body))?;
-        let vectors = self.vectors(response.data, texts.len())?;
-        let (input_tokens, tokens_from) = match response.usage.and_then(|u| u.prompt_tokens) {
-            Some(n) => (Some(n), Some("server")),
-            None => match &self.options.tokenizer {
-                Some(t) => (
-                    texts.iter().map(|x| count_tokens(t, x)).sum(),
-                    Some("local-tokenizer"),
-                ),
-                None => (None, None),
-            },
+        let (response, timing) = self
+            .client
+            .post_json::<EmbeddingResponse>("embeddings", &body, scheduled)
+            .await;
+        let mut record = RequestRecord {
+            kind: "embeddings".into(),
+            inputs: texts.len(),
+            timing,
+            input_tokens: None,
+            output_tokens: None,
+            tokens_from: None,
+            served_model: None,
+            finish_reason: None,
+            error: None,
         };
-        Ok((
-            vectors,
-            RequestRecord {
-                kind: "embeddings".into(),
-                inputs: texts.len(),
-                timing,
-                input_tokens,
-                output_tokens: None,
-                tokens_from: tokens_from.map(str::to_string),
-                served_model: response.model,
-                finish_reason: None,
-                error: None,
-            },
-        ))
+        let outcome = response.and_then(|response| {
+            record.served_model = response.model.clone();
+            let (tokens, from) = match response.usage.as_ref().and_then(|u| u.prompt_tokens) {
+                Some(n) => (Some(n), Some("server")),
+                None => match &self.options.tokenizer {
+                    Some(t) => (
+                        texts.iter().map(|x| count_tokens(t, x)).sum(),
+                        Some("local-tokenizer"),
+                    ),
+                    None => (None, None),
+                },
+            };
+            record.input_tokens = tokens;
+            record.tokens_from = from.map(str::to_string);
+            self.vectors(response.data, texts.len())
+        });
+        if let Err(e) = &outcome {
+            record.error = Some(e.to_string());
+        }
+        (outcome, record)
+    }
+
+    /// Seconds since the client started: the time base of its records.
+    pub fn now(&self) -> f64 {
+        self.client.now()
+    }
+
+    pub fn epoch(&self) -> std::time::Instant {
+        self.client.epoch()
     }
 
     /// Decodes and checks the vectors: one per input, in input order, one dimension,
@@ -202,29 +226,12 @@ impl Embedder for RemoteEmbedder {
     }
 
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let outcome = self.request(texts);
-        let record = match &outcome {
-            Ok((_, record)) => record.clone(),
-            Err(e) => RequestRecord {
-                kind: "embeddings".into(),
-                inputs: texts.len(),
-                timing: Timing {
-                    end: self.client.now(),
-                    ..Default::default()
-                },
-                input_tokens: None,
-                output_tokens: None,
-                tokens_from: None,
-                served_model: None,
-                finish_reason: None,
-                error: Some(e.to_string()),
-            },
-        };
+        let (outcome, record) = self.runtime.block_on(self.call(texts, None));
         self.log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(record);
-        outcome.map(|(vectors, _)| vectors)
+        outcome
     }
 
     fn parallel_batches(&self) -> usize {

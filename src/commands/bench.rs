@@ -1,0 +1,505 @@
+//! `assay bench`: load levels (closed-loop concurrency or open-loop rates, one or a sweep)
+//! against a remote endpoint or the local embedder; prints latency, throughput, goodput,
+//! cost and sizing with their definitions, and writes `reports/<run-id>/` (`run.json` with
+//! schema `assay.bench/1`, `perf.jsonl` with every request).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::BenchArgs;
+use crate::commands::run::Dataset;
+use crate::commands::ModelChoice;
+use crate::cost::{self, Capacity, CostEstimate, Pricing};
+use crate::data::DataSource;
+use crate::error::{Error, Result};
+use crate::eval;
+use crate::load::runner::{run_level, Interrupt, LevelPlan, Live, Sample};
+use crate::load::schedule::{Arrivals, LoadModel};
+use crate::load::stats::{self, Distribution, LevelSummary, Slo};
+use crate::load::target::Target;
+use crate::load::workload::{read_inputs, Workload, WorkloadKind};
+use crate::spec;
+use crate::store::run::{self as record, write_atomic, Machine, ToolInfo};
+
+pub const SCHEMA: &str = "assay.bench/1";
+
+/// The definitions printed under every table and stored in `run.json`.
+pub const DEFINITIONS: &[(&str, &str)] = &[
+    ("latency", "scheduled send -> last byte; in open-loop runs this includes any wait the server caused (no coordinated omission)"),
+    ("service", "actual send -> last byte (what the server took, retries included)"),
+    ("TTFT", "scheduled send -> first streamed chunk with text"),
+    ("TPOT", "(last byte - first token) / (output tokens - 1), per request"),
+    ("ITL", "gaps between consecutive streamed text chunks, pooled over all requests"),
+    ("lag", "actual send - scheduled send (how late the load generator was)"),
+    ("goodput", "successful requests per second that met every SLO bound"),
+    ("percentiles", "exact, linear interpolation between order statistics (numpy's default); warm-up requests excluded"),
+];
+
+#[derive(Debug, Serialize)]
+pub struct Level {
+    pub label: String,
+    pub plan: LevelPlan,
+    pub summary: LevelSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    pub abandoned: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchRecord {
+    pub schema: String,
+    pub run_id: String,
+    pub tool: ToolInfo,
+    pub machine: Machine,
+    pub started: String,
+    pub finished: String,
+    pub model: serde_json::Value,
+    pub workload: Workload,
+    pub slo: Slo,
+    pub pricing: Pricing,
+    pub levels: Vec<Level>,
+    pub cost: Option<CostEstimate>,
+    pub interrupted: bool,
+    pub definitions: serde_json::Value,
+}
+
+pub fn run(args: &BenchArgs) -> Result<PathBuf> {
+    let started = chrono::Utc::now();
+    let kind: WorkloadKind = args.workload.parse().map_err(usage("--workload"))?;
+    let loads = levels(args)?;
+    let seconds = |text: &str, flag: &str| -> Result<f64> {
+        humantime::parse_duration(text)
+            .map(|d| d.as_secs_f64())
+            .map_err(|e| Error::Usage(format!("{flag} `{text}`: {e}")))
+    };
+    let duration = match (&args.duration, args.requests) {
+        (Some(text), _) => seconds(text, "--duration")?,
+        (None, Some(_)) => f64::INFINITY,
+        (None, None) => 30.0,
+    };
+    let warmup = seconds(&args.warmup, "--warmup")?;
+    let slo = match &args.slo {
+        Some(text) => Slo::parse(text).map_err(usage("--slo"))?,
+        None => Slo::default(),
+    };
+    if !(0.0..=1.0).contains(&args.max_error_rate) {
+        return Err(Error::Usage(
+            "--max-error-rate is a share between 0 and 1".into(),
+        ));
+    }
+    let workload = workload(args, kind)?;
+    let max_concurrency = loads
+        .iter()
+        .map(|l| match l {
+            LoadModel::Closed { concurrency } => *concurrency,
+            LoadModel::Open { .. } => 64,
+        })
+        .max()
+        .unwrap_or(1);
+    let (target, model_info) = connect(args, kind, max_concurrency)?;
+    let payloads = Arc::new(workload.payloads());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::External(format!("cannot start the async runtime: {e}")))?;
+    let interrupt = Arc::new(Interrupt::default());
+    {
+        let interrupt = interrupt.clone();
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupt.flag.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+
+    let mut levels = Vec::new();
+    let mut all_samples: Vec<(usize, Sample)> = Vec::new();
+    let mut next_payload = 0usize;
+    for (i, load) in loads.iter().enumerate() {
+        if interrupt.is_set() {
+            break;
+        }
+        let mut level_target = target.clone();
+        if let LoadModel::Closed { concurrency } = load {
+            level_target.set_slots(*concurrency);
+        }
+        let plan = LevelPlan {
+            load: *load,
+            duration,
+            requests: args.requests,
+            warmup,
+            max_error_rate: args.max_error_rate,
+            max_in_flight: args.max_in_flight,
+            seed: args.seed.wrapping_add(i as u64),
+            first_payload: next_payload,
+        };
+        let label = load.label();
+        let live = Live {
+            label: format!("[{}/{}] {label}", i + 1, loads.len()),
+            bar: spinner(),
+        };
+        let outcome = runtime.block_on(run_level(
+            Arc::new(level_target),
+            payloads.clone(),
+            &plan,
+            interrupt.clone(),
+            &live,
+        ));
+        live.bar.finish_and_clear();
+        let measured: Vec<&_> = outcome
+            .samples
+            .iter()
+            .filter(|s| !s.warmup)
+            .map(|s| &s.record)
+            .collect();
+        let summary = stats::summarize(&measured, &slo);
+        eprintln!("{}", one_line(&label, &summary, outcome.stopped.as_deref()));
+        levels.push(Level {
+            label,
+            plan,
+            summary,
+            stopped: outcome.stopped,
+            abandoned: outcome.abandoned,
+        });
+        next_payload += outcome.samples.len();
+        all_samples.extend(outcome.samples.into_iter().map(|s| (i, s)));
+    }
+    // Let requests the runtime still holds (an interrupted level's) go without waiting.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+
+    let pricing = Pricing {
+        per_hour: args.price_per_hour,
+        provider_per_mtok: args.provider_price_per_mtok,
+        target_rate: args.target_rate,
+    };
+    let cost = best_level(&levels).map(|level| {
+        let s = &level.summary;
+        let capacity = Capacity {
+            requests_per_second: s.goodput,
+            items_per_second: s.good_items_per_second,
+            input_tokens_per_second: s.good_input_tokens_per_second,
+            output_tokens_per_second: s.good_output_tokens_per_second,
+        };
+        cost::estimate(&level.label, capacity, &pricing)
+    });
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-bench", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+    let bench = BenchRecord {
+        schema: SCHEMA.into(),
+        run_id: run_id.clone(),
+        tool: ToolInfo::current(),
+        machine: Machine::current(),
+        started: started.to_rfc3339(),
+        finished: chrono::Utc::now().to_rfc3339(),
+        model: model_info,
+        workload,
+        slo,
+        pricing,
+        levels,
+        cost,
+        interrupted: interrupt.is_set(),
+        definitions: DEFINITIONS
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    };
+    let dir = record::run_dir(&args.reports, &run_id);
+    write(&dir, &bench, &all_samples)?;
+    print(&bench, kind);
+    println!("\nrun record: {}", dir.display());
+    Ok(dir)
+}
+
+fn usage(flag: &'static str) -> impl Fn(String) -> Error {
+    move |e| Error::Usage(format!("{flag} {e}"))
+}
+
+fn levels(args: &BenchArgs) -> Result<Vec<LoadModel>> {
+    let arrivals: Arrivals = args.arrivals.parse().map_err(usage("--arrivals"))?;
+    if !args.rate.is_empty() {
+        if let Some(bad) = args.rate.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            return Err(Error::Usage(format!(
+                "--rate {bad}: rates are positive requests per second"
+            )));
+        }
+        return Ok(args
+            .rate
+            .iter()
+            .map(|&rate| LoadModel::Open { rate, arrivals })
+            .collect());
+    }
+    let concurrency = if args.concurrency.is_empty() {
+        vec![1]
+    } else {
+        args.concurrency.clone()
+    };
+    if concurrency.contains(&0) {
+        return Err(Error::Usage("--concurrency 0: at least one user".into()));
+    }
+    Ok(concurrency
+        .into_iter()
+        .map(|concurrency| LoadModel::Closed { concurrency })
+        .collect())
+}
+
+fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
+    let (texts, source) = if let Some(path) = &args.inputs {
+        (Some(read_inputs(path)?), Some(path.display().to_string()))
+    } else if let Some(task) = &args.inputs_from_task {
+        let spec = spec::find(&args.tasks_dir, task)?;
+        let data = Dataset::load(&spec, &DataSource::resolve(&spec.dataset, &args.data_root)?)?;
+        let inputs = match &data {
+            Dataset::Sts(d) => eval::sts::inputs(&spec, d),
+            Dataset::Beir(d) => {
+                let (docs, queries) = eval::retrieval::inputs(&spec, d)?;
+                queries.into_iter().chain(docs).collect()
+            }
+        };
+        let texts = inputs.into_iter().map(|i| i.text).collect();
+        (Some(texts), Some(format!("task {}", spec.name)))
+    } else {
+        (None, None)
+    };
+    Ok(Workload {
+        kind,
+        batch_size: if kind == WorkloadKind::Embed {
+            args.engine.batch_size.max(1)
+        } else {
+            1
+        },
+        input_words: args.input_words.parse().map_err(usage("--input-words"))?,
+        output_tokens: args.output_tokens,
+        ignore_eos: args.ignore_eos,
+        stream: !args.no_stream,
+        seed: args.seed,
+        source,
+        texts,
+    })
+}
+
+/// The engine to drive, and what the record says about it.
+fn connect(
+    args: &BenchArgs,
+    kind: WorkloadKind,
+    concurrency: usize,
+) -> Result<(Target, serde_json::Value)> {
+    match (super::parse_model(&args.model)?, kind) {
+        (ModelChoice::Remote(_), WorkloadKind::Embed) => {
+            let embedder = super::load_remote_embedder(&args.model, &args.engine, concurrency)?;
+            let info = serde_json::to_value(crate::engine::Embedder::info(&embedder))
+                .unwrap_or_default();
+            Ok((Target::RemoteEmbed(Arc::new(embedder)), info))
+        }
+        (ModelChoice::Remote(_), _) => {
+            let generator = super::load_generator(&args.model, &args.engine.remote)?;
+            let info = serde_json::to_value(crate::engine::Generator::info(&generator))
+                .unwrap_or_default();
+            Ok((Target::RemoteGenerate(Arc::new(generator)), info))
+        }
+        (ModelChoice::Local(_), WorkloadKind::Embed) => {
+            let embedder = super::load_local_embedder(&args.model, &args.engine)?;
+            let info = serde_json::to_value(embedder.info()).unwrap_or_default();
+            let mut target = Target::local(Arc::from(embedder));
+            target.set_slots(args.engine.threads.unwrap_or(1));
+            Ok((target, info))
+        }
+        (ModelChoice::Local(_), _) => Err(Error::Usage(format!(
+            "model `{}`: local generation is not built yet; bench chat/completions against an openai: endpoint",
+            args.model
+        ))),
+    }
+}
+
+/// The level with the highest goodput: where capacity at the SLO was measured.
+fn best_level(levels: &[Level]) -> Option<&Level> {
+    levels
+        .iter()
+        .filter(|l| l.summary.good_requests > 0)
+        .max_by(|a, b| a.summary.goodput.total_cmp(&b.summary.goodput))
+}
+
+fn spinner() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+fn write(dir: &std::path::Path, bench: &BenchRecord, samples: &[(usize, Sample)]) -> Result<()> {
+    let mut lines = Vec::new();
+    for (level, sample) in samples {
+        let r = &sample.record;
+        let mut value = serde_json::to_value(sample).map_err(|e| Error::External(e.to_string()))?;
+        value["level"] = json!(level);
+        value["latency"] = json!(stats::latency(r));
+        value["service_latency"] = json!(stats::service_latency(r));
+        serde_json::to_writer(&mut lines, &value).map_err(|e| Error::External(e.to_string()))?;
+        lines.push(b'\n');
+    }
+    write_atomic(&dir.join("perf.jsonl"), &lines)?;
+    let json = serde_json::to_vec_pretty(bench).map_err(|e| Error::External(e.to_string()))?;
+    write_atomic(&dir.join("run.json"), &json)
+}
+
+fn ms(d: &Option<Distribution>, pick: fn(&Distribution) -> f64) -> String {
+    d.as_ref()
+        .map_or("-".into(), |d| format!("{:.1}", pick(d) * 1e3))
+}
+
+fn one_line(label: &str, s: &LevelSummary, stopped: Option<&str>) -> String {
+    format!(
+        "{label}: {} requests, {:.2} req/s, latency p50 {} ms p99 {} ms, {} errors{}",
+        s.requests,
+        s.requests_per_second,
+        ms(&s.latency, |d| d.p50),
+        ms(&s.latency, |d| d.p99),
+        s.requests - s.ok,
+        stopped
+            .map(|s| format!(" — stopped: {s}"))
+            .unwrap_or_default()
+    )
+}
+
+fn print(bench: &BenchRecord, kind: WorkloadKind) {
+    println!(
+        "\nmodel {}  workload {:?}{}",
+        bench.model["model"].as_str().unwrap_or("?"),
+        kind,
+        bench
+            .workload
+            .source
+            .as_ref()
+            .map(|s| format!(" (inputs from {s})"))
+            .unwrap_or_default()
+    );
+    let generation = kind != WorkloadKind::Embed;
+    let mut header = format!(
+        "{:<22} {:>6} {:>6} {:>8} ",
+        "level", "reqs", "err%", "req/s"
+    );
+    if generation {
+        header += &format!(
+            "{:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} ",
+            "in tok/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "ITL p50", "ITL p99"
+        );
+    } else {
+        header += &format!("{:>9} {:>9} ", "items/s", "in tok/s");
+    }
+    header += &format!(
+        "{:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+        "lat p50", "lat p90", "lat p99", "lat max", "lag p99", "goodput"
+    );
+    println!("{header}   (times in ms)");
+    for level in &bench.levels {
+        let s = &level.summary;
+        let mut row = format!(
+            "{:<22} {:>6} {:>6.1} {:>8.2} ",
+            level.label,
+            s.requests,
+            s.error_rate * 100.0,
+            s.requests_per_second
+        );
+        if generation {
+            row += &format!(
+                "{:>9.1} {:>9.1} {:>9} {:>9} {:>8} {:>8} {:>8} ",
+                s.input_tokens_per_second,
+                s.output_tokens_per_second,
+                ms(&s.ttft, |d| d.p50),
+                ms(&s.ttft, |d| d.p99),
+                ms(&s.tpot, |d| d.p50),
+                ms(&s.itl, |d| d.p50),
+                ms(&s.itl, |d| d.p99)
+            );
+        } else {
+            row += &format!(
+                "{:>9.1} {:>9.1} ",
+                s.items_per_second, s.input_tokens_per_second
+            );
+        }
+        row += &format!(
+            "{:>9} {:>9} {:>9} {:>9} {:>8} {:>8.2}",
+            ms(&s.latency, |d| d.p50),
+            ms(&s.latency, |d| d.p90),
+            ms(&s.latency, |d| d.p99),
+            ms(&s.latency, |d| d.max),
+            ms(&s.schedule_lag, |d| d.p99),
+            s.goodput
+        );
+        println!("{row}");
+        if !s.errors.is_empty() {
+            println!("{:<22} errors: {:?}", "", s.errors);
+        }
+        if let Some(stopped) = &level.stopped {
+            println!("{:<22} stopped: {stopped}", "");
+        }
+    }
+    if bench.slo.is_set() {
+        println!(
+            "SLO: {}",
+            serde_json::to_string(&bench.slo).unwrap_or_default()
+        );
+    }
+    if let Some(c) = &bench.cost {
+        print_cost(c, &bench.pricing, kind);
+    }
+    println!();
+    for (name, definition) in DEFINITIONS {
+        println!("  {name:<12} {definition}");
+    }
+    if bench.interrupted {
+        println!("\ninterrupted: the record holds what was measured until Ctrl-C");
+    }
+}
+
+fn print_cost(c: &CostEstimate, pricing: &Pricing, kind: WorkloadKind) {
+    let dollars = |v: Option<f64>| v.map_or("-".into(), |v| format!("${v:.4}"));
+    println!(
+        "\ncapacity at the SLO (best level: {}): {:.2} req/s, {:.1} items/s, {:.1} input + {:.1} output tokens/s",
+        c.at_level,
+        c.capacity.requests_per_second,
+        c.capacity.items_per_second,
+        c.capacity.input_tokens_per_second,
+        c.capacity.output_tokens_per_second
+    );
+    if let Some(p) = pricing.per_hour {
+        if kind == WorkloadKind::Embed {
+            println!(
+                "cost at ${p}/hour: {} per 1M input tokens, {} per 1k embeddings",
+                dollars(c.usd_per_mtok_input),
+                dollars(c.usd_per_1k_items)
+            );
+        } else {
+            println!(
+                "cost at ${p}/hour: {} per 1M tokens (input+output), {} per 1M input tokens or {} per 1M output tokens (the whole price on one side), {} per 1k requests",
+                dollars(c.usd_per_mtok),
+                dollars(c.usd_per_mtok_input),
+                dollars(c.usd_per_mtok_output),
+                dollars(c.usd_per_1k_items)
+            );
+        }
+    }
+    if let (Some(target), Some(n)) = (pricing.target_rate, c.replicas) {
+        println!("replicas for {target} req/s at the SLO: {n}");
+    }
+    if let (Some(p), Some(u)) = (pricing.provider_per_mtok, c.breakeven_utilization) {
+        println!(
+            "break-even with the provider at ${p}/1M tokens: {:.0} tokens/hour per replica = {:.1}% of capacity{}",
+            c.breakeven_tokens_per_hour.unwrap_or_default(),
+            u * 100.0,
+            if u > 1.0 { " (the provider is cheaper even at full load)" } else { "" }
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Load generation for `assay bench`: when requests go out (`schedule`), what they carry
+//! (`workload`), what runs them (`target`), the level loop (`runner`) and what the
+//! records add up to (`stats`).
+
+pub mod runner;
+pub mod schedule;
+pub mod stats;
+pub mod target;
+pub mod workload;

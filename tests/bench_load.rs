@@ -1,0 +1,325 @@
+//! `assay bench` against scripted servers on 127.0.0.1 whose timing is known: a streaming
+//! chat server with fixed delays (TTFT, TPOT and ITL must come out as scripted), an
+//! embedding server that stalls once for a second (open-loop latencies must include the
+//! stall: no coordinated omission), and Ctrl-C in the middle of a run.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+
+/// First token after this long, then one every `GAP`.
+const FIRST: Duration = Duration::from_millis(120);
+const GAP: Duration = Duration::from_millis(30);
+const TOKENS: usize = 6;
+
+#[derive(Default)]
+struct Server {
+    requests: AtomicUsize,
+    /// Serialises handling: the stalling request holds it for a second.
+    gate: tokio::sync::Mutex<()>,
+}
+
+async fn chat(Json(body): Json<serde_json::Value>) -> Response {
+    assert!(body["max_tokens"].is_u64(), "max_tokens is always sent");
+    let mut events: Vec<(Duration, String)> = Vec::new();
+    for i in 0..TOKENS {
+        let delay = if i == 0 { FIRST } else { GAP };
+        let chunk = serde_json::json!({"model": "scripted", "choices": [{"index": 0, "delta": {"content": format!("t{i} ")}, "finish_reason": null}]});
+        events.push((delay, chunk.to_string()));
+    }
+    let finish = serde_json::json!({"model": "scripted", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]});
+    events.push((Duration::ZERO, finish.to_string()));
+    let usage = serde_json::json!({"model": "scripted", "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": TOKENS}});
+    events.push((Duration::ZERO, usage.to_string()));
+    events.push((Duration::ZERO, "[DONE]".into()));
+    let stream = futures_util::stream::unfold(events.into_iter(), |mut it| async move {
+        let (delay, data) = it.next()?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(format!("data: {data}\n\n"))),
+            it,
+        ))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+async fn embeddings(State(s): State<Arc<Server>>, Json(body): Json<serde_json::Value>) -> Response {
+    let n = s.requests.fetch_add(1, Ordering::SeqCst);
+    let inputs = body["input"].as_array().map_or(1, Vec::len);
+    {
+        let _gate = s.gate.lock().await;
+        // Request 30 (1.5 s into a 20/s run) stalls the whole server for a second.
+        if n == 30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let data: Vec<serde_json::Value> = (0..inputs)
+        .map(|i| serde_json::json!({"index": i, "embedding": [1.0, 0.0]}))
+        .collect();
+    Json(serde_json::json!({"model": "stall", "data": data, "usage": {"prompt_tokens": inputs}}))
+        .into_response()
+}
+
+fn start() -> (SocketAddr, Arc<Server>) {
+    let state = Arc::new(Server::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shared = state.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = Router::new()
+                .route("/v1/chat/completions", post(chat))
+                .route("/v1/embeddings", post(embeddings))
+                .with_state(shared);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), state)
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn perf(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("perf.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn bench(addr: SocketAddr, reports: &Path, run_id: &str, args: &[&str]) -> (i32, String, String) {
+    common::output(
+        common::assay()
+            .args(["bench", "--run-id", run_id, "--warmup", "0s"])
+            .args(["--model", &format!("openai:http://{addr}/v1#m")])
+            .arg("--reports")
+            .arg(reports)
+            .args(args),
+    )
+}
+
+#[test]
+fn streaming_measures_come_out_as_scripted() {
+    let (addr, _) = start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "chat",
+        &[
+            "--workload",
+            "chat",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "6",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    for name in ["TTFT", "TPOT", "ITL", "goodput", "lag"] {
+        assert!(out.contains(name), "definition of {name} printed:\n{out}");
+    }
+    let run = json(&tmp.path().join("chat/run.json"));
+    assert_eq!(run["schema"], "assay.bench/1");
+    let levels = run["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2);
+    let near = |v: &serde_json::Value, want: Duration, what: &str| {
+        let got = v.as_f64().unwrap();
+        assert!(
+            (got - want.as_secs_f64()).abs() <= 0.005,
+            "{what}: {got} s, scripted {want:?}"
+        );
+    };
+    let total = FIRST + GAP * (TOKENS as u32 - 1);
+    for level in levels {
+        let s = &level["summary"];
+        assert_eq!(s["requests"], 6);
+        assert_eq!(s["ok"], 6);
+        near(&s["ttft"]["p50"], FIRST, "TTFT p50");
+        near(&s["ttft"]["max"], FIRST, "TTFT max");
+        near(&s["tpot"]["p50"], GAP, "TPOT p50");
+        near(&s["itl"]["p50"], GAP, "ITL p50");
+        near(&s["itl"]["p99"], GAP, "ITL p99");
+        // Six timer sleeps each round up to tokio's 1 ms tick.
+        let latency = s["latency"]["p50"].as_f64().unwrap();
+        assert!(
+            (latency - total.as_secs_f64()).abs() <= 0.010,
+            "latency p50 {latency}"
+        );
+        assert_eq!(s["itl"]["count"], 6 * (TOKENS - 1));
+        assert!(s["output_tokens_per_second"].as_f64().unwrap() > 0.0);
+    }
+    // Two users finish about twice the requests per second of one.
+    let rps = |i: usize| {
+        levels[i]["summary"]["requests_per_second"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(rps(1) > 1.6 * rps(0), "{} vs {}", rps(1), rps(0));
+    let lines = perf(&tmp.path().join("chat"));
+    assert_eq!(lines.len(), 12);
+    assert!(lines
+        .iter()
+        .all(|l| l["token_times"].as_array().unwrap().len() == TOKENS));
+}
+
+#[test]
+fn open_loop_latency_includes_the_stall_closed_loop_hides() {
+    let (addr, _) = start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "open",
+        &[
+            "--workload",
+            "embed",
+            "--batch-size",
+            "1",
+            "--rate",
+            "20",
+            "--arrivals",
+            "constant",
+            "--duration",
+            "3s",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lines = perf(&tmp.path().join("open"));
+    assert_eq!(lines.len(), 60, "constant 20/s for 3 s");
+    let f = |l: &serde_json::Value, k: &str| l[k].as_f64().unwrap();
+    // Sent on schedule whatever the server did: the generator was never late by 5 ms.
+    for l in &lines {
+        let lag = f(l, "sent") - f(l, "scheduled");
+        assert!((0.0..0.005).contains(&lag), "lag {lag}");
+    }
+    // The stalling request: the longest service time, about a second.
+    let stall = lines
+        .iter()
+        .max_by(|a, b| f(a, "service_latency").total_cmp(&f(b, "service_latency")))
+        .unwrap();
+    let (stall_start, stall_end) = (f(stall, "sent"), f(stall, "end"));
+    assert!(stall_end - stall_start >= 0.99);
+    let during: Vec<_> = lines
+        .iter()
+        .filter(|l| f(l, "scheduled") > stall_start + 0.01 && f(l, "scheduled") < stall_end - 0.05)
+        .collect();
+    assert!(
+        during.len() >= 15,
+        "about 20 requests were scheduled during the stall"
+    );
+    for l in during {
+        let waited = f(l, "latency");
+        let owed = stall_end - f(l, "scheduled");
+        assert!(
+            waited >= owed - 0.005,
+            "a request scheduled during the stall waited {waited} s, the stall had {owed} s left"
+        );
+    }
+    let run = json(&tmp.path().join("open/run.json"));
+    let s = &run["levels"][0]["summary"];
+    assert!(s["latency"]["max"].as_f64().unwrap() >= 0.99);
+    assert!(
+        s["latency"]["p90"].as_f64().unwrap() > 0.3,
+        "the stall shows in the tail: {s}"
+    );
+
+    // The same stall under a closed loop: the one user waits, sends nothing meanwhile, and
+    // only one slow request is recorded — the tail the open loop saw is hidden.
+    let (addr, _) = start();
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "closed",
+        &[
+            "--workload",
+            "embed",
+            "--batch-size",
+            "1",
+            "--concurrency",
+            "1",
+            "--duration",
+            "3s",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let closed = perf(&tmp.path().join("closed"));
+    let slow = closed.iter().filter(|l| f(l, "latency") > 0.3).count();
+    assert_eq!(slow, 1, "closed loop records the stall once");
+    let run = json(&tmp.path().join("closed/run.json"));
+    assert!(
+        run["levels"][0]["summary"]["latency"]["p99"]
+            .as_f64()
+            .unwrap()
+            < 0.3
+    );
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
+    let (addr, _) = start();
+    let tmp = tempfile::tempdir().unwrap();
+    let child = common::assay()
+        .args(["bench", "--run-id", "stopped", "--warmup", "0s"])
+        .args(["--model", &format!("openai:http://{addr}/v1#m")])
+        .args([
+            "--workload",
+            "chat",
+            "--concurrency",
+            "2",
+            "--duration",
+            "60s",
+        ])
+        .arg("--reports")
+        .arg(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped promptly"
+    );
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    let run = json(&tmp.path().join("stopped/run.json"));
+    assert_eq!(run["interrupted"], true);
+    let s = &run["levels"][0]["summary"];
+    assert!(s["ok"].as_u64().unwrap() >= 4, "{s}");
+    assert_eq!(
+        s["requests"].as_u64().unwrap() as usize,
+        perf(&tmp.path().join("stopped")).len()
+    );
+}
