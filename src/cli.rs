@@ -28,6 +28,11 @@ pub enum Command {
     BenchEmbed(BenchEmbedArgs),
     /// Load test: latency, throughput, goodput, cost and sizing under closed- or open-loop load.
     Bench(Box<BenchArgs>),
+    /// Benchmarks the load generator itself: requests/s next to oha, open-loop send accuracy.
+    BenchHarness(BenchHarnessArgs),
+    /// A constant tiny OpenAI-style embeddings response on 127.0.0.1 (for bench-harness).
+    #[command(hide = true)]
+    ServeTrivial(ServeTrivialArgs),
     /// Embed a task's inputs through two engines and compare vectors and scores.
     Parity(ParityArgs),
     /// Send one prompt to a chat or completion model and show the answer with its timing.
@@ -326,4 +331,29 @@ pub struct BenchArgs {
     pub reports: PathBuf,
     #[arg(long, env = "ASSAY_RUN_ID")]
     pub run_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchHarnessArgs {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Closed-loop concurrencies to compare with oha.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    pub concurrency: Vec<usize>,
+    /// Open-loop rates whose send accuracy is measured.
+    #[arg(long, value_delimiter = ',', default_value = "200,1000")]
+    pub rates: Vec<f64>,
+    /// Rounds, alternating assay and oha; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// The oha binary (scripts/install-oha.sh); without it only assay is measured.
+    #[arg(long, env = "ASSAY_OHA")]
+    pub oha: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeTrivialArgs {
+    #[arg(long)]
+    pub port: u16,
 }

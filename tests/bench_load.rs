@@ -323,3 +323,37 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
         perf(&tmp.path().join("stopped")).len()
     );
 }
+
+#[test]
+fn bench_harness_measures_the_client_against_its_trivial_server() {
+    let (code, out, err) = common::output(common::assay().args([
+        "bench-harness",
+        "--seconds",
+        "1",
+        "--rounds",
+        "1",
+        "--concurrency",
+        "2",
+        "--rates",
+        "100",
+    ]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    // One closed-loop row (no oha given) and one open-loop row, both without errors.
+    let closed = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("2 "))
+        .expect(&out);
+    let cols: Vec<&str> = closed.split_whitespace().collect();
+    assert!(cols[1].parse::<f64>().unwrap() > 100.0, "{closed}");
+    assert_eq!(cols.last(), Some(&"0"), "{closed}");
+    let open = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("100 "))
+        .expect(&out);
+    let cols: Vec<&str> = open.split_whitespace().collect();
+    assert_eq!(cols[1], "100", "100/s for 1 s: {open}");
+    assert!(
+        cols[3].parse::<f64>().unwrap() < 1000.0,
+        "p99 lag under 1 ms: {open}"
+    );
+}

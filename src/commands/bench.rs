@@ -145,13 +145,14 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
             label: format!("[{}/{}] {label}", i + 1, loads.len()),
             bar: spinner(),
         };
-        let outcome = runtime.block_on(run_level(
+        let outcome = run_level(
+            &runtime,
             Arc::new(level_target),
             payloads.clone(),
             &plan,
             interrupt.clone(),
             &live,
-        ));
+        );
         live.bar.finish_and_clear();
         let measured: Vec<&_> = outcome
             .samples

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_embed;
+pub mod bench_harness;
 pub mod generate;
 pub mod parity;
 pub mod run;

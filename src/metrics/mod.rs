@@ -1,5 +1,6 @@
 //! Pure metric functions: plain vectors in, numbers out, no I/O.
 
+pub mod answer;
 pub mod bootstrap;
 pub mod correlation;
 pub mod quantile;
