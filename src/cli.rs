@@ -140,9 +140,18 @@ pub struct RunArgs {
     /// Bootstrap resamples for the 95% confidence intervals.
     #[arg(long, env = "ASSAY_BOOTSTRAP", default_value_t = 1000)]
     pub bootstrap: usize,
-    /// Seed for the bootstrap.
+    /// Seed for the bootstrap and for --limit's sample.
     #[arg(long, env = "ASSAY_SEED", default_value_t = 0)]
     pub seed: u64,
+    /// Generation tasks: run a seeded sample of N items (stratified by category).
+    #[arg(long, env = "ASSAY_LIMIT")]
+    pub limit: Option<usize>,
+    /// Generation tasks: `chat` (the prompt as a user message) or `completion` (raw text).
+    #[arg(long, env = "ASSAY_PROMPT_STYLE", default_value = "chat")]
+    pub prompt_style: String,
+    /// Generation tasks: override the task's `max_tokens` per answer.
+    #[arg(long, env = "ASSAY_MAX_NEW_TOKENS")]
+    pub max_new_tokens: Option<u32>,
 }
 
 #[derive(Debug, Args)]

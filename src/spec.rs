@@ -21,6 +21,43 @@ pub struct TaskSpec {
     pub sts: Option<StsSpec>,
     #[serde(default)]
     pub retrieval: Option<RetrievalSpec>,
+    #[serde(default)]
+    pub mmlu_pro: Option<MmluProSpec>,
+    #[serde(default)]
+    pub gsm8k: Option<Gsm8kSpec>,
+}
+
+/// MMLU-Pro as the official evaluation runs it: CoT prompt, stop at "Question:".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmluProSpec {
+    /// Few-shot CoT examples per question, from the validation split when present.
+    #[serde(default = "default_shots")]
+    pub shots: usize,
+    /// File of the validation split (relative to the dataset folder).
+    #[serde(default)]
+    pub validation_file: Option<String>,
+    /// `max_tokens` per answer (the official evaluation allows 2048).
+    #[serde(default = "default_mmlu_pro_tokens")]
+    pub max_tokens: u32,
+}
+
+/// GSM8K: zero-shot chain of thought, answers read strictly (`#### N`) and flexibly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gsm8kSpec {
+    #[serde(default = "default_gsm8k_tokens")]
+    pub max_tokens: u32,
+}
+
+fn default_shots() -> usize {
+    5
+}
+fn default_mmlu_pro_tokens() -> u32 {
+    2048
+}
+fn default_gsm8k_tokens() -> u32 {
+    512
 }
 
 /// Where a task's data comes from: a folder under the data root, else the hub.
@@ -55,6 +92,8 @@ pub enum DatasetFormat {
     Table,
     /// BEIR: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
     Beir,
+    /// One JSON record per line, fields as the task family expects.
+    Jsonl,
 }
 
 /// Columns and score range of an STS table.
@@ -119,6 +158,15 @@ fn default_title_separator() -> String {
 pub enum TaskFamily {
     Sts,
     Retrieval,
+    MmluPro,
+    Gsm8k,
+}
+
+impl TaskFamily {
+    /// Whether the task is answered by generating text (else by embedding).
+    pub fn generates(self) -> bool {
+        matches!(self, TaskFamily::MmluPro | TaskFamily::Gsm8k)
+    }
 }
 
 impl TaskSpec {
@@ -135,7 +183,11 @@ impl TaskSpec {
 
     /// The task family, from which family section is present.
     pub fn family(&self) -> TaskFamily {
-        if self.retrieval.is_some() {
+        if self.mmlu_pro.is_some() {
+            TaskFamily::MmluPro
+        } else if self.gsm8k.is_some() {
+            TaskFamily::Gsm8k
+        } else if self.retrieval.is_some() {
             TaskFamily::Retrieval
         } else {
             TaskFamily::Sts
@@ -147,6 +199,27 @@ impl TaskSpec {
             path: path.to_path_buf(),
             message: message.to_string(),
         };
+        let generation = match (&self.mmlu_pro, &self.gsm8k) {
+            (Some(_), None) => Some(TaskFamily::MmluPro),
+            (None, Some(_)) => Some(TaskFamily::Gsm8k),
+            (None, None) => None,
+            _ => {
+                return Err(spec_err(
+                    "has both [mmlu_pro] and [gsm8k]: a task belongs to one family",
+                ))
+            }
+        };
+        if let Some(family) = generation {
+            if self.sts.is_some() || self.retrieval.is_some() {
+                return Err(spec_err(
+                    "a generation task has no [sts] or [retrieval] section",
+                ));
+            }
+            if self.dataset.format != DatasetFormat::Jsonl {
+                return Err(spec_err("a generation task needs format jsonl"));
+            }
+            return Ok(family);
+        }
         match (&self.sts, &self.retrieval, self.dataset.format) {
             (Some(_), None, DatasetFormat::StsbTsv | DatasetFormat::Table) => Ok(TaskFamily::Sts),
             (None, Some(r), DatasetFormat::Beir) => {
@@ -167,7 +240,9 @@ impl TaskSpec {
             (Some(_), Some(_), _) => Err(spec_err(
                 "has both [sts] and [retrieval]: a task belongs to one family",
             )),
-            (None, None, _) => Err(spec_err("needs a [sts] or [retrieval] section")),
+            (None, None, _) => Err(spec_err(
+                "needs a [sts], [retrieval], [mmlu_pro] or [gsm8k] section",
+            )),
             (Some(_), None, _) => Err(spec_err("an STS task needs format stsb-tsv or table")),
             (None, Some(_), _) => Err(spec_err("a retrieval task needs format beir")),
         }

@@ -265,6 +265,7 @@ fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
                 let (docs, queries) = eval::retrieval::inputs(&spec, d)?;
                 queries.into_iter().chain(docs).collect()
             }
+            Dataset::Generation(loaded) => generation_prompts(loaded),
         };
         let texts = inputs.into_iter().map(|i| i.text).collect();
         (Some(texts), Some(format!("task {}", spec.name)))
@@ -288,6 +289,26 @@ fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
     })
 }
 
+/// A generation task's questions as zero-shot prompts (the task's own prompt layout).
+fn generation_prompts(loaded: &crate::data::generation::Loaded) -> Vec<eval::TaskInput> {
+    use crate::data::generation::GenerationData;
+    use crate::eval::generation::{gsm8k_prompt, mmlu_pro_prompt};
+    let texts: Vec<String> = match &loaded.data {
+        GenerationData::MmluPro { test, .. } => {
+            test.iter().map(|q| mmlu_pro_prompt(q, &[])).collect()
+        }
+        GenerationData::Gsm8k(problems) => problems.iter().map(gsm8k_prompt).collect(),
+    };
+    texts
+        .into_iter()
+        .map(|text| eval::TaskInput {
+            text,
+            role: crate::engine::Role::Query,
+            instruction: None,
+        })
+        .collect()
+}
+
 /// The engine to drive, and what the record says about it.
 fn connect(
     args: &BenchArgs,
@@ -302,7 +323,7 @@ fn connect(
             Ok((Target::RemoteEmbed(Arc::new(embedder)), info))
         }
         (ModelChoice::Remote(_), _) => {
-            let generator = super::load_generator(&args.model, &args.engine.remote)?;
+            let generator = super::load_generator(&args.model, &args.engine.remote, concurrency)?;
             let info = serde_json::to_value(crate::engine::Generator::info(&generator))
                 .unwrap_or_default();
             Ok((Target::RemoteGenerate(Arc::new(generator)), info))

@@ -9,7 +9,7 @@ use crate::engine::{
 use crate::error::{Error, Result};
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    let generator = super::load_generator(&args.model, &args.remote)?;
+    let generator = super::load_generator(&args.model, &args.remote, 1)?;
     let prompt = if args.completion {
         if args.system.is_some() {
             return Err(Error::Usage(

@@ -87,10 +87,14 @@ pub fn load_remote_embedder(
 }
 
 /// Connects to the chat / completion model named by `model`.
-pub fn load_generator(model: &str, args: &RemoteArgs) -> Result<RemoteGenerator> {
+pub fn load_generator(
+    model: &str,
+    args: &RemoteArgs,
+    concurrency: usize,
+) -> Result<RemoteGenerator> {
     match parse_model(model)? {
         ModelChoice::Remote(endpoint) => {
-            let (key, options) = remote_options(args, 1)?;
+            let (key, options) = remote_options(args, concurrency)?;
             RemoteGenerator::connect(endpoint, key, options)
         }
         ModelChoice::Local(_) => Err(Error::Usage(format!(

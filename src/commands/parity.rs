@@ -131,6 +131,7 @@ fn compare(
             Dataset::Beir(d) => {
                 eval::retrieval::run(spec, d, engine.as_ref(), &mut cache, settings)?
             }
+            Dataset::Generation(_) => return Err(not_embedding(spec)),
         };
         results.push(result);
         caches.push(cache);
@@ -141,6 +142,7 @@ fn compare(
             let (docs, queries) = eval::retrieval::inputs(spec, d)?;
             docs.into_iter().chain(queries).collect()
         }
+        Dataset::Generation(_) => return Err(not_embedding(spec)),
     };
     let mut seen = HashSet::new();
     let mut items: Vec<(f64, &TaskInput)> = Vec::new();
@@ -230,4 +232,11 @@ fn print(report: &ParityReport) {
             println!("  {:.6}  {:<8}  {text}", w.cosine, w.role);
         }
     }
+}
+
+fn not_embedding(spec: &TaskSpec) -> Error {
+    Error::Usage(format!(
+        "task {}: parity compares embedders; it is a generation task",
+        spec.name
+    ))
 }

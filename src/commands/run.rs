@@ -6,13 +6,16 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::cli::RunArgs;
+use crate::data::generation::{self, Loaded};
 use crate::data::{BeirDataset, DataSource, StsDataset};
 use crate::engine::openai::RequestRecord;
+use crate::engine::Generator;
 use crate::error::{Error, Result};
+use crate::eval::generation::{GenerationSettings, PromptStyle};
 use crate::eval::{self, RunSettings, TaskResult};
 use crate::load::stats::{self, LevelSummary, Slo};
 use crate::spec::{self, TaskFamily, TaskSpec};
-use crate::store::run::{self as record, Machine, RunRecord, TaskRecord, ToolInfo};
+use crate::store::run::{self as record, Machine, ModelInfo, RunRecord, TaskRecord, ToolInfo};
 use crate::store::EmbeddingCache;
 
 /// Runs the tasks and returns the folder the record was written to.
@@ -37,6 +40,17 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         .zip(&sources)
         .map(|(spec, source)| Dataset::load(spec, source))
         .collect::<Result<_>>()?;
+
+    let generating = specs.iter().filter(|s| s.family().generates()).count();
+    if generating == specs.len() {
+        return run_generation(args, &specs, &datasets, started_at, clock);
+    }
+    if generating > 0 {
+        return Err(Error::Usage(
+            "a run evaluates embedding tasks or generation tasks, not both: split the --task list"
+                .into(),
+        ));
+    }
 
     let embedder = super::load_embedder(&args.model, &args.engine, args.concurrency)?;
     let info = embedder.info().clone();
@@ -64,6 +78,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
             Dataset::Beir(d) => {
                 eval::retrieval::run(spec, d, embedder.as_ref(), &mut cache, &settings)
             }
+            Dataset::Generation(_) => unreachable!("generation tasks run in run_generation"),
         };
         let result = match outcome {
             Ok(result) => result,
@@ -93,7 +108,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         schema: record::SCHEMA.into(),
         run_id,
         tool: ToolInfo::current(),
-        model: info,
+        model: ModelInfo::Embedder(info),
         started: started_at.to_rfc3339(),
         finished: chrono::Utc::now().to_rfc3339(),
         seconds: clock.elapsed().as_secs_f64(),
@@ -118,10 +133,102 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Generation tasks (MMLU-Pro, GSM8K) through a chat / completion model.
+fn run_generation(
+    args: &RunArgs,
+    specs: &[TaskSpec],
+    datasets: &[Dataset],
+    started_at: chrono::DateTime<chrono::Utc>,
+    clock: Instant,
+) -> Result<PathBuf> {
+    let generator = super::load_generator(&args.model, &args.engine.remote, args.concurrency)?;
+    let info = Generator::info(&generator).clone();
+    let style = match args.prompt_style.as_str() {
+        "chat" => PromptStyle::Chat,
+        "completion" => PromptStyle::Completion,
+        other => {
+            return Err(Error::Usage(format!(
+                "--prompt-style `{other}`: expected chat or completion"
+            )))
+        }
+    };
+    let settings = GenerationSettings {
+        limit: args.limit,
+        seed: args.seed,
+        style,
+        max_tokens: args.max_new_tokens,
+        bootstrap_resamples: args.bootstrap,
+    };
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| default_run_id(&info.model));
+    let dir = record::run_dir(&args.reports, &run_id);
+    let mut tasks = Vec::new();
+    for (spec, data) in specs.iter().zip(datasets) {
+        let Dataset::Generation(loaded) = data else {
+            unreachable!("only generation tasks reach here")
+        };
+        match eval::generation::run(spec, loaded, &generator, &settings) {
+            Ok(result) => tasks.push(TaskRecord {
+                spec: spec.clone(),
+                result,
+            }),
+            Err(e) => {
+                let message = format!("task {}: {e}", spec.name);
+                let perf = requests_json(generator.take_requests());
+                if let Err(w) = record::write_failure(&dir, &message, &perf) {
+                    tracing::warn!("could not write the failure record: {w}");
+                }
+                return Err(e);
+            }
+        }
+    }
+    let records = generator.take_requests();
+    let requests = (!records.is_empty())
+        .then(|| stats::summarize(&records.iter().collect::<Vec<_>>(), &Slo::default()));
+    let record = RunRecord {
+        schema: record::SCHEMA.into(),
+        run_id,
+        tool: ToolInfo::current(),
+        model: ModelInfo::Generator(info),
+        started: started_at.to_rfc3339(),
+        finished: chrono::Utc::now().to_rfc3339(),
+        seconds: clock.elapsed().as_secs_f64(),
+        machine: Machine::current(),
+        settings: json!({
+            "limit": args.limit,
+            "seed": args.seed,
+            "prompt_style": args.prompt_style,
+            "max_new_tokens": args.max_new_tokens,
+            "concurrency": args.concurrency,
+            "bootstrap_resamples": args.bootstrap,
+            "data_root": args.data_root,
+        }),
+        tasks,
+        requests,
+    };
+    record::write(&dir, &record, &requests_json(records))?;
+    print_table(&record);
+    if let Some(r) = &record.requests {
+        print_requests(r);
+    }
+    println!("\nrun record: {}", dir.display());
+    Ok(dir)
+}
+
+fn requests_json(records: Vec<RequestRecord>) -> Vec<serde_json::Value> {
+    records
+        .into_iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect()
+}
+
 /// A task's data, loaded and checked before the model is.
 pub(crate) enum Dataset {
     Sts(StsDataset),
     Beir(BeirDataset),
+    Generation(Loaded),
 }
 
 impl Dataset {
@@ -133,6 +240,20 @@ impl Dataset {
                 Dataset::Sts(StsDataset::load(&spec.dataset, sts, source)?)
             }
             TaskFamily::Retrieval => Dataset::Beir(BeirDataset::load(&spec.dataset, source)?),
+            TaskFamily::MmluPro => {
+                let section = spec
+                    .mmlu_pro
+                    .as_ref()
+                    .expect("family MmluPro has [mmlu_pro]");
+                Dataset::Generation(generation::load_mmlu_pro(
+                    &spec.dataset,
+                    source,
+                    section.validation_file.as_deref(),
+                )?)
+            }
+            TaskFamily::Gsm8k => {
+                Dataset::Generation(generation::load_gsm8k(&spec.dataset, source)?)
+            }
         })
     }
 }
@@ -173,6 +294,13 @@ fn shown_measures(result: &TaskResult) -> Vec<&str> {
     let mut names = vec![result.main_score.as_str()];
     let extra: &[&str] = match result.family.as_str() {
         "retrieval" => &["map_at_10", "mrr_at_10", "recall_at_100", "precision_at_1"],
+        "mmlu-pro" => &[
+            "accuracy_l1",
+            "unparsed_rate_l2",
+            "accuracy_l2_random_fallback",
+            "accuracy_lm_eval_strict",
+        ],
+        "gsm8k" => &["exact_match_flexible"],
         _ => &["cosine_pearson"],
     };
     names.extend(
@@ -184,10 +312,13 @@ fn shown_measures(result: &TaskResult) -> Vec<&str> {
 }
 
 fn print_table(record: &RunRecord) {
-    println!(
-        "\nmodel {}  ({} engine, {} pooling, max {} tokens)",
-        record.model.model, record.model.engine, record.model.pooling, record.model.max_tokens
-    );
+    match &record.model {
+        ModelInfo::Embedder(m) => println!(
+            "\nmodel {}  ({} engine, {} pooling, max {} tokens)",
+            m.model, m.engine, m.pooling, m.max_tokens
+        ),
+        ModelInfo::Generator(g) => println!("\nmodel {}  ({} engine)", g.model, g.engine),
+    }
     println!(
         "{:<14} {:<16} {:>9}  {:<19}  {:>6}  {:>8}",
         "task", "measure", "value", "95% CI (bootstrap)", "items", "seconds"

@@ -11,6 +11,8 @@ pub fn run(args: &TasksArgs) -> Result<()> {
         let family = match s.family() {
             spec::TaskFamily::Sts => "sts",
             spec::TaskFamily::Retrieval => "retrieval",
+            spec::TaskFamily::MmluPro => "mmlu-pro",
+            spec::TaskFamily::Gsm8k => "gsm8k",
         };
         println!("{:width$}  {:9}  {}", s.name, family, s.description);
     }

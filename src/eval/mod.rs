@@ -2,6 +2,7 @@
 //! whether the engine is local or remote.
 
 pub mod embed;
+pub mod generation;
 pub mod retrieval;
 pub mod sts;
 
@@ -51,6 +52,9 @@ pub struct DatasetRecord {
     pub items: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corpus_size: Option<usize>,
+    /// How the items were chosen when not all were run (`--limit`), and prompt settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<serde_json::Value>,
 }
 
 /// Settings shared by every runner.

@@ -158,6 +158,7 @@ pub fn run(
             fingerprint: data.fingerprint.clone(),
             items: data.queries.len(),
             corpus_size: Some(data.corpus.len()),
+            selection: None,
         },
         embedding: stats,
         seconds: started.elapsed().as_secs_f64(),

@@ -92,6 +92,7 @@ pub fn run(
             fingerprint: data.fingerprint.clone(),
             items: data.pairs.len(),
             corpus_size: None,
+            selection: None,
         },
         embedding: stats,
         seconds: started.elapsed().as_secs_f64(),

@@ -12,6 +12,24 @@ use crate::error::{Error, Result};
 use crate::eval::TaskResult;
 use crate::spec::TaskSpec;
 
+/// The model a run evaluated: an embedder or a generator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelInfo {
+    Embedder(EmbedderInfo),
+    Generator(crate::engine::GeneratorInfo),
+}
+
+impl ModelInfo {
+    /// The model reference as given (credentials removed).
+    pub fn reference(&self) -> &str {
+        match self {
+            ModelInfo::Embedder(e) => &e.model,
+            ModelInfo::Generator(g) => &g.model,
+        }
+    }
+}
+
 /// Version of the `run.json` layout; bump on incompatible changes.
 pub const SCHEMA: &str = "assay.run/1";
 
@@ -20,7 +38,7 @@ pub struct RunRecord {
     pub schema: String,
     pub run_id: String,
     pub tool: ToolInfo,
-    pub model: EmbedderInfo,
+    pub model: ModelInfo,
     pub started: String,
     pub finished: String,
     pub seconds: f64,
@@ -175,7 +193,7 @@ fn mteb_result(task: &TaskRecord, record: &RunRecord) -> serde_json::Value {
         "task_name": r.task_name,
         "mteb_version": null,
         "assay_version": record.tool.version,
-        "model": record.model.model,
+        "model": record.model.reference(),
         "scores": { r.split.clone(): [serde_json::Value::Object(split_scores)] },
         "evaluation_time": r.seconds,
         "kg_co2_emissions": null,

@@ -1,0 +1,499 @@
+//! Tasks answered by generating text: build each prompt as the official evaluation does,
+//! generate (greedy, `max_tokens` always set, requests in parallel up to the engine's
+//! limit), extract the answer as the official grader does, and score. Every item goes to
+//! `samples.jsonl` with its prompt, output, extracted answers, gold and verdict.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::data::generation::{ChoiceItem, GenerationData, Loaded, WordProblem};
+use crate::engine::{
+    ChatMessage, Generation, GenerationParams, GenerationRequest, Generator, Prompt,
+};
+use crate::error::{Error, Result};
+use crate::eval::{DatasetRecord, EmbedStats, Score, TaskResult};
+use crate::metrics::answer::{self, Gsm8kMode, Level, PyRandom};
+use crate::metrics::bootstrap::mean_ci;
+use crate::spec::TaskSpec;
+
+/// How prompts reach the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptStyle {
+    /// The prompt as one user message (chat models, `/chat/completions`).
+    Chat,
+    /// The prompt as raw text (`/completions`), as the official MMLU-Pro script does.
+    Completion,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerationSettings {
+    /// Items at most: a seeded sample, stratified by category where there is one.
+    pub limit: Option<usize>,
+    pub seed: u64,
+    pub style: PromptStyle,
+    /// Overrides the spec's `max_tokens`.
+    pub max_tokens: Option<u32>,
+    pub bootstrap_resamples: usize,
+}
+
+const LETTERS: [char; 10] = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J'];
+
+/// The official MMLU-Pro CoT prompt: instruction with the category, up to `shots` worked
+/// examples of that category, then the question with lettered options.
+pub fn mmlu_pro_prompt(item: &ChoiceItem, examples: &[&ChoiceItem]) -> String {
+    let mut prompt = format!(
+        "The following are multiple choice questions (with answers) about {}. Think step by step and then output the answer in the format of \"The answer is (X)\" at the end.\n\n",
+        item.category
+    );
+    let question = |q: &ChoiceItem| {
+        let mut text = format!("Question:\n{}\nOptions:\n", q.question);
+        for (letter, option) in LETTERS.iter().zip(&q.options) {
+            text.push_str(&format!("{letter}. {option}\n"));
+        }
+        text
+    };
+    for example in examples {
+        prompt.push_str(&question(example));
+        let cot = example.cot_content.replace(
+            "A: Let's think step by step.",
+            "Answer: Let's think step by step.",
+        );
+        prompt.push_str(&cot);
+        prompt.push_str("\n\n");
+    }
+    prompt.push_str(&question(item));
+    prompt.push_str("Answer: Let's think step by step.");
+    prompt
+}
+
+/// Zero-shot chain of thought asking for GSM8K's own answer format.
+pub fn gsm8k_prompt(item: &WordProblem) -> String {
+    format!(
+        "Solve the following math problem step by step. End your response with a line of the form \"#### <number>\" holding only the final answer.\n\nQuestion: {}\nAnswer:",
+        item.question
+    )
+}
+
+/// Indices of a seeded sample of `limit` items, allocated to groups in proportion to
+/// their sizes (largest remainders), in dataset order.
+pub fn stratified_sample(groups: &[&str], limit: usize, seed: u64) -> Vec<usize> {
+    if limit >= groups.len() {
+        return (0..groups.len()).collect();
+    }
+    let mut by_group: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        by_group.entry(g).or_default().push(i);
+    }
+    let total = groups.len() as f64;
+    let mut quotas: Vec<(&str, usize, f64)> = by_group
+        .iter()
+        .map(|(g, members)| {
+            let exact = limit as f64 * members.len() as f64 / total;
+            (*g, exact.floor() as usize, exact - exact.floor())
+        })
+        .collect();
+    let mut left = limit - quotas.iter().map(|q| q.1).sum::<usize>();
+    let mut order: Vec<usize> = (0..quotas.len()).collect();
+    order.sort_by(|&a, &b| quotas[b].2.total_cmp(&quotas[a].2).then(a.cmp(&b)));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        quotas[i].1 += 1;
+        left -= 1;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut chosen = Vec::with_capacity(limit);
+    for (group, quota, _) in quotas {
+        let mut members = by_group[group].clone();
+        members.shuffle(&mut rng);
+        chosen.extend(members.into_iter().take(quota));
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
+/// One generation per prompt, `generator.parallel_requests()` at a time, in input order.
+fn generate_all(
+    generator: &dyn Generator,
+    prompts: &[String],
+    params: &GenerationParams,
+    style: PromptStyle,
+    label: &str,
+) -> Result<Vec<Generation>> {
+    let progress = indicatif::ProgressBar::new(prompts.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} {elapsed} ETA {eta}")
+            .expect("valid template"),
+    );
+    progress.set_message(label.to_string());
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<Generation>>>> =
+        Mutex::new((0..prompts.len()).map(|_| None).collect());
+    let workers = generator.parallel_requests().clamp(1, prompts.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= prompts.len() {
+                    break;
+                }
+                let prompt = match style {
+                    PromptStyle::Chat => Prompt::Chat(vec![ChatMessage::user(&prompts[i])]),
+                    PromptStyle::Completion => Prompt::Text(prompts[i].clone()),
+                };
+                let request = GenerationRequest {
+                    prompt,
+                    params: params.clone(),
+                };
+                let outcome = generator.generate(&request);
+                let failed = outcome.is_err();
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+                progress.inc(1);
+                if failed {
+                    // Stop handing out work; requests in flight finish.
+                    next.store(prompts.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    progress.finish_and_clear();
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::with_capacity(prompts.len());
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Some(Ok(g)) => out.push(g),
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(Error::External(format!(
+                    "{label}: item {i} was not generated"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn score(values: &[f64], settings: &GenerationSettings) -> Score {
+    Score {
+        value: values.iter().sum::<f64>() / values.len().max(1) as f64,
+        ci95: mean_ci(values, settings.bootstrap_resamples, settings.seed),
+    }
+}
+
+pub fn run(
+    spec: &TaskSpec,
+    loaded: &Loaded,
+    generator: &dyn Generator,
+    settings: &GenerationSettings,
+) -> Result<TaskResult> {
+    let started = Instant::now();
+    let (scores, samples, selection, items, main) = match &loaded.data {
+        GenerationData::MmluPro { test, validation } => {
+            mmlu_pro(spec, test, validation.as_deref(), generator, settings)?
+        }
+        GenerationData::Gsm8k(problems) => gsm8k(spec, problems, generator, settings)?,
+    };
+    Ok(TaskResult {
+        task: spec.name.clone(),
+        task_name: spec.name.clone(),
+        family: match spec.family() {
+            crate::spec::TaskFamily::Gsm8k => "gsm8k",
+            _ => "mmlu-pro",
+        }
+        .into(),
+        split: spec.dataset.split.clone(),
+        main_score: main.into(),
+        scores,
+        dataset: DatasetRecord {
+            origin: loaded.origin.clone(),
+            fingerprint: loaded.fingerprint.clone(),
+            items,
+            corpus_size: None,
+            selection: Some(selection),
+        },
+        embedding: EmbedStats::default(),
+        seconds: started.elapsed().as_secs_f64(),
+        samples,
+    })
+}
+
+type Outcome = (
+    BTreeMap<String, Score>,
+    Vec<serde_json::Value>,
+    serde_json::Value,
+    usize,
+    &'static str,
+);
+
+fn mmlu_pro(
+    spec: &TaskSpec,
+    test: &[ChoiceItem],
+    validation: Option<&[ChoiceItem]>,
+    generator: &dyn Generator,
+    settings: &GenerationSettings,
+) -> Result<Outcome> {
+    let section = spec
+        .mmlu_pro
+        .as_ref()
+        .expect("family MmluPro has [mmlu_pro]");
+    let categories: Vec<&str> = test.iter().map(|t| t.category.as_str()).collect();
+    let chosen = match settings.limit {
+        Some(n) => stratified_sample(&categories, n, settings.seed),
+        None => (0..test.len()).collect(),
+    };
+    let shots = if validation.is_some() {
+        section.shots
+    } else {
+        0
+    };
+    let prompts: Vec<String> = chosen
+        .iter()
+        .map(|&i| {
+            let item = &test[i];
+            let examples: Vec<&ChoiceItem> = validation
+                .unwrap_or_default()
+                .iter()
+                .filter(|v| v.category == item.category)
+                .take(shots)
+                .collect();
+            mmlu_pro_prompt(item, &examples)
+        })
+        .collect();
+    let params = GenerationParams {
+        max_tokens: settings.max_tokens.unwrap_or(section.max_tokens),
+        temperature: 0.0,
+        stop: vec!["Question:".into()],
+        stream: false,
+        ..GenerationParams::default()
+    };
+    let outputs = generate_all(generator, &prompts, &params, settings.style, &spec.name)?;
+
+    // The official fallback: one CPython generator seeded 12345, drawn for every
+    // unparsed answer of the l1 pass, then of the l2 pass.
+    let mut rng = PyRandom::seed(12345);
+    let mut per_level = Vec::new();
+    for level in [Level::L1, Level::L2] {
+        let mut rows = Vec::new();
+        for (&i, g) in chosen.iter().zip(&outputs) {
+            let pred = answer::mmlu_pro(&g.text, level);
+            let drawn = pred.unwrap_or_else(|| rng.choice(&LETTERS));
+            rows.push((pred, drawn == test[i].answer));
+        }
+        per_level.push(rows);
+    }
+    let mut scores = BTreeMap::new();
+    for (name, rows) in [("l1", &per_level[0]), ("l2", &per_level[1])] {
+        let correct: Vec<f64> = chosen
+            .iter()
+            .zip(rows.iter())
+            .map(|(&i, (p, _))| f64::from(u8::from(*p == Some(test[i].answer))))
+            .collect();
+        let unparsed: Vec<f64> = rows
+            .iter()
+            .map(|(p, _)| f64::from(u8::from(p.is_none())))
+            .collect();
+        let fallback: Vec<f64> = rows
+            .iter()
+            .map(|(_, ok)| f64::from(u8::from(*ok)))
+            .collect();
+        scores.insert(format!("accuracy_{name}"), score(&correct, settings));
+        scores.insert(format!("unparsed_rate_{name}"), score(&unparsed, settings));
+        scores.insert(
+            format!("accuracy_{name}_random_fallback"),
+            score(&fallback, settings),
+        );
+    }
+    let strict: Vec<f64> = chosen
+        .iter()
+        .zip(&outputs)
+        .map(|(&i, g)| {
+            f64::from(u8::from(
+                answer::mmlu_pro_lm_eval(&g.text) == Some(test[i].answer),
+            ))
+        })
+        .collect();
+    scores.insert("accuracy_lm_eval_strict".into(), score(&strict, settings));
+    // Per category, at level l2 with unparsed answers wrong.
+    let mut by_category: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (k, &i) in chosen.iter().enumerate() {
+        let ok = per_level[1][k].0 == Some(test[i].answer);
+        by_category
+            .entry(&test[i].category)
+            .or_default()
+            .push(f64::from(u8::from(ok)));
+    }
+    for (category, values) in &by_category {
+        scores.insert(format!("accuracy_l2/{category}"), score(values, settings));
+    }
+    let samples = chosen
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let item = &test[i];
+            json!({
+                "id": item.id,
+                "category": item.category,
+                "prompt": prompts[k],
+                "output": outputs[k].text,
+                "finish_reason": outputs[k].finish_reason,
+                "extracted": {
+                    "l1": per_level[0][k].0.map(String::from),
+                    "l2": per_level[1][k].0.map(String::from),
+                },
+                "gold": item.answer.to_string(),
+                "correct": per_level[1][k].0 == Some(item.answer),
+            })
+        })
+        .collect();
+    let per_category: BTreeMap<&str, usize> =
+        by_category.iter().map(|(c, v)| (*c, v.len())).collect();
+    let selection = json!({
+        "limit": settings.limit,
+        "seed": settings.seed,
+        "stratified_by": "category",
+        "per_category": per_category,
+        "shots": shots,
+        "shots_source": if shots > 0 { "validation split" } else { "none: zero-shot (no validation split found)" },
+        "max_tokens": params.max_tokens,
+        "prompt_style": format!("{:?}", settings.style).to_lowercase(),
+    });
+    Ok((scores, samples, selection, chosen.len(), "accuracy_l2"))
+}
+
+fn gsm8k(
+    spec: &TaskSpec,
+    problems: &[WordProblem],
+    generator: &dyn Generator,
+    settings: &GenerationSettings,
+) -> Result<Outcome> {
+    let section = spec.gsm8k.as_ref().expect("family Gsm8k has [gsm8k]");
+    let chosen = match settings.limit {
+        Some(n) => stratified_sample(&vec![""; problems.len()], n, settings.seed),
+        None => (0..problems.len()).collect(),
+    };
+    let prompts: Vec<String> = chosen.iter().map(|&i| gsm8k_prompt(&problems[i])).collect();
+    let params = GenerationParams {
+        max_tokens: settings.max_tokens.unwrap_or(section.max_tokens),
+        temperature: 0.0,
+        stop: vec!["Question:".into()],
+        stream: false,
+        ..GenerationParams::default()
+    };
+    let outputs = generate_all(generator, &prompts, &params, settings.style, &spec.name)?;
+    let mut strict = Vec::new();
+    let mut flexible = Vec::new();
+    let mut samples = Vec::new();
+    for (k, &i) in chosen.iter().enumerate() {
+        let gold = answer::gsm8k_normalize(&problems[i].answer);
+        let s = answer::gsm8k(&outputs[k].text, Gsm8kMode::Strict);
+        let f = answer::gsm8k(&outputs[k].text, Gsm8kMode::Flexible);
+        let hit = |x: &Option<String>| {
+            x.as_deref()
+                .is_some_and(|x| answer::gsm8k_normalize(x) == gold)
+        };
+        strict.push(f64::from(u8::from(hit(&s))));
+        flexible.push(f64::from(u8::from(hit(&f))));
+        samples.push(json!({
+            "id": problems[i].id,
+            "prompt": prompts[k],
+            "output": outputs[k].text,
+            "finish_reason": outputs[k].finish_reason,
+            "extracted": {"strict": s, "flexible": f},
+            "gold": gold,
+            "correct": hit(&s),
+            "correct_flexible": hit(&f),
+        }));
+    }
+    let mut scores = BTreeMap::new();
+    scores.insert("exact_match_strict".into(), score(&strict, settings));
+    scores.insert("exact_match_flexible".into(), score(&flexible, settings));
+    let selection = json!({
+        "limit": settings.limit,
+        "seed": settings.seed,
+        "max_tokens": params.max_tokens,
+        "prompt_style": format!("{:?}", settings.style).to_lowercase(),
+    });
+    Ok((
+        scores,
+        samples,
+        selection,
+        chosen.len(),
+        "exact_match_strict",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_sample_is_proportional_seeded_and_ordered() {
+        // 60 a, 30 b, 10 c; 10 items: 6, 3, 1.
+        let groups: Vec<&str> = (0..100)
+            .map(|i| {
+                if i < 60 {
+                    "a"
+                } else if i < 90 {
+                    "b"
+                } else {
+                    "c"
+                }
+            })
+            .collect();
+        let chosen = stratified_sample(&groups, 10, 7);
+        assert_eq!(chosen.len(), 10);
+        assert!(chosen.windows(2).all(|w| w[0] < w[1]));
+        let count = |g| chosen.iter().filter(|&&i| groups[i] == g).count();
+        assert_eq!((count("a"), count("b"), count("c")), (6, 3, 1));
+        assert_eq!(chosen, stratified_sample(&groups, 10, 7));
+        assert_ne!(chosen, stratified_sample(&groups, 10, 8));
+        // Largest remainders: 7 of (60, 30, 10) -> 4.2, 2.1, 0.7 -> 4, 2, 1.
+        let chosen = stratified_sample(&groups, 7, 1);
+        assert_eq!(
+            (
+                count_in(&chosen, &groups, "a"),
+                count_in(&chosen, &groups, "c")
+            ),
+            (4, 1)
+        );
+        assert_eq!(stratified_sample(&groups, 500, 1).len(), 100);
+    }
+
+    fn count_in(chosen: &[usize], groups: &[&str], g: &str) -> usize {
+        chosen.iter().filter(|&&i| groups[i] == g).count()
+    }
+
+    #[test]
+    fn mmlu_pro_prompt_matches_the_official_layout() {
+        let item = ChoiceItem {
+            id: "1".into(),
+            question: "What is 2+2?".into(),
+            options: vec!["3".into(), "4".into()],
+            answer: 'B',
+            category: "math".into(),
+            cot_content: String::new(),
+        };
+        let example = ChoiceItem {
+            cot_content: "A: Let's think step by step. 1+1 is 2. The answer is (A).".into(),
+            question: "What is 1+1?".into(),
+            options: vec!["2".into(), "3".into()],
+            answer: 'A',
+            ..item.clone()
+        };
+        let p = mmlu_pro_prompt(&item, &[&example]);
+        assert_eq!(
+            p,
+            "The following are multiple choice questions (with answers) about math. Think step by step and then output the answer in the format of \"The answer is (X)\" at the end.\n\n\
+             Question:\nWhat is 1+1?\nOptions:\nA. 2\nB. 3\nAnswer: Let's think step by step. 1+1 is 2. The answer is (A).\n\n\
+             Question:\nWhat is 2+2?\nOptions:\nA. 3\nB. 4\nAnswer: Let's think step by step."
+        );
+    }
+}
