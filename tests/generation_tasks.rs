@@ -16,8 +16,17 @@ fn mmlu_pro_and_gsm8k_through_llama_server() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, out, err) = common::output(
         common::assay()
-            .args(["run", "--task", "mmlu-pro", "--task", "gsm8k", "--limit", "30"])
-            .args(["--max-new-tokens", "96", "--concurrency", "4", "--run-id", "gen"])
+            .args([
+                "run", "--task", "mmlu-pro", "--task", "gsm8k", "--limit", "30",
+            ])
+            .args([
+                "--max-new-tokens",
+                "96",
+                "--concurrency",
+                "4",
+                "--run-id",
+                "gen",
+            ])
             .args(["--model", &format!("openai:{}#smollm2", server.base_url())])
             .arg("--data-root")
             .arg(common::data_root())
@@ -25,7 +34,10 @@ fn mmlu_pro_and_gsm8k_through_llama_server() {
             .arg(tmp.path()),
     );
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("accuracy_l2") && out.contains("exact_match_strict"), "{out}");
+    assert!(
+        out.contains("accuracy_l2") && out.contains("exact_match_strict"),
+        "{out}"
+    );
     let dir = tmp.path().join("gen");
     let run = json(&dir.join("run.json"));
     assert_eq!(run["model"]["engine"], "openai");
@@ -44,7 +56,10 @@ fn mmlu_pro_and_gsm8k_through_llama_server() {
     let tasks = run["tasks"].as_array().unwrap();
     let mmlu = &tasks[0]["result"];
     // The headline equals the share of samples marked correct; stratified by category.
-    let correct = samples[..30].iter().filter(|s| s["correct"] == true).count();
+    let correct = samples[..30]
+        .iter()
+        .filter(|s| s["correct"] == true)
+        .count();
     let accuracy = mmlu["scores"]["accuracy_l2"]["value"].as_f64().unwrap();
     assert!((accuracy - correct as f64 / 30.0).abs() < 1e-12);
     let selection = &mmlu["dataset"]["selection"];
@@ -55,16 +70,25 @@ fn mmlu_pro_and_gsm8k_through_llama_server() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(per_category, 30);
-    assert_eq!(selection["shots"], 0, "no validation split staged: zero-shot, recorded");
+    assert_eq!(
+        selection["shots"], 0,
+        "no validation split staged: zero-shot, recorded"
+    );
     assert!(samples[0]["prompt"]
         .as_str()
         .unwrap()
         .ends_with("Answer: Let's think step by step."));
-    let unparsed = mmlu["scores"]["unparsed_rate_l1"]["value"].as_f64().unwrap();
+    let unparsed = mmlu["scores"]["unparsed_rate_l1"]["value"]
+        .as_f64()
+        .unwrap();
     assert!((0.0..=1.0).contains(&unparsed));
     let gsm = &tasks[1]["result"];
-    let strict = gsm["scores"]["exact_match_strict"]["value"].as_f64().unwrap();
-    let flexible = gsm["scores"]["exact_match_flexible"]["value"].as_f64().unwrap();
+    let strict = gsm["scores"]["exact_match_strict"]["value"]
+        .as_f64()
+        .unwrap();
+    let flexible = gsm["scores"]["exact_match_flexible"]["value"]
+        .as_f64()
+        .unwrap();
     assert!((0.0..=1.0).contains(&strict) && (0.0..=1.0).contains(&flexible));
     // Latency of the run's requests next to the scores.
     assert_eq!(run["requests"]["requests"], 60);

@@ -94,7 +94,10 @@ fn stsb_through_llama_server_matches_the_local_engine() {
     assert!((local_score - 0.820325).abs() < 5e-7, "{local_score}");
     // llama-server's vectors depend slightly on how it batched concurrent requests.
     let parity_remote = task["scores"][1].as_f64().unwrap();
-    assert!((parity_remote - remote_score).abs() < 1e-4, "{parity_remote} vs {remote_score}");
+    assert!(
+        (parity_remote - remote_score).abs() < 1e-4,
+        "{parity_remote} vs {remote_score}"
+    );
     assert!(
         (remote_score - local_score).abs() <= 0.001,
         "remote {remote_score} vs local {local_score}"

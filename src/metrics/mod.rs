@@ -3,5 +3,6 @@
 pub mod answer;
 pub mod bootstrap;
 pub mod correlation;
+pub mod math_equiv;
 pub mod quantile;
 pub mod ranking;
