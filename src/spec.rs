@@ -25,6 +25,20 @@ pub struct TaskSpec {
     pub mmlu_pro: Option<MmluProSpec>,
     #[serde(default)]
     pub gsm8k: Option<Gsm8kSpec>,
+    #[serde(default)]
+    pub math: Option<MathSpec>,
+}
+
+/// MATH-style problems: zero-shot, the answer is the last `\boxed{}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MathSpec {
+    #[serde(default = "default_math_tokens")]
+    pub max_tokens: u32,
+}
+
+fn default_math_tokens() -> u32 {
+    1024
 }
 
 /// MMLU-Pro as the official evaluation runs it: CoT prompt, stop at "Question:".
@@ -160,12 +174,16 @@ pub enum TaskFamily {
     Retrieval,
     MmluPro,
     Gsm8k,
+    Math,
 }
 
 impl TaskFamily {
     /// Whether the task is answered by generating text (else by embedding).
     pub fn generates(self) -> bool {
-        matches!(self, TaskFamily::MmluPro | TaskFamily::Gsm8k)
+        matches!(
+            self,
+            TaskFamily::MmluPro | TaskFamily::Gsm8k | TaskFamily::Math
+        )
     }
 }
 
@@ -187,6 +205,8 @@ impl TaskSpec {
             TaskFamily::MmluPro
         } else if self.gsm8k.is_some() {
             TaskFamily::Gsm8k
+        } else if self.math.is_some() {
+            TaskFamily::Math
         } else if self.retrieval.is_some() {
             TaskFamily::Retrieval
         } else {
@@ -199,15 +219,14 @@ impl TaskSpec {
             path: path.to_path_buf(),
             message: message.to_string(),
         };
-        let generation = match (&self.mmlu_pro, &self.gsm8k) {
-            (Some(_), None) => Some(TaskFamily::MmluPro),
-            (None, Some(_)) => Some(TaskFamily::Gsm8k),
-            (None, None) => None,
-            _ => {
-                return Err(spec_err(
-                    "has both [mmlu_pro] and [gsm8k]: a task belongs to one family",
-                ))
-            }
+        let generation = match (&self.mmlu_pro, &self.gsm8k, &self.math) {
+            (Some(_), None, None) => Some(TaskFamily::MmluPro),
+            (None, Some(_), None) => Some(TaskFamily::Gsm8k),
+            (None, None, Some(_)) => Some(TaskFamily::Math),
+            (None, None, None) => None,
+            _ => return Err(spec_err(
+                "has more than one of [mmlu_pro], [gsm8k], [math]: a task belongs to one family",
+            )),
         };
         if let Some(family) = generation {
             if self.sts.is_some() || self.retrieval.is_some() {
@@ -241,7 +260,7 @@ impl TaskSpec {
                 "has both [sts] and [retrieval]: a task belongs to one family",
             )),
             (None, None, _) => Err(spec_err(
-                "needs a [sts], [retrieval], [mmlu_pro] or [gsm8k] section",
+                "needs a [sts], [retrieval], [mmlu_pro], [gsm8k] or [math] section",
             )),
             (Some(_), None, _) => Err(spec_err("an STS task needs format stsb-tsv or table")),
             (None, Some(_), _) => Err(spec_err("a retrieval task needs format beir")),
@@ -395,9 +414,8 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks");
         let specs = load_all(&dir).unwrap();
         let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
-        assert!(
-            names.contains(&"stsb") && names.contains(&"scifact"),
-            "{names:?}"
-        );
+        for name in ["stsb", "scifact", "mmlu-pro", "math500", "gsm8k"] {
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
     }
 }

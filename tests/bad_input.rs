@@ -233,3 +233,58 @@ fn a_spec_whose_main_score_is_not_computed_is_refused_with_its_path() {
         "{stderr}"
     );
 }
+
+/// `assay run` on a generation task whose data is broken: the error names file, line
+/// and field before any model is contacted (the endpoint here does not exist).
+fn expect_generation_error(task: &str, folder: &str, body: &str, must_contain: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("test.jsonl"), body).unwrap();
+    let (code, _, stderr) = common::output(
+        common::assay()
+            .args(["run", "--task", task])
+            .args(["--model", "openai:http://127.0.0.1:9/v1#nobody"])
+            .arg("--data-root")
+            .arg(tmp.path()),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for needle in must_contain {
+        assert!(
+            stderr.contains(needle),
+            "stderr should contain {needle:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn broken_generation_records_name_file_line_and_field() {
+    let q = r#"{"question_id": 1, "question": "Q?", "options": ["a", "b"], "answer": "B", "category": "math"}"#;
+    let bad_letter = r#"{"question_id": 2, "question": "Q?", "options": ["a", "b"], "answer": "E", "category": "math"}"#;
+    expect_generation_error(
+        "mmlu-pro",
+        "mmlu_pro",
+        &format!("{q}\n{bad_letter}\n"),
+        &["test.jsonl:2", "`answer`", "not the letter of an option"],
+    );
+    let no_options = r#"{"question_id": 3, "question": "Q?", "answer": "A", "category": "math"}"#;
+    expect_generation_error(
+        "mmlu-pro",
+        "mmlu_pro",
+        no_options,
+        &["test.jsonl:1", "`options`"],
+    );
+    expect_generation_error(
+        "gsm8k",
+        "gsm8k",
+        "{\"question\": \"1+1?\", \"answer\": \"2\"}\n",
+        &["test.jsonl:1", "`answer`", "####"],
+    );
+    expect_generation_error(
+        "math500",
+        "math500",
+        "{\"problem\": \"1+1?\"}\n",
+        &["test.jsonl:1", "`answer`", "missing"],
+    );
+}

@@ -77,21 +77,11 @@ async fn embeddings(State(s): State<Arc<Server>>, Json(body): Json<serde_json::V
 
 fn start() -> (SocketAddr, Arc<Server>) {
     let state = Arc::new(Server::default());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let shared = state.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = Router::new()
-                .route("/v1/chat/completions", post(chat))
-                .route("/v1/embeddings", post(embeddings))
-                .with_state(shared);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), state)
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(state.clone());
+    (common::serve(app), state)
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -356,4 +346,38 @@ fn bench_harness_measures_the_client_against_its_trivial_server() {
         cols[3].parse::<f64>().unwrap() < 1000.0,
         "p99 lag under 1 ms: {open}"
     );
+}
+
+#[test]
+fn local_engine_benches_through_the_same_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = common::output(
+        common::assay()
+            .args(["bench", "--run-id", "local", "--warmup", "0s"])
+            .args(["--model", &common::minilm_ref()])
+            .args([
+                "--workload",
+                "embed",
+                "--batch-size",
+                "8",
+                "--concurrency",
+                "1,2",
+            ])
+            .args(["--requests", "10", "--input-words", "8..24"])
+            .arg("--reports")
+            .arg(tmp.path()),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run = json(&tmp.path().join("local/run.json"));
+    assert_eq!(run["model"]["engine"], "candle");
+    for level in run["levels"].as_array().unwrap() {
+        let s = &level["summary"];
+        assert_eq!(s["ok"], 10, "{s}");
+        assert!(s["items_per_second"].as_f64().unwrap() > 0.0);
+        // Token counts from the model's own tokenizer.
+        assert!(
+            s["input_tokens_per_second"].as_f64().unwrap()
+                > s["items_per_second"].as_f64().unwrap()
+        );
+    }
 }

@@ -10,57 +10,71 @@ fn json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-#[test]
-fn mmlu_pro_and_gsm8k_through_llama_server() {
-    let server = LlamaServer::start(&common::smollm2_gguf(), &["-c", "8192", "-np", "4"]);
-    let tmp = tempfile::tempdir().unwrap();
+fn run(server: &LlamaServer, reports: &std::path::Path, run_id: &str, args: &[&str]) -> String {
     let (code, out, err) = common::output(
         common::assay()
-            .args([
-                "run", "--task", "mmlu-pro", "--task", "gsm8k", "--limit", "30",
-            ])
-            .args([
-                "--max-new-tokens",
-                "96",
-                "--concurrency",
-                "4",
-                "--run-id",
-                "gen",
-            ])
+            .args(["run", "--concurrency", "4", "--run-id", run_id])
             .args(["--model", &format!("openai:{}#smollm2", server.base_url())])
             .arg("--data-root")
             .arg(common::data_root())
             .arg("--reports")
-            .arg(tmp.path()),
+            .arg(reports)
+            .args(args),
     );
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        out.contains("accuracy_l2") && out.contains("exact_match_strict"),
-        "{out}"
-    );
-    let dir = tmp.path().join("gen");
-    let run = json(&dir.join("run.json"));
-    assert_eq!(run["model"]["engine"], "openai");
-    let samples: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("samples.jsonl"))
+    out
+}
+
+fn samples(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("samples.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(samples.len(), 60);
-    for s in &samples {
+        .collect()
+}
+
+fn value(result: &serde_json::Value, measure: &str) -> f64 {
+    result["scores"][measure]["value"].as_f64().unwrap()
+}
+
+#[test]
+fn mmlu_pro_math500_and_gsm8k_through_llama_server() {
+    let server = LlamaServer::start(&common::smollm2_gguf(), &["-c", "8192", "-np", "4"]);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // 30 MMLU-Pro questions, stratified by category.
+    let out = run(
+        &server,
+        tmp.path(),
+        "mmlu",
+        &[
+            "--task",
+            "mmlu-pro",
+            "--limit",
+            "30",
+            "--max-new-tokens",
+            "96",
+        ],
+    );
+    assert!(out.contains("accuracy_l2"), "{out}");
+    let dir = tmp.path().join("mmlu");
+    let run_json = json(&dir.join("run.json"));
+    assert_eq!(run_json["model"]["engine"], "openai");
+    let items = samples(&dir);
+    assert_eq!(items.len(), 30);
+    for s in &items {
         for field in ["prompt", "output", "extracted", "gold", "correct"] {
             assert!(!s[field].is_null(), "{field} in {s}");
         }
-        assert!(!s["output"].as_str().unwrap().is_empty(), "{s}");
+        assert!(s["prompt"]
+            .as_str()
+            .unwrap()
+            .ends_with("Answer: Let's think step by step."));
     }
-    let tasks = run["tasks"].as_array().unwrap();
-    let mmlu = &tasks[0]["result"];
-    // The headline equals the share of samples marked correct; stratified by category.
-    let correct = samples[..30]
-        .iter()
-        .filter(|s| s["correct"] == true)
-        .count();
-    let accuracy = mmlu["scores"]["accuracy_l2"]["value"].as_f64().unwrap();
+    let mmlu = &run_json["tasks"][0]["result"];
+    // The headline equals the share of samples marked correct.
+    let correct = items.iter().filter(|s| s["correct"] == true).count();
+    let accuracy = value(mmlu, "accuracy_l2");
     assert!((accuracy - correct as f64 / 30.0).abs() < 1e-12);
     let selection = &mmlu["dataset"]["selection"];
     let per_category: u64 = selection["per_category"]
@@ -74,23 +88,47 @@ fn mmlu_pro_and_gsm8k_through_llama_server() {
         selection["shots"], 0,
         "no validation split staged: zero-shot, recorded"
     );
-    assert!(samples[0]["prompt"]
-        .as_str()
-        .unwrap()
-        .ends_with("Answer: Let's think step by step."));
-    let unparsed = mmlu["scores"]["unparsed_rate_l1"]["value"]
-        .as_f64()
-        .unwrap();
-    assert!((0.0..=1.0).contains(&unparsed));
+    assert!((0.0..=1.0).contains(&value(mmlu, "unparsed_rate_l1")));
+    assert_eq!(run_json["requests"]["requests"], 30);
+
+    // 20 MATH-500 and 20 GSM8K problems in one run.
+    let out = run(
+        &server,
+        tmp.path(),
+        "math",
+        &[
+            "--task",
+            "math500",
+            "--task",
+            "gsm8k",
+            "--limit",
+            "20",
+            "--max-new-tokens",
+            "128",
+        ],
+    );
+    assert!(
+        out.contains("exact_match_strict") && out.contains("accuracy_hendrycks"),
+        "{out}"
+    );
+    let dir = tmp.path().join("math");
+    let run_json = json(&dir.join("run.json"));
+    let items = samples(&dir);
+    assert_eq!(items.len(), 40);
+    assert!(items
+        .iter()
+        .all(|s| !s["output"].as_str().unwrap().is_empty()));
+    let tasks = run_json["tasks"].as_array().unwrap();
+    let math = &tasks[0]["result"];
     let gsm = &tasks[1]["result"];
-    let strict = gsm["scores"]["exact_match_strict"]["value"]
-        .as_f64()
-        .unwrap();
-    let flexible = gsm["scores"]["exact_match_flexible"]["value"]
-        .as_f64()
-        .unwrap();
+    let math_correct = items[..20].iter().filter(|s| s["correct"] == true).count();
+    assert!((value(math, "accuracy") - math_correct as f64 / 20.0).abs() < 1e-12);
+    assert!(value(math, "accuracy") >= value(math, "accuracy_hendrycks"));
+    let strict = value(gsm, "exact_match_strict");
+    let flexible = value(gsm, "exact_match_flexible");
     assert!((0.0..=1.0).contains(&strict) && (0.0..=1.0).contains(&flexible));
-    // Latency of the run's requests next to the scores.
-    assert_eq!(run["requests"]["requests"], 60);
-    eprintln!("SmolLM2 MMLU-Pro(30) l2 {accuracy:.3}, GSM8K(30) strict {strict:.3} flexible {flexible:.3}");
+    eprintln!(
+        "SmolLM2-135M: MMLU-Pro(30) l2 {accuracy:.3}; MATH-500(20) {:.3}; GSM8K(20) strict {strict:.3} flexible {flexible:.3}",
+        value(math, "accuracy")
+    );
 }

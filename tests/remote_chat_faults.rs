@@ -203,21 +203,11 @@ fn start(faulty: bool, usage: bool) -> (SocketAddr, Arc<Server>) {
         requests: AtomicUsize::new(0),
         faults: Mutex::new(Vec::new()),
     });
-    let (tx, rx) = std::sync::mpsc::channel();
-    let shared = state.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = Router::new()
-                .route("/v1/chat/completions", post(complete))
-                .route("/v1/completions", post(complete))
-                .with_state(shared);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), state)
+    let app = Router::new()
+        .route("/v1/chat/completions", post(complete))
+        .route("/v1/completions", post(complete))
+        .with_state(state.clone());
+    (common::serve(app), state)
 }
 
 fn generator(addr: SocketAddr, tokenizer: bool) -> RemoteGenerator {

@@ -167,20 +167,10 @@ fn start(mode: Mode, real_model: bool) -> (SocketAddr, Arc<Server>) {
         requests: AtomicUsize::new(0),
         faults: Mutex::new(Vec::new()),
     });
-    let (tx, rx) = std::sync::mpsc::channel();
-    let shared = state.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = Router::new()
-                .route("/v1/embeddings", post(embeddings))
-                .with_state(shared);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), state)
+    let app = Router::new()
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(state.clone());
+    (common::serve(app), state)
 }
 
 fn run_remote(addr: SocketAddr, dir: &Path, run_id: &str, extra: &[&str]) -> (i32, String, String) {

@@ -292,12 +292,13 @@ fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
 /// A generation task's questions as zero-shot prompts (the task's own prompt layout).
 fn generation_prompts(loaded: &crate::data::generation::Loaded) -> Vec<eval::TaskInput> {
     use crate::data::generation::GenerationData;
-    use crate::eval::generation::{gsm8k_prompt, mmlu_pro_prompt};
+    use crate::eval::generation::{gsm8k_prompt, math_prompt, mmlu_pro_prompt};
     let texts: Vec<String> = match &loaded.data {
         GenerationData::MmluPro { test, .. } => {
             test.iter().map(|q| mmlu_pro_prompt(q, &[])).collect()
         }
         GenerationData::Gsm8k(problems) => problems.iter().map(gsm8k_prompt).collect(),
+        GenerationData::Math(problems) => problems.iter().map(math_prompt).collect(),
     };
     texts
         .into_iter()

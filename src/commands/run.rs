@@ -97,40 +97,28 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         });
     }
 
-    let perf = embedder.request_log();
-    let records: Vec<RequestRecord> = perf
-        .iter()
-        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+    let records: Vec<RequestRecord> = embedder
+        .request_log()
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
         .collect();
-    let requests = (!records.is_empty())
-        .then(|| stats::summarize(&records.iter().collect::<Vec<_>>(), &Slo::default()));
-    let record = RunRecord {
-        schema: record::SCHEMA.into(),
+    let settings = json!({
+        "batch_size": settings.batch_size,
+        "threads": args.engine.threads,
+        "bootstrap_resamples": settings.bootstrap_resamples,
+        "seed": settings.seed,
+        "data_root": args.data_root,
+        "cache": cache.path(),
+    });
+    let run = Finished {
+        dir,
         run_id,
-        tool: ToolInfo::current(),
         model: ModelInfo::Embedder(info),
-        started: started_at.to_rfc3339(),
-        finished: chrono::Utc::now().to_rfc3339(),
-        seconds: clock.elapsed().as_secs_f64(),
-        machine: Machine::current(),
-        settings: json!({
-            "batch_size": settings.batch_size,
-            "threads": args.engine.threads,
-            "bootstrap_resamples": settings.bootstrap_resamples,
-            "seed": settings.seed,
-            "data_root": args.data_root,
-            "cache": cache.path(),
-        }),
-        tasks,
-        requests,
+        started_at,
+        clock,
+        settings,
     };
-    record::write(&dir, &record, &perf)?;
-    print_table(&record);
-    if let Some(r) = &record.requests {
-        print_requests(r);
-    }
-    println!("\nrun record: {}", dir.display());
-    Ok(dir)
+    run.write(tasks, records)
 }
 
 /// Generation tasks (MMLU-Pro, GSM8K) through a chat / completion model.
@@ -184,37 +172,62 @@ fn run_generation(
             }
         }
     }
-    let records = generator.take_requests();
-    let requests = (!records.is_empty())
-        .then(|| stats::summarize(&records.iter().collect::<Vec<_>>(), &Slo::default()));
-    let record = RunRecord {
-        schema: record::SCHEMA.into(),
+    let settings = json!({
+        "limit": args.limit,
+        "seed": args.seed,
+        "prompt_style": args.prompt_style,
+        "max_new_tokens": args.max_new_tokens,
+        "concurrency": args.concurrency,
+        "bootstrap_resamples": args.bootstrap,
+        "data_root": args.data_root,
+    });
+    let run = Finished {
+        dir,
         run_id,
-        tool: ToolInfo::current(),
         model: ModelInfo::Generator(info),
-        started: started_at.to_rfc3339(),
-        finished: chrono::Utc::now().to_rfc3339(),
-        seconds: clock.elapsed().as_secs_f64(),
-        machine: Machine::current(),
-        settings: json!({
-            "limit": args.limit,
-            "seed": args.seed,
-            "prompt_style": args.prompt_style,
-            "max_new_tokens": args.max_new_tokens,
-            "concurrency": args.concurrency,
-            "bootstrap_resamples": args.bootstrap,
-            "data_root": args.data_root,
-        }),
-        tasks,
-        requests,
+        started_at,
+        clock,
+        settings,
     };
-    record::write(&dir, &record, &requests_json(records))?;
-    print_table(&record);
-    if let Some(r) = &record.requests {
-        print_requests(r);
+    run.write(tasks, generator.take_requests())
+}
+
+/// What every run record carries besides its tasks.
+struct Finished {
+    dir: PathBuf,
+    run_id: String,
+    model: ModelInfo,
+    started_at: chrono::DateTime<chrono::Utc>,
+    clock: Instant,
+    settings: serde_json::Value,
+}
+
+impl Finished {
+    /// Summarises the requests, writes the record, prints the table.
+    fn write(self, tasks: Vec<TaskRecord>, requests: Vec<RequestRecord>) -> Result<PathBuf> {
+        let summary = (!requests.is_empty())
+            .then(|| stats::summarize(&requests.iter().collect::<Vec<_>>(), &Slo::default()));
+        let record = RunRecord {
+            schema: record::SCHEMA.into(),
+            run_id: self.run_id,
+            tool: ToolInfo::current(),
+            model: self.model,
+            started: self.started_at.to_rfc3339(),
+            finished: chrono::Utc::now().to_rfc3339(),
+            seconds: self.clock.elapsed().as_secs_f64(),
+            machine: Machine::current(),
+            settings: self.settings,
+            tasks,
+            requests: summary,
+        };
+        record::write(&self.dir, &record, &requests_json(requests))?;
+        print_table(&record);
+        if let Some(r) = &record.requests {
+            print_requests(r);
+        }
+        println!("\nrun record: {}", self.dir.display());
+        Ok(self.dir)
     }
-    println!("\nrun record: {}", dir.display());
-    Ok(dir)
 }
 
 fn requests_json(records: Vec<RequestRecord>) -> Vec<serde_json::Value> {
@@ -254,6 +267,7 @@ impl Dataset {
             TaskFamily::Gsm8k => {
                 Dataset::Generation(generation::load_gsm8k(&spec.dataset, source)?)
             }
+            TaskFamily::Math => Dataset::Generation(generation::load_math(&spec.dataset, source)?),
         })
     }
 }
@@ -301,6 +315,7 @@ fn shown_measures(result: &TaskResult) -> Vec<&str> {
             "accuracy_lm_eval_strict",
         ],
         "gsm8k" => &["exact_match_flexible"],
+        "math" => &["accuracy_hendrycks", "unboxed_rate"],
         _ => &["cosine_pearson"],
     };
     names.extend(

@@ -13,6 +13,7 @@ pub fn run(args: &TasksArgs) -> Result<()> {
             spec::TaskFamily::Retrieval => "retrieval",
             spec::TaskFamily::MmluPro => "mmlu-pro",
             spec::TaskFamily::Gsm8k => "gsm8k",
+            spec::TaskFamily::Math => "math",
         };
         println!("{:width$}  {:9}  {}", s.name, family, s.description);
     }

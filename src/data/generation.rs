@@ -1,5 +1,6 @@
 //! Datasets answered by generation: MMLU-Pro (multiple choice with up to ten options,
-//! by category) and GSM8K (grade-school math, the answer after `#### `). JSONL records;
+//! by category), GSM8K (grade-school math, the answer after `#### `) and MATH (LaTeX
+//! answers, by subject). JSONL records;
 //! a bad record is an error naming the file, line and field.
 
 use std::path::Path;
@@ -34,6 +35,17 @@ pub struct WordProblem {
     pub answer: String,
 }
 
+/// One MATH problem.
+#[derive(Debug, Clone)]
+pub struct MathProblem {
+    pub id: String,
+    pub problem: String,
+    /// The official final answer (LaTeX).
+    pub answer: String,
+    pub subject: String,
+    pub level: String,
+}
+
 #[derive(Debug, Clone)]
 pub enum GenerationData {
     MmluPro {
@@ -42,6 +54,7 @@ pub enum GenerationData {
         validation: Option<Vec<ChoiceItem>>,
     },
     Gsm8k(Vec<WordProblem>),
+    Math(Vec<MathProblem>),
 }
 
 pub struct Loaded {
@@ -165,6 +178,36 @@ pub fn load_gsm8k(spec: &DatasetSpec, source: &DataSource) -> Result<Loaded> {
     let (path, bytes) = read_records(source, &source.split_file(spec, "{split}.jsonl"))?;
     Ok(Loaded {
         data: GenerationData::Gsm8k(word_problems(&path, &bytes)?),
+        origin: source.describe(),
+        fingerprint: sha256_hex(&bytes),
+    })
+}
+
+fn math_problems(path: &Path, bytes: &[u8]) -> Result<Vec<MathProblem>> {
+    let mut items = Vec::new();
+    for (line, obj) in json_objects(path, bytes)? {
+        let level = match obj.get("level") {
+            Some(Value::Number(n)) => n.to_string(),
+            _ => opt_str_field(path, line, &obj, "level")?,
+        };
+        items.push(MathProblem {
+            id: opt_str_field(path, line, &obj, "unique_id")?,
+            problem: str_field(path, line, &obj, "problem")?,
+            answer: str_field(path, line, &obj, "answer")?,
+            subject: opt_str_field(path, line, &obj, "subject")?,
+            level,
+        });
+    }
+    if items.is_empty() {
+        return Err(Error::input(path, "no problems"));
+    }
+    Ok(items)
+}
+
+pub fn load_math(spec: &DatasetSpec, source: &DataSource) -> Result<Loaded> {
+    let (path, bytes) = read_records(source, &source.split_file(spec, "{split}.jsonl"))?;
+    Ok(Loaded {
+        data: GenerationData::Math(math_problems(&path, &bytes)?),
         origin: source.describe(),
         fingerprint: sha256_hex(&bytes),
     })

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::data::generation::{ChoiceItem, GenerationData, Loaded, WordProblem};
+use crate::data::generation::{ChoiceItem, GenerationData, Loaded, MathProblem, WordProblem};
 use crate::engine::{
     ChatMessage, Generation, GenerationParams, GenerationRequest, Generator, Prompt,
 };
@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::eval::{DatasetRecord, EmbedStats, Score, TaskResult};
 use crate::metrics::answer::{self, Gsm8kMode, Level, PyRandom};
 use crate::metrics::bootstrap::mean_ci;
+use crate::metrics::math_equiv;
 use crate::spec::TaskSpec;
 
 /// How prompts reach the model.
@@ -78,6 +79,14 @@ pub fn gsm8k_prompt(item: &WordProblem) -> String {
     format!(
         "Solve the following math problem step by step. End your response with a line of the form \"#### <number>\" holding only the final answer.\n\nQuestion: {}\nAnswer:",
         item.question
+    )
+}
+
+/// Zero-shot, asking for the answer in a box (as MATH solutions give it).
+pub fn math_prompt(item: &MathProblem) -> String {
+    format!(
+        "Solve the following math problem step by step. Put your final answer within \\boxed{{}}.\n\nProblem: {}\nSolution:",
+        item.problem
     )
 }
 
@@ -200,12 +209,14 @@ pub fn run(
             mmlu_pro(spec, test, validation.as_deref(), generator, settings)?
         }
         GenerationData::Gsm8k(problems) => gsm8k(spec, problems, generator, settings)?,
+        GenerationData::Math(problems) => math(spec, problems, generator, settings)?,
     };
     Ok(TaskResult {
         task: spec.name.clone(),
         task_name: spec.name.clone(),
         family: match spec.family() {
             crate::spec::TaskFamily::Gsm8k => "gsm8k",
+            crate::spec::TaskFamily::Math => "math",
             _ => "mmlu-pro",
         }
         .into(),
@@ -428,6 +439,62 @@ fn gsm8k(
         chosen.len(),
         "exact_match_strict",
     ))
+}
+
+fn math(
+    spec: &TaskSpec,
+    problems: &[MathProblem],
+    generator: &dyn Generator,
+    settings: &GenerationSettings,
+) -> Result<Outcome> {
+    let section = spec.math.as_ref().expect("family Math has [math]");
+    let subjects: Vec<&str> = problems.iter().map(|p| p.subject.as_str()).collect();
+    let chosen = match settings.limit {
+        Some(n) => stratified_sample(&subjects, n, settings.seed),
+        None => (0..problems.len()).collect(),
+    };
+    let prompts: Vec<String> = chosen.iter().map(|&i| math_prompt(&problems[i])).collect();
+    let params = GenerationParams {
+        max_tokens: settings.max_tokens.unwrap_or(section.max_tokens),
+        temperature: 0.0,
+        stream: false,
+        ..GenerationParams::default()
+    };
+    let outputs = generate_all(generator, &prompts, &params, settings.style, &spec.name)?;
+    let (mut equivalent, mut exact, mut unboxed, mut samples) = (vec![], vec![], vec![], vec![]);
+    for (k, &i) in chosen.iter().enumerate() {
+        let gold = &problems[i].answer;
+        let extracted = math_equiv::boxed_answer(&outputs[k].text);
+        let correct = extracted.is_some_and(|e| math_equiv::is_equiv(gold, e));
+        let strict = extracted.is_some_and(|e| math_equiv::hendrycks_equiv(gold, e));
+        equivalent.push(f64::from(u8::from(correct)));
+        exact.push(f64::from(u8::from(strict)));
+        unboxed.push(f64::from(u8::from(extracted.is_none())));
+        samples.push(json!({
+            "id": problems[i].id,
+            "subject": problems[i].subject,
+            "level": problems[i].level,
+            "prompt": prompts[k],
+            "output": outputs[k].text,
+            "finish_reason": outputs[k].finish_reason,
+            "extracted": extracted,
+            "gold": gold,
+            "correct": correct,
+            "correct_hendrycks": strict,
+        }));
+    }
+    let mut scores = BTreeMap::new();
+    scores.insert("accuracy".into(), score(&equivalent, settings));
+    scores.insert("accuracy_hendrycks".into(), score(&exact, settings));
+    scores.insert("unboxed_rate".into(), score(&unboxed, settings));
+    let selection = json!({
+        "limit": settings.limit,
+        "seed": settings.seed,
+        "stratified_by": "subject",
+        "max_tokens": params.max_tokens,
+        "prompt_style": format!("{:?}", settings.style).to_lowercase(),
+    });
+    Ok((scores, samples, selection, chosen.len(), "accuracy"))
 }
 
 #[cfg(test)]

@@ -321,24 +321,14 @@ fn wait_until(at: Instant, stop: &AtomicBool, interrupt: &Interrupt) -> bool {
 }
 
 fn dropped(scheduled: f64, now: f64, cap: usize) -> RequestRecord {
-    RequestRecord {
-        kind: "dropped".into(),
-        inputs: 0,
-        timing: Timing {
-            scheduled,
-            sent: now,
-            end: now,
-            ..Timing::default()
-        },
-        input_tokens: None,
-        output_tokens: None,
-        tokens_from: None,
-        served_model: None,
-        finish_reason: None,
-        error: Some(format!(
-            "not sent: {cap} requests already in-flight (--max-in-flight)"
-        )),
-    }
+    let timing = Timing {
+        scheduled,
+        sent: now,
+        end: now,
+        ..Timing::default()
+    };
+    let why = format!("not sent: {cap} requests already in-flight (--max-in-flight)");
+    RequestRecord::failed("dropped", 0, timing, why)
 }
 
 fn progress_line(

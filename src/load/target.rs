@@ -108,22 +108,16 @@ impl Target {
                     error,
                 }
             }
-            (_, payload) => RequestRecord {
-                kind: "mismatch".into(),
-                inputs: 0,
-                timing: Timing {
+            (_, payload) => {
+                let timing = Timing {
                     scheduled,
                     sent: scheduled,
                     end: scheduled,
                     ..Timing::default()
-                },
-                input_tokens: None,
-                output_tokens: None,
-                tokens_from: None,
-                served_model: None,
-                finish_reason: None,
-                error: Some(format!("this engine cannot run {payload:?}")),
-            },
+                };
+                let why = format!("this engine cannot run {payload:?}");
+                RequestRecord::failed("mismatch", 0, timing, why)
+            }
         }
     }
 }

@@ -226,17 +226,7 @@ impl RemoteGenerator {
                 finish_reason: g.finish_reason.clone(),
                 error: None,
             },
-            Err(e) => RequestRecord {
-                kind: kind.into(),
-                inputs: 1,
-                timing,
-                input_tokens: None,
-                output_tokens: None,
-                tokens_from: None,
-                served_model: None,
-                finish_reason: None,
-                error: Some(e.to_string()),
-            },
+            Err(e) => RequestRecord::failed(kind, 1, timing, e.to_string()),
         };
         (generation, record)
     }

@@ -66,6 +66,23 @@ pub struct RequestRecord {
     pub error: Option<String>,
 }
 
+impl RequestRecord {
+    /// A request that produced nothing but an error.
+    pub fn failed(kind: &str, inputs: usize, timing: Timing, error: String) -> Self {
+        RequestRecord {
+            kind: kind.into(),
+            inputs,
+            timing,
+            input_tokens: None,
+            output_tokens: None,
+            tokens_from: None,
+            served_model: None,
+            finish_reason: None,
+            error: Some(error),
+        }
+    }
+}
+
 /// The small runtime each remote engine drives its requests on.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
