@@ -198,11 +198,22 @@ fn open_loop_latency_includes_the_stall_closed_loop_hides() {
     let lines = perf(&tmp.path().join("open"));
     assert_eq!(lines.len(), 60, "constant 20/s for 3 s");
     let f = |l: &serde_json::Value, k: &str| l[k].as_f64().unwrap();
-    // Sent on schedule whatever the server did: the generator was never late by 5 ms.
-    for l in &lines {
-        let lag = f(l, "sent") - f(l, "scheduled");
-        assert!((0.0..0.005).contains(&lag), "lag {lag}");
-    }
+    // Sent on schedule whatever the server did: no send waited for the 1 s stall (a busy
+    // 2-core machine may delay one by a few ms; the median is held to 1 ms).
+    let mut lags: Vec<f64> = lines
+        .iter()
+        .map(|l| f(l, "sent") - f(l, "scheduled"))
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    assert!(
+        lags[0] >= 0.0 && lags[lags.len() - 1] < 0.05,
+        "lags {lags:?}"
+    );
+    assert!(
+        lags[lags.len() / 2] < 0.001,
+        "median lag {}",
+        lags[lags.len() / 2]
+    );
     // The stalling request: the longest service time, about a second.
     let stall = lines
         .iter()
