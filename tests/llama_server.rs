@@ -277,6 +277,7 @@ fn bench_sweeps_against_llama_server_report_sane_numbers() {
     assert_eq!(s["error_rate"], 0.0, "{s}");
     let items = s["items_per_second"].as_f64().unwrap();
     assert!((items - 80.0).abs() < 8.0, "4 items × 20/s: {s}");
-    assert!(s["schedule_lag"]["p99"].as_f64().unwrap() < 0.005, "{s}");
+    assert!(s["schedule_lag"]["p50"].as_f64().unwrap() < 0.001, "{s}");
+    assert!(s["schedule_lag"]["max"].as_f64().unwrap() < 0.05, "{s}");
     assert_eq!(run["workload"]["source"], "task stsb");
 }
