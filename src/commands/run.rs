@@ -85,7 +85,9 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
             Err(e) => {
                 // Finished batches are in the cache already; keep the request log too.
                 let message = format!("task {}: {e}", spec.name);
-                if let Err(w) = record::write_failure(&dir, &message, &embedder.request_log()) {
+                if let Err(w) =
+                    record::write_failure(&dir, &message, &requests_json(embedder.request_log()))
+                {
                     tracing::warn!("could not write the failure record: {w}");
                 }
                 return Err(e);
@@ -97,11 +99,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         });
     }
 
-    let records: Vec<RequestRecord> = embedder
-        .request_log()
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect();
+    let records = embedder.request_log();
     let settings = json!({
         "batch_size": settings.batch_size,
         "threads": args.engine.threads,

@@ -46,6 +46,43 @@ pub struct Timing {
     pub retried: Vec<String>,
 }
 
+/// One line of `perf.jsonl`: one HTTP request, with every attempt's story.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// `embeddings`, `chat` or `completions`.
+    pub kind: String,
+    /// Texts in the request (embeddings) or 1.
+    pub inputs: usize,
+    #[serde(flatten)]
+    pub timing: Timing,
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    /// Where the token counts came from: `server`, `local-tokenizer`, `stream-chunks`.
+    pub tokens_from: Option<String>,
+    pub served_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RequestRecord {
+    /// A request that produced nothing but an error.
+    pub fn failed(kind: &str, inputs: usize, timing: Timing, error: String) -> Self {
+        RequestRecord {
+            kind: kind.into(),
+            inputs,
+            timing,
+            input_tokens: None,
+            output_tokens: None,
+            tokens_from: None,
+            served_model: None,
+            finish_reason: None,
+            error: Some(error),
+        }
+    }
+}
+
 /// What a run record says about the embedder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EmbedderInfo {
@@ -89,7 +126,7 @@ pub trait Embedder: Send + Sync {
     }
 
     /// Per-request records (timings, token counts) since the last call, for `perf.jsonl`.
-    fn request_log(&self) -> Vec<serde_json::Value> {
+    fn request_log(&self) -> Vec<RequestRecord> {
         Vec::new()
     }
 

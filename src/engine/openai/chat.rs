@@ -2,13 +2,13 @@
 //! (server-sent events, with `stream_options.include_usage` so the server reports token
 //! counts at the end). Streamed answers record when every text chunk arrived.
 
-use std::sync::Mutex;
-
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::engine::openai::client::{HttpClient, StreamState};
-use crate::engine::openai::{count_tokens, Endpoint, RemoteOptions, RequestRecord, Secret};
+use crate::engine::openai::{
+    count_tokens, Endpoint, RemoteOptions, RequestLog, RequestRecord, Secret,
+};
 use crate::engine::{Generation, GenerationRequest, Generator, GeneratorInfo, Prompt, TokenCounts};
 use crate::error::{Error, Result};
 
@@ -17,7 +17,7 @@ pub struct RemoteGenerator {
     runtime: tokio::runtime::Runtime,
     options: RemoteOptions,
     info: GeneratorInfo,
-    log: Mutex<Vec<RequestRecord>>,
+    log: RequestLog,
 }
 
 /// A plain (non-streamed) answer; chat puts the text in `message`, completions in `text`.
@@ -132,7 +132,7 @@ impl RemoteGenerator {
                 device: endpoint.display(),
             },
             options,
-            log: Mutex::new(Vec::new()),
+            log: RequestLog::default(),
         })
     }
 
@@ -271,7 +271,7 @@ impl RemoteGenerator {
 
     /// The records of every request so far (for `perf.jsonl`), leaving the log empty.
     pub fn take_requests(&self) -> Vec<RequestRecord> {
-        std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
+        self.log.take()
     }
 }
 
@@ -282,10 +282,7 @@ impl Generator for RemoteGenerator {
 
     fn generate(&self, request: &GenerationRequest) -> Result<Generation> {
         let (outcome, record) = self.runtime.block_on(self.call(request, None));
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(record);
+        self.log.push(record);
         outcome
     }
 

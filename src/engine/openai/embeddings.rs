@@ -1,15 +1,15 @@
 //! `POST /v1/embeddings` as an `Embedder`: one request per batch, up to `concurrency`
 //! batches in flight (the eval driver runs that many at once), every request timed.
 
-use std::sync::Mutex;
-
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::engine::openai::client::HttpClient;
-use crate::engine::openai::{count_tokens, Endpoint, RemoteOptions, RequestRecord, Secret};
+use crate::engine::openai::{
+    count_tokens, Endpoint, RemoteOptions, RequestLog, RequestRecord, Secret,
+};
 use crate::engine::{Embedder, EmbedderInfo};
 use crate::error::{Error, Result};
 
@@ -18,7 +18,7 @@ pub struct RemoteEmbedder {
     runtime: tokio::runtime::Runtime,
     options: RemoteOptions,
     info: EmbedderInfo,
-    log: Mutex<Vec<RequestRecord>>,
+    log: RequestLog,
 }
 
 #[derive(Deserialize)]
@@ -85,7 +85,7 @@ impl RemoteEmbedder {
                 served_model: None,
             },
             options,
-            log: Mutex::new(Vec::new()),
+            log: RequestLog::default(),
         };
         let (probe, record) = embedder
             .runtime
@@ -216,7 +216,7 @@ impl RemoteEmbedder {
 
     /// The records of every request so far (for `perf.jsonl`), leaving the log empty.
     pub fn take_requests(&self) -> Vec<RequestRecord> {
-        std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
+        self.log.take()
     }
 }
 
@@ -227,10 +227,7 @@ impl Embedder for RemoteEmbedder {
 
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
         let (outcome, record) = self.runtime.block_on(self.call(texts, None));
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(record);
+        self.log.push(record);
         outcome
     }
 
@@ -238,10 +235,7 @@ impl Embedder for RemoteEmbedder {
         self.options.concurrency.max(1)
     }
 
-    fn request_log(&self) -> Vec<serde_json::Value> {
+    fn request_log(&self) -> Vec<RequestRecord> {
         self.take_requests()
-            .into_iter()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .collect()
     }
 }

@@ -5,15 +5,14 @@ pub mod chat;
 pub mod client;
 pub mod embeddings;
 
+pub use crate::engine::RequestRecord;
 pub use chat::RemoteGenerator;
 pub use client::{HttpClient, RetryPolicy, Timing};
 pub use embeddings::RemoteEmbedder;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -46,40 +45,20 @@ impl Default for RemoteOptions {
     }
 }
 
-/// One line of `perf.jsonl`: one HTTP request, with every attempt's story.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RequestRecord {
-    /// `embeddings`, `chat` or `completions`.
-    pub kind: String,
-    /// Texts in the request (embeddings) or 1.
-    pub inputs: usize,
-    #[serde(flatten)]
-    pub timing: Timing,
-    pub input_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_tokens: Option<u64>,
-    /// Where the token counts came from: `server`, `local-tokenizer`, `stream-chunks`.
-    pub tokens_from: Option<String>,
-    pub served_model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finish_reason: Option<String>,
-    pub error: Option<String>,
-}
+/// Records of requests as they finish, taken (and emptied) for `perf.jsonl`.
+#[derive(Default)]
+pub(crate) struct RequestLog(Mutex<Vec<RequestRecord>>);
 
-impl RequestRecord {
-    /// A request that produced nothing but an error.
-    pub fn failed(kind: &str, inputs: usize, timing: Timing, error: String) -> Self {
-        RequestRecord {
-            kind: kind.into(),
-            inputs,
-            timing,
-            input_tokens: None,
-            output_tokens: None,
-            tokens_from: None,
-            served_model: None,
-            finish_reason: None,
-            error: Some(error),
-        }
+impl RequestLog {
+    pub(crate) fn push(&self, record: RequestRecord) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+    }
+
+    pub(crate) fn take(&self) -> Vec<RequestRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
