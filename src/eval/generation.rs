@@ -129,6 +129,47 @@ pub fn stratified_sample(groups: &[&str], limit: usize, seed: u64) -> Vec<usize>
     chosen
 }
 
+/// The items a run takes: all, or `--limit`'s seeded sample stratified by `groups`.
+fn choose(groups: &[&str], settings: &GenerationSettings) -> Vec<usize> {
+    match settings.limit {
+        Some(n) => stratified_sample(groups, n, settings.seed),
+        None => (0..groups.len()).collect(),
+    }
+}
+
+/// Greedy, unstreamed answers of at most `max_tokens` (the flag overrides the spec).
+fn answer_params(
+    settings: &GenerationSettings,
+    max_tokens: u32,
+    stop: &[&str],
+) -> GenerationParams {
+    GenerationParams {
+        max_tokens: settings.max_tokens.unwrap_or(max_tokens),
+        temperature: 0.0,
+        stop: stop.iter().map(|s| s.to_string()).collect(),
+        stream: false,
+        ..GenerationParams::default()
+    }
+}
+
+/// What `run.json` records of how items and prompts were chosen, plus task-specific fields.
+fn selection(
+    settings: &GenerationSettings,
+    params: &GenerationParams,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut record = json!({
+        "limit": settings.limit,
+        "seed": settings.seed,
+        "max_tokens": params.max_tokens,
+        "prompt_style": format!("{:?}", settings.style).to_lowercase(),
+    });
+    if let (Some(map), serde_json::Value::Object(more)) = (record.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    record
+}
+
 /// One generation per prompt, `generator.parallel_requests()` at a time, in input order.
 fn generate_all(
     generator: &dyn Generator,
@@ -256,10 +297,7 @@ fn mmlu_pro(
         .as_ref()
         .expect("family MmluPro has [mmlu_pro]");
     let categories: Vec<&str> = test.iter().map(|t| t.category.as_str()).collect();
-    let chosen = match settings.limit {
-        Some(n) => stratified_sample(&categories, n, settings.seed),
-        None => (0..test.len()).collect(),
-    };
+    let chosen = choose(&categories, settings);
     let shots = if validation.is_some() {
         section.shots
     } else {
@@ -278,13 +316,7 @@ fn mmlu_pro(
             mmlu_pro_prompt(item, &examples)
         })
         .collect();
-    let params = GenerationParams {
-        max_tokens: settings.max_tokens.unwrap_or(section.max_tokens),
-        temperature: 0.0,
-        stop: vec!["Question:".into()],
-        stream: false,
-        ..GenerationParams::default()
-    };
+    let params = answer_params(settings, section.max_tokens, &["Question:"]);
     let outputs = generate_all(generator, &prompts, &params, settings.style, &spec.name)?;
 
     // The official fallback: one CPython generator seeded 12345, drawn for every
@@ -366,16 +398,16 @@ fn mmlu_pro(
         .collect();
     let per_category: BTreeMap<&str, usize> =
         by_category.iter().map(|(c, v)| (*c, v.len())).collect();
-    let selection = json!({
-        "limit": settings.limit,
-        "seed": settings.seed,
-        "stratified_by": "category",
-        "per_category": per_category,
-        "shots": shots,
-        "shots_source": if shots > 0 { "validation split" } else { "none: zero-shot (no validation split found)" },
-        "max_tokens": params.max_tokens,
-        "prompt_style": format!("{:?}", settings.style).to_lowercase(),
-    });
+    let selection = selection(
+        settings,
+        &params,
+        json!({
+            "stratified_by": "category",
+            "per_category": per_category,
+            "shots": shots,
+            "shots_source": if shots > 0 { "validation split" } else { "none: zero-shot (no validation split found)" },
+        }),
+    );
     Ok((scores, samples, selection, chosen.len(), "accuracy_l2"))
 }
 
@@ -386,18 +418,9 @@ fn gsm8k(
     settings: &GenerationSettings,
 ) -> Result<Outcome> {
     let section = spec.gsm8k.as_ref().expect("family Gsm8k has [gsm8k]");
-    let chosen = match settings.limit {
-        Some(n) => stratified_sample(&vec![""; problems.len()], n, settings.seed),
-        None => (0..problems.len()).collect(),
-    };
+    let chosen = choose(&vec![""; problems.len()], settings);
     let prompts: Vec<String> = chosen.iter().map(|&i| gsm8k_prompt(&problems[i])).collect();
-    let params = GenerationParams {
-        max_tokens: settings.max_tokens.unwrap_or(section.max_tokens),
-        temperature: 0.0,
-        stop: vec!["Question:".into()],
-        stream: false,
-        ..GenerationParams::default()
-    };
+    let params = answer_params(settings, section.max_tokens, &["Question:"]);
     let outputs = generate_all(generator, &prompts, &params, settings.style, &spec.name)?;
     let mut strict = Vec::new();
     let mut flexible = Vec::new();
@@ -426,12 +449,7 @@ fn gsm8k(
     let mut scores = BTreeMap::new();
     scores.insert("exact_match_strict".into(), score(&strict, settings));
     scores.insert("exact_match_flexible".into(), score(&flexible, settings));
-    let selection = json!({
-        "limit": settings.limit,
-        "seed": settings.seed,
-        "max_tokens": params.max_tokens,
-        "prompt_style": format!("{:?}", settings.style).to_lowercase(),
-    });
+    let selection = selection(settings, &params, json!({}));
     Ok((
         scores,
         samples,
@@ -449,17 +467,9 @@ fn math(
 ) -> Result<Outcome> {
     let section = spec.math.as_ref().expect("family Math has [math]");
     let subjects: Vec<&str> = problems.iter().map(|p| p.subject.as_str()).collect();
-    let chosen = match settings.limit {
-        Some(n) => stratified_sample(&subjects, n, settings.seed),
-        None => (0..problems.len()).collect(),
-    };
+    let chosen = choose(&subjects, settings);
     let prompts: Vec<String> = chosen.iter().map(|&i| math_prompt(&problems[i])).collect();
-    let params = GenerationParams {
-        max_tokens: settings.max_tokens.unwrap_or(section.max_tokens),
-        temperature: 0.0,
-        stream: false,
-        ..GenerationParams::default()
-    };
+    let params = answer_params(settings, section.max_tokens, &[]);
     let outputs = generate_all(generator, &prompts, &params, settings.style, &spec.name)?;
     let (mut equivalent, mut exact, mut unboxed, mut samples) = (vec![], vec![], vec![], vec![]);
     for (k, &i) in chosen.iter().enumerate() {
@@ -487,13 +497,7 @@ fn math(
     scores.insert("accuracy".into(), score(&equivalent, settings));
     scores.insert("accuracy_hendrycks".into(), score(&exact, settings));
     scores.insert("unboxed_rate".into(), score(&unboxed, settings));
-    let selection = json!({
-        "limit": settings.limit,
-        "seed": settings.seed,
-        "stratified_by": "subject",
-        "max_tokens": params.max_tokens,
-        "prompt_style": format!("{:?}", settings.style).to_lowercase(),
-    });
+    let selection = selection(settings, &params, json!({"stratified_by": "subject"}));
     Ok((scores, samples, selection, chosen.len(), "accuracy"))
 }
 

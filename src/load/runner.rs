@@ -224,14 +224,17 @@ async fn level(
                     outcome.abandoned = in_flight.load(Ordering::Relaxed);
                     break;
                 }
-                live.bar.set_message(progress_line(
-                    &live.label,
-                    &latencies,
-                    failures,
-                    in_flight.load(Ordering::Relaxed),
-                    (target.now() - warm_end).max(1e-9),
-                    target.now() < warm_end,
-                ));
+                // Percentiles sort every latency so far: only for a bar someone sees.
+                if !live.bar.is_hidden() {
+                    live.bar.set_message(progress_line(
+                        &live.label,
+                        &latencies,
+                        failures,
+                        in_flight.load(Ordering::Relaxed),
+                        (target.now() - warm_end).max(1e-9),
+                        target.now() < warm_end,
+                    ));
+                }
             }
         }
     }
