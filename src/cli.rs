@@ -330,6 +330,11 @@ pub struct BenchArgs {
     /// Seed of the synthetic inputs and the Poisson arrivals.
     #[arg(long, env = "ASSAY_SEED", default_value_t = 0)]
     pub seed: u64,
+    /// Threads the client's requests run on (open-loop sends have their own thread).
+    /// One keeps every request on one core: no cross-thread wake-ups, and the most CPU
+    /// left to a server on the same machine. Raise it for very high request rates.
+    #[arg(long, env = "ASSAY_CLIENT_THREADS", default_value_t = 1)]
+    pub client_threads: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[arg(long, env = "ASSAY_DATA", default_value = "datasets")]
@@ -354,8 +359,11 @@ pub struct BenchHarnessArgs {
     #[arg(long, value_delimiter = ',', default_value = "200,1000")]
     pub rates: Vec<f64>,
     /// Rounds, alternating assay and oha; medians are reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// Threads the client's requests run on (as `assay bench --client-threads`).
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
     /// The oha binary (scripts/install-oha.sh); without it only assay is measured.
     #[arg(long, env = "ASSAY_OHA")]
     pub oha: Option<PathBuf>,

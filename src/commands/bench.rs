@@ -104,11 +104,7 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     let (target, model_info) = connect(args, kind, max_concurrency)?;
     let payloads = Arc::new(workload.payloads());
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::External(format!("cannot start the async runtime: {e}")))?;
+    let runtime = crate::load::runner::client_runtime(args.client_threads)?;
     let interrupt = Arc::new(Interrupt::default());
     {
         let interrupt = interrupt.clone();

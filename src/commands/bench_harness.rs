@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::cli::{BenchHarnessArgs, ServeTrivialArgs};
 use crate::engine::openai::{Endpoint, RemoteEmbedder, RemoteOptions, RetryPolicy};
 use crate::error::{Error, Result};
-use crate::load::runner::{run_level, Interrupt, LevelPlan, Live};
+use crate::load::runner::{client_runtime, run_level, Interrupt, LevelPlan, Live};
 use crate::load::schedule::{Arrivals, LoadModel};
 use crate::load::stats::{self, Slo};
 use crate::load::target::{Payload, Target};
@@ -97,11 +97,7 @@ pub fn run(args: &BenchHarnessArgs) -> Result<()> {
     let embedder = Arc::new(RemoteEmbedder::connect(endpoint, None, options)?);
     let target = Arc::new(Target::RemoteEmbed(embedder));
     let payloads = Arc::new(vec![Payload::Embed(vec!["x".to_string()])]);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::External(format!("cannot start the async runtime: {e}")))?;
+    let runtime = client_runtime(args.client_threads)?;
     let level = |load: LoadModel| -> Vec<crate::engine::openai::RequestRecord> {
         let plan = LevelPlan {
             load,

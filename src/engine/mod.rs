@@ -11,6 +11,7 @@ pub use generate::{
 };
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use crate::error::Result;
 
@@ -49,8 +50,8 @@ pub struct Timing {
 /// One line of `perf.jsonl`: one HTTP request, with every attempt's story.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestRecord {
-    /// `embeddings`, `chat` or `completions`.
-    pub kind: String,
+    /// `embeddings`, `chat` or `completions`. (`Cow`: no allocation per request.)
+    pub kind: Cow<'static, str>,
     /// Texts in the request (embeddings) or 1.
     pub inputs: usize,
     #[serde(flatten)]
@@ -59,7 +60,7 @@ pub struct RequestRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u64>,
     /// Where the token counts came from: `server`, `local-tokenizer`, `stream-chunks`.
-    pub tokens_from: Option<String>,
+    pub tokens_from: Option<Cow<'static, str>>,
     pub served_model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
@@ -68,7 +69,7 @@ pub struct RequestRecord {
 
 impl RequestRecord {
     /// A request that produced nothing but an error.
-    pub fn failed(kind: &str, inputs: usize, timing: Timing, error: String) -> Self {
+    pub fn failed(kind: &'static str, inputs: usize, timing: Timing, error: String) -> Self {
         RequestRecord {
             kind: kind.into(),
             inputs,

@@ -221,7 +221,7 @@ impl RemoteGenerator {
                 timing,
                 input_tokens: g.tokens.input,
                 output_tokens: g.tokens.output,
-                tokens_from: g.tokens.source.clone(),
+                tokens_from: g.tokens.source.clone().map(Into::into),
                 served_model: g.served_model.clone(),
                 finish_reason: g.finish_reason.clone(),
                 error: None,

@@ -12,7 +12,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::engine::openai::{Endpoint, Secret};
+use crate::engine::openai::transport::{Reply, Transport};
+use crate::engine::openai::{redact_url, Endpoint, Secret};
 pub use crate::engine::Timing;
 use crate::error::{Error, Result};
 
@@ -56,7 +57,9 @@ struct Failure {
 }
 
 pub struct HttpClient {
-    http: reqwest::Client,
+    transport: Transport,
+    /// Per attempt, from sending to the last byte.
+    timeout: Duration,
     endpoint: Endpoint,
     key: Option<Secret>,
     policy: RetryPolicy,
@@ -70,14 +73,12 @@ impl HttpClient {
         timeout: Duration,
         policy: RetryPolicy,
     ) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::Usage(format!("cannot build the HTTP client: {e}")))?;
+        let transport =
+            Transport::for_url(&endpoint.base_url, timeout.min(Duration::from_secs(10)))
+                .map_err(Error::Usage)?;
         Ok(HttpClient {
-            http,
+            transport,
+            timeout,
             endpoint,
             key,
             policy,
@@ -106,11 +107,10 @@ impl HttpClient {
     pub async fn post_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
         scheduled: Option<f64>,
     ) -> (Result<T>, Timing) {
-        let url = self.endpoint.url(path);
-        self.with_retries(&url, scheduled, || self.attempt::<T>(&url, body))
+        self.with_retries(path, scheduled, || self.attempt::<T>(path, body))
             .await
     }
 
@@ -120,18 +120,17 @@ impl HttpClient {
     pub async fn post_stream<S: StreamState>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
         scheduled: Option<f64>,
     ) -> (Result<S>, Timing) {
-        let url = self.endpoint.url(path);
-        self.with_retries(&url, scheduled, || self.stream_attempt::<S>(&url, body))
+        self.with_retries(path, scheduled, || self.stream_attempt::<S>(path, body))
             .await
     }
 
     /// Runs attempts until one succeeds or the policy says stop.
     async fn with_retries<T, F, Fut>(
         &self,
-        url: &str,
+        path: &str,
         scheduled: Option<f64>,
         mut attempt: F,
     ) -> (Result<T>, Timing)
@@ -139,15 +138,24 @@ impl HttpClient {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<(T, Timing), Failure>>,
     {
-        let started = Instant::now();
         let mut timing = Timing {
             scheduled: scheduled.unwrap_or_else(|| self.now()),
             ..Default::default()
         };
+        let mut first_sent = None;
         loop {
             timing.attempts += 1;
             timing.sent = self.now();
-            let failure = match attempt().await {
+            let first_sent = *first_sent.get_or_insert(timing.sent);
+            let outcome = match tokio::time::timeout(self.timeout, attempt()).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Failure {
+                    message: format!("timed out after {:?}", self.timeout),
+                    retry: true,
+                    wait: None,
+                }),
+            };
+            let failure = match outcome {
                 Ok((value, attempt_timing)) => {
                     timing.first_byte = attempt_timing.first_byte;
                     timing.first_token = attempt_timing.first_token;
@@ -161,7 +169,8 @@ impl HttpClient {
             let delay = failure
                 .wait
                 .unwrap_or_else(|| self.backoff(timing.attempts));
-            let out_of_time = started.elapsed() + delay > self.policy.max_elapsed;
+            let elapsed = Duration::from_secs_f64((self.now() - first_sent).max(0.0));
+            let out_of_time = elapsed + delay > self.policy.max_elapsed;
             if !failure.retry || out_of_attempts || out_of_time {
                 let why = if !failure.retry {
                     String::new()
@@ -174,10 +183,11 @@ impl HttpClient {
                     )
                 };
                 timing.end = self.now();
+                let url = redact_url(&self.endpoint.url(path));
                 let error = Error::Remote(format!("POST {url}: {}{why}", failure.message));
                 return (Err(error), timing);
             }
-            tracing::debug!(%url, attempt = timing.attempts, ?delay, reason = %failure.message, "retrying");
+            tracing::debug!(%path, attempt = timing.attempts, ?delay, reason = %failure.message, "retrying");
             timing.retried.push(failure.message);
             tokio::time::sleep(delay).await;
         }
@@ -186,31 +196,31 @@ impl HttpClient {
     /// Sends one attempt and returns the response once its headers are in, or the failure.
     async fn send(
         &self,
-        url: &str,
-        body: &serde_json::Value,
+        path: &str,
+        body: &impl serde::Serialize,
         timing: &mut Timing,
-    ) -> std::result::Result<reqwest::Response, Failure> {
-        let mut request = self.http.post(url).json(body);
-        if let Some(key) = &self.key {
-            request = request.bearer_auth(key.expose());
-        }
-        let response = request.send().await.map_err(|e| {
-            let message = describe_transport_error(&e);
-            // A pooled keep-alive connection the server had already closed: the request
-            // never reached it, so try again at once on a fresh connection.
-            let stale = message.contains("connection closed before message completed");
-            Failure {
-                message,
-                retry: true,
-                wait: stale.then_some(Duration::ZERO),
-            }
+    ) -> std::result::Result<Reply, Failure> {
+        let body = serde_json::to_vec(body).map_err(|e| Failure {
+            message: format!("cannot encode the request: {e}"),
+            retry: false,
+            wait: None,
         })?;
+        let key = self.key.as_ref().map(Secret::expose);
+        let response = self
+            .transport
+            .post(&self.endpoint, path, body, key)
+            .await
+            .map_err(|e| Failure {
+                message: e.message,
+                retry: true,
+                // A keep-alive connection the server had already closed: go again at once.
+                wait: e.stale.then_some(Duration::ZERO),
+            })?;
         timing.first_byte = Some(self.now());
-        let status = response.status();
-        if status.is_success() {
+        if response.status.is_success() {
             return Ok(response);
         }
-        let wait = retry_after(response.headers());
+        let (status, wait) = (response.status, retry_after(&response.headers));
         let bytes = response.bytes().await.unwrap_or_default();
         Err(Failure {
             message: format!("HTTP {status}: {}", error_message(&bytes)),
@@ -222,18 +232,18 @@ impl HttpClient {
     /// One streamed attempt; the `Timing` returned holds only what this attempt saw.
     async fn stream_attempt<S: StreamState>(
         &self,
-        url: &str,
-        body: &serde_json::Value,
+        path: &str,
+        body: &impl serde::Serialize,
     ) -> std::result::Result<(S, Timing), Failure> {
         let mut timing = Timing::default();
-        let response = self.send(url, body, &mut timing).await?;
+        let response = self.send(path, body, &mut timing).await?;
         let broken = |message: String| Failure {
             message,
             retry: true,
             wait: None,
         };
         let mut state = S::default();
-        let mut events = response.bytes_stream().eventsource();
+        let mut events = response.stream().eventsource();
         let mut done = false;
         while let Some(event) = events.next().await {
             let event = event.map_err(|e| broken(format!("the event stream broke: {e}")))?;
@@ -257,7 +267,14 @@ impl HttpClient {
                 timing.token_times.push(now);
             }
         }
-        if !done && !state.complete() {
+        if done {
+            // Read what follows `[DONE]` (the end of the chunked body) off the request's
+            // path, so the connection can serve another request.
+            tokio::spawn(async move {
+                let drain = async { while events.next().await.is_some() {} };
+                let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+            });
+        } else if !state.complete() {
             return Err(broken(
                 "the event stream ended before the answer was complete (no finish_reason, no [DONE])".into(),
             ));
@@ -267,16 +284,13 @@ impl HttpClient {
     /// One plain attempt; the `Timing` returned holds only what this attempt saw.
     async fn attempt<T: serde::de::DeserializeOwned>(
         &self,
-        url: &str,
-        body: &serde_json::Value,
+        path: &str,
+        body: &impl serde::Serialize,
     ) -> std::result::Result<(T, Timing), Failure> {
         let mut timing = Timing::default();
-        let response = self.send(url, body, &mut timing).await?;
+        let response = self.send(path, body, &mut timing).await?;
         let bytes = response.bytes().await.map_err(|e| Failure {
-            message: format!(
-                "reading the response body: {}",
-                describe_transport_error(&e)
-            ),
+            message: format!("reading the response body: {e}"),
             retry: true,
             wait: None,
         })?;
@@ -347,24 +361,6 @@ fn snippet(bytes: &[u8]) -> String {
     } else {
         text.to_string()
     }
-}
-
-/// reqwest's errors chain the cause (refused, reset, timed out) deep inside: surface it.
-fn describe_transport_error(error: &reqwest::Error) -> String {
-    let mut message = if error.is_timeout() {
-        "timed out".to_string()
-    } else if error.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

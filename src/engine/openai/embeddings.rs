@@ -2,8 +2,7 @@
 //! batches in flight (the eval driver runs that many at once), every request timed.
 
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::openai::client::HttpClient;
@@ -19,6 +18,15 @@ pub struct RemoteEmbedder {
     options: RemoteOptions,
     info: EmbedderInfo,
     log: RequestLog,
+}
+
+#[derive(Serialize)]
+struct EmbeddingRequest<'a> {
+    model: &'a str,
+    input: &'a [String],
+    encoding_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -37,11 +45,39 @@ struct EmbeddingItem {
     embedding: Vector,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A list of floats or a base64 string. (Not `#[serde(untagged)]`, which buffers every
+/// value into a generic tree first: a visitor reads it once.)
 enum Vector {
     Floats(Vec<f64>),
     Base64(String),
+}
+
+impl<'de> Deserialize<'de> for Vector {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Vector;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of numbers or a base64 string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Vector, E> {
+                Ok(Vector::Base64(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Vector, A::Error> {
+                let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(v) = seq.next_element::<f64>()? {
+                    values.push(v);
+                }
+                Ok(Vector::Floats(values))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 #[derive(Deserialize)]
@@ -102,14 +138,16 @@ impl RemoteEmbedder {
         texts: &[String],
         scheduled: Option<f64>,
     ) -> (Result<Vec<Vec<f32>>>, RequestRecord) {
-        let mut body = json!({
-            "model": self.client.endpoint().model,
-            "input": texts,
-            "encoding_format": if self.options.base64 { "base64" } else { "float" },
-        });
-        if let Some(d) = self.options.dimensions {
-            body["dimensions"] = json!(d);
-        }
+        let body = EmbeddingRequest {
+            model: &self.client.endpoint().model,
+            input: texts,
+            encoding_format: if self.options.base64 {
+                "base64"
+            } else {
+                "float"
+            },
+            dimensions: self.options.dimensions,
+        };
         let (response, timing) = self
             .client
             .post_json::<EmbeddingResponse>("embeddings", &body, scheduled)
@@ -138,7 +176,7 @@ impl RemoteEmbedder {
                 },
             };
             record.input_tokens = tokens;
-            record.tokens_from = from.map(str::to_string);
+            record.tokens_from = from.map(Into::into);
             self.vectors(response.data, texts.len())
         });
         if let Err(e) = &outcome {

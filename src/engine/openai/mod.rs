@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod client;
 pub mod embeddings;
+pub mod transport;
 
 pub use crate::engine::RequestRecord;
 pub use chat::RemoteGenerator;
