@@ -30,6 +30,9 @@ pub enum Command {
     Bench(Box<BenchArgs>),
     /// Benchmarks the load generator itself: requests/s next to oha, open-loop send accuracy.
     BenchHarness(BenchHarnessArgs),
+    /// A local GGUF model next to llama-server on the same file: greedy agreement, prefill
+    /// and decode tokens/s.
+    BenchDecode(BenchDecodeArgs),
     /// A constant tiny OpenAI-style embeddings response on 127.0.0.1 (for bench-harness).
     #[command(hide = true)]
     ServeTrivial(ServeTrivialArgs),
@@ -96,7 +99,8 @@ pub struct RemoteArgs {
     /// Ask the server for vectors of this size (models that support it).
     #[arg(long, env = "ASSAY_DIMENSIONS")]
     pub dimensions: Option<usize>,
-    /// tokenizer.json of the served model: counts tokens when the server reports none.
+    /// tokenizer.json: of a served model, counts tokens when the server reports none; of a
+    /// local chat model, used when none lies beside the weights.
     #[arg(long, env = "ASSAY_TOKENIZER")]
     pub tokenizer: Option<PathBuf>,
 }
@@ -224,7 +228,8 @@ pub struct ParityArgs {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Model: openai:BASE_URL#MODEL.
+    /// Model: openai:BASE_URL#MODEL, or a local chat model (dir:PATH to a .gguf file, a
+    /// folder holding one, or a safetensors folder; hf:ORG/NAME for safetensors).
     #[arg(long, env = "ASSAY_MODEL")]
     pub model: String,
     /// The user message (or, with --completion, the raw prompt).
@@ -255,7 +260,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub remote: RemoteArgs,
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -345,6 +350,40 @@ pub struct BenchArgs {
     pub reports: PathBuf,
     #[arg(long, env = "ASSAY_RUN_ID")]
     pub run_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDecodeArgs {
+    /// The local model: dir:PATH to a .gguf file or a folder holding one.
+    #[arg(long, env = "ASSAY_MODEL")]
+    pub model: String,
+    /// tokenizer.json, when it is not beside the weights.
+    #[arg(long, env = "ASSAY_TOKENIZER")]
+    pub tokenizer: Option<PathBuf>,
+    /// llama-server serving the same file: openai:http://HOST:PORT/v1#NAME.
+    #[arg(long)]
+    pub reference: String,
+    /// Compute threads of the local engine (start llama-server with the same -t).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// MMLU-Pro prompts compared (stratified by category).
+    #[arg(long, default_value_t = 50)]
+    pub prompts: usize,
+    /// Generated tokens that must be identical for a prompt to agree.
+    #[arg(long, default_value_t = 16)]
+    pub tokens: u32,
+    /// Prompts whose speed is measured (the first ones).
+    #[arg(long, default_value_t = 8)]
+    pub speed_prompts: usize,
+    /// Tokens generated per speed measurement.
+    #[arg(long, default_value_t = 64)]
+    pub decode_tokens: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, env = "ASSAY_TASKS_DIR", default_value = "tasks")]
+    pub tasks_dir: PathBuf,
+    #[arg(long, env = "ASSAY_DATA", default_value = "datasets")]
+    pub data_root: PathBuf,
 }
 
 #[derive(Debug, Args)]

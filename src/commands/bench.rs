@@ -320,7 +320,7 @@ fn connect(
             Ok((Target::RemoteEmbed(Arc::new(embedder)), info))
         }
         (ModelChoice::Remote(_), _) => {
-            let generator = super::load_generator(&args.model, &args.engine.remote, concurrency)?;
+            let generator = super::load_remote_generator(&args.model, &args.engine.remote, concurrency)?;
             let info = serde_json::to_value(crate::engine::Generator::info(&generator))
                 .unwrap_or_default();
             Ok((Target::RemoteGenerate(Arc::new(generator)), info))

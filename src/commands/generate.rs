@@ -3,13 +3,11 @@
 //! token, end-to-end latency).
 
 use crate::cli::GenerateArgs;
-use crate::engine::{
-    ChatMessage, Generation, GenerationParams, GenerationRequest, Generator, Prompt,
-};
+use crate::engine::{ChatMessage, Generation, GenerationParams, GenerationRequest, Prompt};
 use crate::error::{Error, Result};
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    let generator = super::load_generator(&args.model, &args.remote, 1)?;
+    let generator = super::load_generator(&args.model, &args.engine, 1)?;
     let prompt = if args.completion {
         if args.system.is_some() {
             return Err(Error::Usage(

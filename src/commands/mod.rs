@@ -2,6 +2,7 @@
 //! prints what the user asked for.
 
 pub mod bench;
+pub mod bench_decode;
 pub mod bench_embed;
 pub mod bench_harness;
 pub mod generate;
@@ -17,12 +18,15 @@ use crate::cli::{EngineArgs, RemoteArgs};
 use crate::engine::candle::{self, parse_device, BertOptions};
 use std::time::Duration;
 
+use crate::data::hub::HubRepo;
+use crate::engine::local::LocalGenerator;
 use crate::engine::openai::{
     Endpoint, RemoteEmbedder, RemoteGenerator, RemoteOptions, RetryPolicy, Secret,
 };
-use crate::engine::Embedder;
+use crate::engine::{Embedder, Generator};
 use crate::error::{Error, Result};
 use crate::spec::ModelRef;
+use std::path::Path;
 
 /// Applies `--threads` before any compute pool starts and returns how many batches to run
 /// at once. On CPU each batch runs single-threaded and `threads` batches run side by side:
@@ -86,8 +90,56 @@ pub fn load_remote_embedder(
     }
 }
 
-/// Connects to the chat / completion model named by `model`.
+/// Loads (or connects to) the chat / completion model named by `model`.
 pub fn load_generator(
+    model: &str,
+    args: &EngineArgs,
+    concurrency: usize,
+) -> Result<Box<dyn Generator>> {
+    match parse_model(model)? {
+        ModelChoice::Remote(_) => Ok(Box::new(load_remote_generator(
+            model,
+            &args.remote,
+            concurrency,
+        )?)),
+        ModelChoice::Local(reference) => {
+            let device = parse_device(&args.device)?;
+            configure_generation_threads(args.threads, &args.device);
+            let path = match &reference {
+                ModelRef::Dir { path } => path.clone(),
+                ModelRef::Hf { repo, revision } => {
+                    // config, tokenizer and weights; the chat template lands beside them.
+                    let files = candle::ModelFiles::resolve(&reference)?;
+                    let _ = HubRepo::model(repo, revision.as_deref()).get("tokenizer_config.json");
+                    files
+                        .config
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default()
+                }
+            };
+            Ok(Box::new(LocalGenerator::load(
+                &path,
+                args.remote.tokenizer.as_deref(),
+                device,
+            )?))
+        }
+    }
+}
+
+/// Decoding runs one sequence at a time: every thread goes to its matrix products.
+pub fn configure_generation_threads(threads: Option<usize>, device: &str) {
+    let threads = threads
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if device == "cpu" {
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}
+
+/// Connects to the chat / completion endpoint named by `model`.
+pub fn load_remote_generator(
     model: &str,
     args: &RemoteArgs,
     concurrency: usize,
@@ -98,7 +150,7 @@ pub fn load_generator(
             RemoteGenerator::connect(endpoint, key, options)
         }
         ModelChoice::Local(_) => Err(Error::Usage(format!(
-            "model `{model}`: generation needs an openai:BASE_URL#MODEL endpoint (local generation is not built yet)"
+            "model `{model}`: this command drives an openai:BASE_URL#MODEL endpoint"
         ))),
     }
 }

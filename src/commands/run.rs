@@ -9,7 +9,6 @@ use crate::cli::RunArgs;
 use crate::data::generation::{self, Loaded};
 use crate::data::{BeirDataset, DataSource, StsDataset};
 use crate::engine::openai::RequestRecord;
-use crate::engine::Generator;
 use crate::error::{Error, Result};
 use crate::eval::generation::{GenerationSettings, PromptStyle};
 use crate::eval::{self, RunSettings, TaskResult};
@@ -127,8 +126,9 @@ fn run_generation(
     started_at: chrono::DateTime<chrono::Utc>,
     clock: Instant,
 ) -> Result<PathBuf> {
-    let generator = super::load_generator(&args.model, &args.engine.remote, args.concurrency)?;
-    let info = Generator::info(&generator).clone();
+    let generator = super::load_generator(&args.model, &args.engine, args.concurrency)?;
+    let generator = generator.as_ref();
+    let info = generator.info().clone();
     let style = match args.prompt_style.as_str() {
         "chat" => PromptStyle::Chat,
         "completion" => PromptStyle::Completion,
@@ -155,14 +155,14 @@ fn run_generation(
         let Dataset::Generation(loaded) = data else {
             unreachable!("only generation tasks reach here")
         };
-        match eval::generation::run(spec, loaded, &generator, &settings) {
+        match eval::generation::run(spec, loaded, generator, &settings) {
             Ok(result) => tasks.push(TaskRecord {
                 spec: spec.clone(),
                 result,
             }),
             Err(e) => {
                 let message = format!("task {}: {e}", spec.name);
-                let perf = requests_json(generator.take_requests());
+                let perf = requests_json(generator.request_log());
                 if let Err(w) = record::write_failure(&dir, &message, &perf) {
                     tracing::warn!("could not write the failure record: {w}");
                 }
@@ -187,7 +187,7 @@ fn run_generation(
         clock,
         settings,
     };
-    run.write(tasks, generator.take_requests())
+    run.write(tasks, generator.request_log())
 }
 
 /// What every run record carries besides its tasks.

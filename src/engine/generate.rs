@@ -140,4 +140,9 @@ pub trait Generator: Send + Sync {
     fn parallel_requests(&self) -> usize {
         1
     }
+
+    /// The records of every request so far (for `perf.jsonl`), leaving the log empty.
+    fn request_log(&self) -> Vec<crate::engine::RequestRecord> {
+        Vec::new()
+    }
 }

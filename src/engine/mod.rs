@@ -3,6 +3,7 @@
 
 pub mod candle;
 pub mod generate;
+pub mod local;
 pub mod openai;
 
 pub use generate::{

@@ -289,6 +289,10 @@ impl Generator for RemoteGenerator {
     fn parallel_requests(&self) -> usize {
         self.options.concurrency.max(1)
     }
+
+    fn request_log(&self) -> Vec<RequestRecord> {
+        self.take_requests()
+    }
 }
 
 #[cfg(test)]

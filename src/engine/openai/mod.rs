@@ -48,17 +48,17 @@ impl Default for RemoteOptions {
 
 /// Records of requests as they finish, taken (and emptied) for `perf.jsonl`.
 #[derive(Default)]
-pub(crate) struct RequestLog(Mutex<Vec<RequestRecord>>);
+pub struct RequestLog(Mutex<Vec<RequestRecord>>);
 
 impl RequestLog {
-    pub(crate) fn push(&self, record: RequestRecord) {
+    pub fn push(&self, record: RequestRecord) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(record);
     }
 
-    pub(crate) fn take(&self) -> Vec<RequestRecord> {
+    pub fn take(&self) -> Vec<RequestRecord> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
