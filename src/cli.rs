@@ -153,6 +153,10 @@ pub struct RunArgs {
     /// Generation tasks: `chat` (the prompt as a user message) or `completion` (raw text).
     #[arg(long, env = "ASSAY_PROMPT_STYLE", default_value = "chat")]
     pub prompt_style: String,
+    /// Multiple-choice tasks: `generate` (CoT answer, graded as the official script) or
+    /// `loglikelihood` (lm-eval's acc / acc_norm over the option texts; local models only).
+    #[arg(long, env = "ASSAY_SCORING", default_value = "generate")]
+    pub scoring: String,
     /// Generation tasks: override the task's `max_tokens` per answer.
     #[arg(long, env = "ASSAY_MAX_NEW_TOKENS")]
     pub max_new_tokens: Option<u32>,

@@ -193,3 +193,70 @@ fn unusable_models_and_prompts_are_clear_errors() {
     let (code, out) = generate(&model_arg(&folder), &["--prompt", "What is 2+2?"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn multiple_choice_by_loglikelihood() {
+    let _turn = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let gguf = common::smollm2_gguf();
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = common::output(
+        common::assay()
+            .args([
+                "run", "--task", "mmlu-pro", "--limit", "3", "--run-id", "ll",
+            ])
+            .args(["--scoring", "loglikelihood", "--threads", "2"])
+            .args(["--model", &model_arg(&gguf)])
+            .arg("--tokenizer")
+            .arg(tokenizer())
+            .arg("--data-root")
+            .arg(common::data_root())
+            .arg("--reports")
+            .arg(tmp.path()),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let dir = tmp.path().join("ll");
+    let samples: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("samples.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(samples.len(), 3);
+    let (mut acc, mut acc_norm) = (0.0, 0.0);
+    for s in &samples {
+        let lls: Vec<f64> = s["loglikelihoods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let lens: Vec<usize> = s["continuations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().len())
+            .collect();
+        assert_eq!(lls.len(), lens.len());
+        assert!(lls.iter().all(|l| l.is_finite() && *l < 0.0), "{s}");
+        let argmax = |f: &dyn Fn(usize) -> f64| {
+            (0..lls.len()).fold(0, |best, k| if f(k) > f(best) { k } else { best })
+        };
+        let letter = |k: usize| ((b'A' + k as u8) as char).to_string();
+        let pick = letter(argmax(&|k| lls[k]));
+        let pick_norm = letter(argmax(&|k| lls[k] / lens[k] as f64));
+        assert_eq!(s["extracted"]["acc"], pick.as_str(), "{s}");
+        assert_eq!(s["extracted"]["acc_norm"], pick_norm.as_str(), "{s}");
+        acc += f64::from(u8::from(s["gold"] == pick.as_str())) / 3.0;
+        acc_norm += f64::from(u8::from(s["gold"] == pick_norm.as_str())) / 3.0;
+    }
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let scores = &run["tasks"][0]["result"]["scores"];
+    assert!(
+        (scores["acc"]["value"].as_f64().unwrap() - acc).abs() < 1e-12,
+        "{scores}"
+    );
+    assert!(
+        (scores["acc_norm"]["value"].as_f64().unwrap() - acc_norm).abs() < 1e-12,
+        "{scores}"
+    );
+}

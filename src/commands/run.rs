@@ -144,6 +144,15 @@ fn run_generation(
         style,
         max_tokens: args.max_new_tokens,
         bootstrap_resamples: args.bootstrap,
+        loglikelihood: match args.scoring.as_str() {
+            "generate" => false,
+            "loglikelihood" => true,
+            other => {
+                return Err(Error::Usage(format!(
+                    "--scoring `{other}`: expected generate or loglikelihood"
+                )))
+            }
+        },
     };
     let run_id = args
         .run_id

@@ -141,6 +141,15 @@ pub trait Generator: Send + Sync {
         1
     }
 
+    /// Log-probability of each continuation after `context`, summed over its tokens
+    /// (lm-eval's `loglikelihood`). Needs the model's logits: local engines only.
+    fn loglikelihoods(&self, _context: &str, _continuations: &[String]) -> Result<Vec<f64>> {
+        Err(crate::error::Error::Usage(format!(
+            "{}: log-likelihood scoring needs a local model (an endpoint returns text, not the logits of given tokens)",
+            self.info().model
+        )))
+    }
+
     /// The records of every request so far (for `perf.jsonl`), leaving the log empty.
     fn request_log(&self) -> Vec<crate::engine::RequestRecord> {
         Vec::new()

@@ -42,6 +42,8 @@ pub struct GenerationSettings {
     /// Overrides the spec's `max_tokens`.
     pub max_tokens: Option<u32>,
     pub bootstrap_resamples: usize,
+    /// Multiple choice by the log-likelihood of each option instead of a generated answer.
+    pub loglikelihood: bool,
 }
 
 const LETTERS: [char; 10] = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J'];
@@ -298,6 +300,9 @@ fn mmlu_pro(
         .expect("family MmluPro has [mmlu_pro]");
     let categories: Vec<&str> = test.iter().map(|t| t.category.as_str()).collect();
     let chosen = choose(&categories, settings);
+    if settings.loglikelihood {
+        return mmlu_pro_loglikelihood(test, &chosen, generator, settings);
+    }
     let shots = if validation.is_some() {
         section.shots
     } else {
@@ -409,6 +414,57 @@ fn mmlu_pro(
         }),
     );
     Ok((scores, samples, selection, chosen.len(), "accuracy_l2"))
+}
+
+/// lm-eval's `acc` / `acc_norm` for multiple choice: each option's text is a continuation
+/// of the question ("Answer:" then the option), the prediction the option with the highest
+/// summed log-probability (`acc`) or the highest per byte (`acc_norm`). Zero-shot cloze
+/// scoring: a fast check, not comparable with CoT accuracy.
+fn mmlu_pro_loglikelihood(
+    test: &[ChoiceItem],
+    chosen: &[usize],
+    generator: &dyn Generator,
+    settings: &GenerationSettings,
+) -> Result<Outcome> {
+    let (mut acc, mut acc_norm, mut samples) = (Vec::new(), Vec::new(), Vec::new());
+    for &i in chosen {
+        let item = &test[i];
+        let context = format!(
+            "The following are multiple choice questions (with answers) about {}.\n\nQuestion: {}\nAnswer:",
+            item.category, item.question
+        );
+        let continuations: Vec<String> = item.options.iter().map(|o| format!(" {o}")).collect();
+        let lls = generator.loglikelihoods(&context, &continuations)?;
+        let best = |score: &dyn Fn(usize) -> f64| {
+            (0..lls.len())
+                .max_by(|&a, &b| score(a).total_cmp(&score(b)).then(b.cmp(&a)))
+                .map(|k| LETTERS[k])
+        };
+        let pick = best(&|k| lls[k]);
+        let pick_norm = best(&|k| lls[k] / continuations[k].len() as f64);
+        acc.push(f64::from(u8::from(pick == Some(item.answer))));
+        acc_norm.push(f64::from(u8::from(pick_norm == Some(item.answer))));
+        samples.push(json!({
+            "id": item.id,
+            "category": item.category,
+            "prompt": context,
+            "continuations": continuations,
+            "loglikelihoods": lls,
+            "extracted": {"acc": pick.map(String::from), "acc_norm": pick_norm.map(String::from)},
+            "gold": item.answer.to_string(),
+            "correct": pick == Some(item.answer),
+        }));
+    }
+    let mut scores = BTreeMap::new();
+    scores.insert("acc".to_string(), score(&acc, settings));
+    scores.insert("acc_norm".to_string(), score(&acc_norm, settings));
+    let selection = json!({
+        "limit": settings.limit,
+        "seed": settings.seed,
+        "stratified_by": "category",
+        "scoring": "loglikelihood (zero-shot cloze over the option texts; not comparable with CoT accuracy)",
+    });
+    Ok((scores, samples, selection, chosen.len(), "acc"))
 }
 
 fn gsm8k(

@@ -327,6 +327,47 @@ impl Generator for LocalGenerator {
     fn request_log(&self) -> Vec<RequestRecord> {
         self.log.take()
     }
+
+    /// As lm-eval: the pair is tokenized whole and the continuation is what follows the
+    /// context's own tokens; each continuation costs one prefill (candle's causal models
+    /// return the last position's logits only).
+    fn loglikelihoods(&self, context: &str, continuations: &[String]) -> Result<Vec<f64>> {
+        let context_ids = self.encode(&Prompt::Text(context.to_string()))?;
+        let mut out = Vec::with_capacity(continuations.len());
+        for continuation in continuations {
+            let whole = self.encode(&Prompt::Text(format!("{context}{continuation}")))?;
+            let shared = context_ids
+                .iter()
+                .zip(&whole)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(whole.len().saturating_sub(1));
+            let (prefix, tail) = whole.split_at(shared.max(1));
+            if whole.len() > self.context {
+                return Err(Error::Usage(format!(
+                    "context and continuation take {} tokens; {} takes at most {}",
+                    whole.len(),
+                    self.info.model,
+                    self.context
+                )));
+            }
+            let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
+            model.reset(&self.device)?;
+            let input = Tensor::new(prefix, &self.device)?.unsqueeze(0)?;
+            let mut logits = model.forward(&input, 0)?;
+            let mut total = 0.0;
+            for (j, &token) in tail.iter().enumerate() {
+                let logp = candle_nn::ops::log_softmax(&logits, 0)?;
+                total += f64::from(logp.get(token as usize)?.to_scalar::<f32>()?);
+                if j + 1 < tail.len() {
+                    let input = Tensor::new(&[token], &self.device)?.unsqueeze(0)?;
+                    logits = model.forward(&input, prefix.len() + j)?;
+                }
+            }
+            out.push(total);
+        }
+        Ok(out)
+    }
 }
 
 impl LocalGenerator {
