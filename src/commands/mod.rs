@@ -33,9 +33,7 @@ use std::path::Path;
 /// candle's intra-op threads spend more time waiting at barriers than computing on small
 /// matrices (measured: 1 thread embeds 2.5x faster than 2 intra-op threads).
 pub fn configure_threads(threads: Option<usize>, device: &str) -> usize {
-    let threads = threads
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = thread_count(threads);
     // Read by candle (its barrier pool and gemm) and rayon when they first start.
     if device == "cpu" {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
@@ -45,6 +43,13 @@ pub fn configure_threads(threads: Option<usize>, device: &str) -> usize {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
         1
     }
+}
+
+/// `--threads`, or every core when it is absent or 0.
+fn thread_count(threads: Option<usize>) -> usize {
+    threads
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Which engine `--model` names.
@@ -129,9 +134,7 @@ pub fn load_generator(
 
 /// Decoding runs one sequence at a time: every thread goes to its matrix products.
 pub fn configure_generation_threads(threads: Option<usize>, device: &str) {
-    let threads = threads
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = thread_count(threads);
     if device == "cpu" {
         std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());

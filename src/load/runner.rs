@@ -76,10 +76,8 @@ impl Sink {
     fn push(&self, sample: Sample) {
         if !sample.warmup {
             let done = self.measured.fetch_add(1, Ordering::Relaxed) + 1;
-            let failed =
-                self.failed.load(Ordering::Relaxed) + usize::from(sample.record.error.is_some());
             if let Some(error) = &sample.record.error {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
                 if done >= 20 && failed as f64 / done as f64 > self.max_error_rate {
                     self.stopped.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| {
                         format!(
