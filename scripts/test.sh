@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: fetches the real models and builds llama-server (both cached
-# outside the repo, once per machine), then runs every test in release mode (candle is
-# far too slow unoptimised).
+# The whole test suite: fetches the real models, builds llama-server and installs headless
+# Chromium (all cached outside the repo, once per machine), then runs every test in
+# release mode (candle is far too slow unoptimised).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/fetch-models.sh)"
 eval "$(scripts/build-llama-server.sh)"
+eval "$(scripts/install-chromium.sh)"
 export ASSAY_ASSETS="${ASSAY_ASSETS:-$(cd .. && pwd)/shared/assets}"
 cargo test --release "$@"

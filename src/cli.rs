@@ -24,6 +24,12 @@ pub enum Command {
     Tasks(TasksArgs),
     /// Evaluate a model on tasks and write a run record under reports/<run-id>/.
     Run(RunArgs),
+    /// Tables (CSV, Parquet, JSON, Markdown), plots (SVG, PNG) and one HTML page from run records.
+    Report(ReportArgs),
+    /// A candidate run against a baseline: paired deltas with bootstrap 95% CIs.
+    Compare(CompareArgs),
+    /// Release gate: check rules against a candidate (and a baseline); exit 0 pass, 1 fail, 2 error.
+    Gate(GateArgs),
     /// Embedding throughput of the local engine next to onnxruntime on the same sentences.
     BenchEmbed(BenchEmbedArgs),
     /// Load test: latency, throughput, goodput, cost and sizing under closed- or open-loop load.
@@ -416,4 +422,62 @@ pub struct BenchHarnessArgs {
 pub struct ServeTrivialArgs {
     #[arg(long)]
     pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run directories (reports/<run-id>), evaluation and bench runs alike.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Folder for the tables, plots and report.html.
+    #[arg(long, env = "ASSAY_REPORT_OUT", default_value = "reports/summary")]
+    pub out: PathBuf,
+    /// Title of the HTML page.
+    #[arg(long, default_value = "assay report")]
+    pub title: String,
+}
+
+/// Bootstrap settings of comparisons.
+#[derive(Debug, Args, Clone)]
+pub struct PairedArgs {
+    /// Bootstrap resamples for the delta CIs.
+    #[arg(long, env = "ASSAY_BOOTSTRAP", default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, env = "ASSAY_SEED", default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline run directory.
+    pub baseline: PathBuf,
+    /// The candidate run directory.
+    pub candidate: PathBuf,
+    /// Also write compare.json, metrics.csv/.md and latency.csv/.md here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub paired: PairedArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The rules file (TOML; see gates/).
+    #[arg(long, env = "ASSAY_GATE_RULES")]
+    pub rules: PathBuf,
+    /// Candidate run directories (an evaluation run, and a bench run for latency rules).
+    #[arg(required = true)]
+    pub candidate: Vec<PathBuf>,
+    /// Baseline run directories, for `max_drop` rules.
+    #[arg(long, env = "ASSAY_GATE_BASELINE", value_delimiter = ',')]
+    pub baseline: Vec<PathBuf>,
+    /// Write a JUnit XML report (one testcase per rule) here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write a Markdown summary (for a CI job summary) here.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    #[command(flatten)]
+    pub paired: PairedArgs,
 }

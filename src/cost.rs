@@ -27,6 +27,18 @@ pub struct Capacity {
     pub output_tokens_per_second: f64,
 }
 
+impl Capacity {
+    /// What a load level delivered within the SLO (all successes when none is set).
+    pub fn within_slo(s: &crate::load::stats::LevelSummary) -> Self {
+        Capacity {
+            requests_per_second: s.goodput,
+            items_per_second: s.good_items_per_second,
+            input_tokens_per_second: s.good_input_tokens_per_second,
+            output_tokens_per_second: s.good_output_tokens_per_second,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostEstimate {
     /// Which load level the capacity was measured at.

@@ -18,6 +18,17 @@ fn main() {
     let outcome: anyhow::Result<()> = match &cli.command {
         Command::Tasks(args) => commands::tasks::run(args).map_err(Into::into),
         Command::Run(args) => commands::run::run(args).map(|_| ()).map_err(Into::into),
+        Command::Report(args) => commands::report::report(args).map_err(Into::into),
+        Command::Compare(args) => commands::report::compare(args).map_err(Into::into),
+        // 1 means "the gate failed": any error that stops the check is 2.
+        Command::Gate(args) => match commands::report::gate(args) {
+            Ok(0) => Ok(()),
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            }
+        },
         Command::BenchEmbed(args) => commands::bench_embed::run(args).map_err(Into::into),
         Command::Bench(args) => commands::bench::run(args).map(|_| ()).map_err(Into::into),
         Command::BenchDecode(args) => commands::bench_decode::run(args).map_err(Into::into),

@@ -26,8 +26,6 @@ use crate::load::workload::{read_inputs, Workload, WorkloadKind};
 use crate::spec;
 use crate::store::run::{self as record, write_atomic, Machine, ToolInfo};
 
-pub const SCHEMA: &str = "assay.bench/1";
-
 /// The definitions printed under every table and stored in `run.json`.
 pub const DEFINITIONS: &[(&str, &str)] = &[
     ("latency", "scheduled send -> last byte; in open-loop runs this includes any wait the server caused (no coordinated omission)"),
@@ -176,22 +174,14 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         provider_per_mtok: args.provider_price_per_mtok,
         target_rate: args.target_rate,
     };
-    let cost = best_level(&levels).map(|level| {
-        let s = &level.summary;
-        let capacity = Capacity {
-            requests_per_second: s.goodput,
-            items_per_second: s.good_items_per_second,
-            input_tokens_per_second: s.good_input_tokens_per_second,
-            output_tokens_per_second: s.good_output_tokens_per_second,
-        };
-        cost::estimate(&level.label, capacity, &pricing)
-    });
+    let cost = best_level(&levels)
+        .map(|level| cost::estimate(&level.label, Capacity::within_slo(&level.summary), &pricing));
     let run_id = args
         .run_id
         .clone()
         .unwrap_or_else(|| format!("{}-bench", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
     let bench = BenchRecord {
-        schema: SCHEMA.into(),
+        schema: record::BENCH_SCHEMA.into(),
         run_id: run_id.clone(),
         tool: ToolInfo::current(),
         machine: Machine::current(),

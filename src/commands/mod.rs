@@ -7,6 +7,7 @@ pub mod bench_embed;
 pub mod bench_harness;
 pub mod generate;
 pub mod parity;
+pub mod report;
 pub mod run;
 pub mod tasks;
 

@@ -240,6 +240,40 @@ fn score(values: &[f64], settings: &GenerationSettings) -> Score {
     }
 }
 
+/// Per-item values of every score (each is a mean over items), by sample position; `None`
+/// where an item does not count (another category). Kept in the samples so `compare` can
+/// pair items across runs.
+type PerItem = BTreeMap<String, Vec<Option<f64>>>;
+
+fn every(values: Vec<f64>) -> Vec<Option<f64>> {
+    values.into_iter().map(Some).collect()
+}
+
+/// The scores, with each item's values written into its sample (`scores`) and the task
+/// named in every sample.
+fn finish(
+    per_item: &PerItem,
+    samples: &mut [serde_json::Value],
+    task: &str,
+    settings: &GenerationSettings,
+) -> BTreeMap<String, Score> {
+    for sample in samples.iter_mut() {
+        sample["task"] = json!(task);
+        sample["scores"] = json!({});
+    }
+    let mut scores = BTreeMap::new();
+    for (name, values) in per_item {
+        for (sample, value) in samples.iter_mut().zip(values) {
+            if let Some(v) = value {
+                sample["scores"][name] = json!(v);
+            }
+        }
+        let counted: Vec<f64> = values.iter().flatten().copied().collect();
+        scores.insert(name.clone(), score(&counted, settings));
+    }
+    scores
+}
+
 pub fn run(
     spec: &TaskSpec,
     loaded: &Loaded,
@@ -247,13 +281,14 @@ pub fn run(
     settings: &GenerationSettings,
 ) -> Result<TaskResult> {
     let started = Instant::now();
-    let (scores, samples, selection, items, main) = match &loaded.data {
+    let (per_item, mut samples, selection, items, main) = match &loaded.data {
         GenerationData::MmluPro { test, validation } => {
             mmlu_pro(spec, test, validation.as_deref(), generator, settings)?
         }
         GenerationData::Gsm8k(problems) => gsm8k(spec, problems, generator, settings)?,
         GenerationData::Math(problems) => math(spec, problems, generator, settings)?,
     };
+    let scores = finish(&per_item, &mut samples, &spec.name, settings);
     Ok(TaskResult {
         task: spec.name.clone(),
         task_name: spec.name.clone(),
@@ -280,7 +315,7 @@ pub fn run(
 }
 
 type Outcome = (
-    BTreeMap<String, Score>,
+    PerItem,
     Vec<serde_json::Value>,
     serde_json::Value,
     usize,
@@ -352,12 +387,9 @@ fn mmlu_pro(
             .iter()
             .map(|(_, ok)| f64::from(u8::from(*ok)))
             .collect();
-        scores.insert(format!("accuracy_{name}"), score(&correct, settings));
-        scores.insert(format!("unparsed_rate_{name}"), score(&unparsed, settings));
-        scores.insert(
-            format!("accuracy_{name}_random_fallback"),
-            score(&fallback, settings),
-        );
+        scores.insert(format!("accuracy_{name}"), every(correct));
+        scores.insert(format!("unparsed_rate_{name}"), every(unparsed));
+        scores.insert(format!("accuracy_{name}_random_fallback"), every(fallback));
     }
     let strict: Vec<f64> = chosen
         .iter()
@@ -368,18 +400,16 @@ fn mmlu_pro(
             ))
         })
         .collect();
-    scores.insert("accuracy_lm_eval_strict".into(), score(&strict, settings));
+    scores.insert("accuracy_lm_eval_strict".into(), every(strict));
     // Per category, at level l2 with unparsed answers wrong.
-    let mut by_category: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut per_category: BTreeMap<&str, usize> = BTreeMap::new();
     for (k, &i) in chosen.iter().enumerate() {
+        let category = test[i].category.as_str();
+        *per_category.entry(category).or_default() += 1;
         let ok = per_level[1][k].0 == Some(test[i].answer);
-        by_category
-            .entry(&test[i].category)
-            .or_default()
-            .push(f64::from(u8::from(ok)));
-    }
-    for (category, values) in &by_category {
-        scores.insert(format!("accuracy_l2/{category}"), score(values, settings));
+        scores
+            .entry(format!("accuracy_l2/{category}"))
+            .or_insert_with(|| vec![None; chosen.len()])[k] = Some(f64::from(u8::from(ok)));
     }
     let samples = chosen
         .iter()
@@ -401,8 +431,6 @@ fn mmlu_pro(
             })
         })
         .collect();
-    let per_category: BTreeMap<&str, usize> =
-        by_category.iter().map(|(c, v)| (*c, v.len())).collect();
     let selection = selection(
         settings,
         &params,
@@ -456,8 +484,8 @@ fn mmlu_pro_loglikelihood(
         }));
     }
     let mut scores = BTreeMap::new();
-    scores.insert("acc".to_string(), score(&acc, settings));
-    scores.insert("acc_norm".to_string(), score(&acc_norm, settings));
+    scores.insert("acc".to_string(), every(acc));
+    scores.insert("acc_norm".to_string(), every(acc_norm));
     let selection = json!({
         "limit": settings.limit,
         "seed": settings.seed,
@@ -503,8 +531,8 @@ fn gsm8k(
         }));
     }
     let mut scores = BTreeMap::new();
-    scores.insert("exact_match_strict".into(), score(&strict, settings));
-    scores.insert("exact_match_flexible".into(), score(&flexible, settings));
+    scores.insert("exact_match_strict".into(), every(strict));
+    scores.insert("exact_match_flexible".into(), every(flexible));
     let selection = selection(settings, &params, json!({}));
     Ok((
         scores,
@@ -550,9 +578,9 @@ fn math(
         }));
     }
     let mut scores = BTreeMap::new();
-    scores.insert("accuracy".into(), score(&equivalent, settings));
-    scores.insert("accuracy_hendrycks".into(), score(&exact, settings));
-    scores.insert("unboxed_rate".into(), score(&unboxed, settings));
+    scores.insert("accuracy".into(), every(equivalent));
+    scores.insert("accuracy_hendrycks".into(), every(exact));
+    scores.insert("unboxed_rate".into(), every(unboxed));
     let selection = selection(settings, &params, json!({"stratified_by": "subject"}));
     Ok((scores, samples, selection, chosen.len(), "accuracy"))
 }

@@ -63,6 +63,40 @@ pub fn statistic_ci(
     }
 }
 
+/// 95% CI of a statistic comparing two independent samples (e.g. a latency percentile of
+/// two runs whose requests are not paired): each resample draws `n_a` indices into the
+/// first and `n_b` into the second, with replacement. NaN when either side is empty.
+pub fn two_sample_ci(
+    n_a: usize,
+    n_b: usize,
+    resamples: usize,
+    seed: u64,
+    stat: impl Fn(&[usize], &[usize]) -> f64,
+) -> Interval {
+    if n_a == 0 || n_b == 0 {
+        return Interval::NAN;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut a, mut b) = (vec![0; n_a], vec![0; n_b]);
+    let mut stats = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        a.iter_mut().for_each(|i| *i = rng.random_range(0..n_a));
+        b.iter_mut().for_each(|i| *i = rng.random_range(0..n_b));
+        let s = stat(&a, &b);
+        if !s.is_nan() {
+            stats.push(s);
+        }
+    }
+    if stats.is_empty() {
+        return Interval::NAN;
+    }
+    stats.sort_by(f64::total_cmp);
+    Interval {
+        low: percentile(&stats, 2.5),
+        high: percentile(&stats, 97.5),
+    }
+}
+
 /// `np.percentile(sorted, p)` with numpy's default linear interpolation,
 /// reproduced operation for operation. `sorted` must be non-empty and ascending.
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -32,6 +32,8 @@ impl ModelInfo {
 
 /// Version of the `run.json` layout; bump on incompatible changes.
 pub const SCHEMA: &str = "assay.run/1";
+/// Version of the `assay bench` record layout.
+pub const BENCH_SCHEMA: &str = "assay.bench/1";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
