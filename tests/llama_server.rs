@@ -6,29 +6,13 @@ mod common;
 
 use common::LlamaServer;
 
-fn minilm_server() -> LlamaServer {
-    let gguf = common::assets().join("models/all-MiniLM-L6-v2/all-MiniLM-L6-v2.f16.gguf");
-    LlamaServer::start(
-        &gguf,
-        &[
-            "--embeddings",
-            "--pooling",
-            "mean",
-            "-c",
-            "2048",
-            "-np",
-            "4",
-        ],
-    )
-}
-
 fn json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
 fn stsb_through_llama_server_matches_the_local_engine() {
-    let server = minilm_server();
+    let server = common::minilm_server();
     let remote = format!("openai:{}#all-MiniLM-L6-v2", server.base_url());
     let tmp = tempfile::tempdir().unwrap();
 
@@ -249,7 +233,7 @@ fn bench_sweeps_against_llama_server_report_sane_numbers() {
     drop(server);
 
     // Embeddings, open loop, through the same code.
-    let server = minilm_server();
+    let server = common::minilm_server();
     let run = bench(
         &server,
         tmp.path(),

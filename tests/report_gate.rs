@@ -232,19 +232,7 @@ fn chromium() -> PathBuf {
 fn report_tables_plots_and_html_from_real_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let reports = tmp.path().join("reports");
-    let gguf = common::assets().join("models/all-MiniLM-L6-v2/all-MiniLM-L6-v2.f16.gguf");
-    let server = common::LlamaServer::start(
-        &gguf,
-        &[
-            "--embeddings",
-            "--pooling",
-            "mean",
-            "-c",
-            "2048",
-            "-np",
-            "4",
-        ],
-    );
+    let server = common::minilm_server();
     let model = format!("openai:{}#all-MiniLM-L6-v2", server.base_url());
     // The same model through an endpoint: scored on STS-B, then load-tested with a price.
     let (code, out, err) = common::output(
@@ -345,6 +333,36 @@ fn report_tables_plots_and_html_from_real_runs() {
             );
         }
     }
+
+    // Performance rules read the bench run: its capacity level by default, or a named one.
+    let rules = tmp.path().join("serving.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nmetric = \"p99_ms\"\nmax = 60000\n\n\
+         [[rule]]\nmetric = \"goodput\"\nmin = 0.01\nlevel = \"concurrency 1\"\n\n\
+         [[rule]]\nmetric = \"error_rate\"\nmax = 0\n\n\
+         [[rule]]\nname = \"cost ceiling\"\nmetric = \"usd_per_mtok\"\nmax = 1e-12\n",
+    )
+    .unwrap();
+    let (code, out, err) = common::output(
+        common::assay()
+            .arg("gate")
+            .arg(reports.join("load"))
+            .arg("--rules")
+            .arg(&rules)
+            .arg("--junit")
+            .arg(tmp.path().join("serving.xml")),
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("FAIL  cost ceiling: above the ceiling 0.000000000001"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PASS  goodput >= 0.01 @ concurrency 1"),
+        "{out}"
+    );
+    assert_eq!(junit(&tmp.path().join("serving.xml")).0, (4, 1, 0));
 
     // The page renders in a real browser: tables with rows, every plot with a box and
     // text, and no console message at all.

@@ -4,6 +4,7 @@
 pub mod beir;
 pub mod generation;
 pub mod hub;
+pub mod image_text;
 pub mod lines;
 pub mod source;
 pub mod sts;

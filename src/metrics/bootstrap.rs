@@ -43,24 +43,12 @@ pub fn statistic_ci(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut idx = vec![0; n_items];
-    let mut stats = Vec::with_capacity(resamples);
-    for _ in 0..resamples {
+    percentile_interval(resamples, || {
         for slot in idx.iter_mut() {
             *slot = rng.random_range(0..n_items);
         }
-        let s = stat(&idx);
-        if !s.is_nan() {
-            stats.push(s);
-        }
-    }
-    if stats.is_empty() {
-        return Interval::NAN;
-    }
-    stats.sort_by(f64::total_cmp);
-    Interval {
-        low: percentile(&stats, 2.5),
-        high: percentile(&stats, 97.5),
-    }
+        stat(&idx)
+    })
 }
 
 /// 95% CI of a statistic comparing two independent samples (e.g. a latency percentile of
@@ -78,15 +66,20 @@ pub fn two_sample_ci(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut a, mut b) = (vec![0; n_a], vec![0; n_b]);
-    let mut stats = Vec::with_capacity(resamples);
-    for _ in 0..resamples {
+    percentile_interval(resamples, || {
         a.iter_mut().for_each(|i| *i = rng.random_range(0..n_a));
         b.iter_mut().for_each(|i| *i = rng.random_range(0..n_b));
-        let s = stat(&a, &b);
-        if !s.is_nan() {
-            stats.push(s);
-        }
-    }
+        stat(&a, &b)
+    })
+}
+
+/// The central 95% of `resamples` statistics drawn by `draw`; NaN draws (a statistic
+/// undefined on that resample) are dropped, and the interval is NaN when none is left.
+fn percentile_interval(resamples: usize, mut draw: impl FnMut() -> f64) -> Interval {
+    let mut stats: Vec<f64> = (0..resamples)
+        .map(|_| draw())
+        .filter(|s| !s.is_nan())
+        .collect();
     if stats.is_empty() {
         return Interval::NAN;
     }

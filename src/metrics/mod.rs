@@ -3,6 +3,7 @@
 pub mod answer;
 pub mod bootstrap;
 pub mod correlation;
+pub mod image_text;
 pub mod math_equiv;
 pub mod quantile;
 pub mod ranking;

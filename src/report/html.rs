@@ -74,16 +74,17 @@ dt { font-weight: 600; margin-top: 0.4rem; }
 {% endfor %}</tbody>
 </table></div>
 
-{% for t in tables if not t.folded %}
-<h2>{{ t.title }}</h2>
-{% if t.rows %}
+{% macro data_table(t) %}
 <div class="scroll"><table class="data">
 <thead><tr>{% for h in t.headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for row in t.rows %}<tr>{% for cell in row %}<td{% if t.numeric[loop.index0] %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table></div>
-{% else %}<p>No rows.</p>{% endif %}
+{% endmacro %}
+{% for t in tables if not t.folded %}
+<h2>{{ t.title }}</h2>
+{% if t.rows %}{{ data_table(t) }}{% else %}<p>No rows.</p>{% endif %}
 {% endfor %}
 
 {% if figures %}<h2>Plots</h2>{% endif %}
@@ -96,14 +97,7 @@ dt { font-weight: 600; margin-top: 0.4rem; }
 
 {% for t in tables if t.folded %}
 <h2>{{ t.title }}</h2>
-<details><summary>{{ t.rows | length }} rows</summary>
-<div class="scroll"><table class="data">
-<thead><tr>{% for h in t.headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
-<tbody>
-{% for row in t.rows %}<tr>{% for cell in row %}<td{% if t.numeric[loop.index0] %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
-{% endfor %}</tbody>
-</table></div>
-</details>
+<details><summary>{{ t.rows | length }} rows</summary>{{ data_table(t) }}</details>
 {% endfor %}
 
 <h2>Definitions</h2>
@@ -205,6 +199,7 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<svg width=\"10\"></svg>"));
+        assert!(html.contains("<td>&lt;b&gt;") && html.contains("<table class=\"data\">"));
         assert!(!html.contains("<?xml"));
     }
 }

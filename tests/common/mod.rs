@@ -98,6 +98,23 @@ pub fn smollm2_gguf() -> PathBuf {
 }
 
 /// llama.cpp's llama-server on a free port of 127.0.0.1, stopped when dropped.
+/// llama-server with the staged all-MiniLM-L6-v2 GGUF as an embeddings endpoint.
+pub fn minilm_server() -> LlamaServer {
+    let gguf = assets().join("models/all-MiniLM-L6-v2/all-MiniLM-L6-v2.f16.gguf");
+    LlamaServer::start(
+        &gguf,
+        &[
+            "--embeddings",
+            "--pooling",
+            "mean",
+            "-c",
+            "2048",
+            "-np",
+            "4",
+        ],
+    )
+}
+
 pub struct LlamaServer {
     child: std::process::Child,
     pub port: u16,
