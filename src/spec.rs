@@ -51,6 +51,9 @@ pub struct MmluProSpec {
     /// File of the validation split (relative to the dataset folder).
     #[serde(default)]
     pub validation_file: Option<String>,
+    /// The same in the hub repository, when its layout differs.
+    #[serde(default)]
+    pub hub_validation_file: Option<String>,
     /// `max_tokens` per answer (the official evaluation allows 2048).
     #[serde(default = "default_mmlu_pro_tokens")]
     pub max_tokens: u32,

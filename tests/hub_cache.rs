@@ -251,3 +251,136 @@ fn cli_runs_a_hub_model_on_a_hub_dataset_offline() {
         .unwrap()
         .starts_with("hf:mteb/stsbenchmark-sts@"));
 }
+
+/// JSON lines as a Parquet table (list columns stay lists), as the hub stores datasets.
+fn jsonl_to_parquet(lines: &[u8]) -> Vec<u8> {
+    let mut frame = JsonReader::new(std::io::Cursor::new(lines))
+        .with_json_format(JsonFormat::JsonLines)
+        .finish()
+        .unwrap();
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(&mut frame).unwrap();
+    bytes
+}
+
+#[test]
+fn generation_tasks_load_parquet_from_the_hub_with_mmlu_pro_shots() {
+    use assay::data::generation::{load_gsm8k, load_mmlu_pro, GenerationData};
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = tmp.path().join("hub");
+    let repo = "datasets--TIGER-Lab--MMLU-Pro";
+    let test = std::fs::read(common::data_root().join("mmlu_pro/test.jsonl")).unwrap();
+    put(
+        &hub,
+        repo,
+        MODEL_COMMIT,
+        "data/test-00000-of-00001.parquet",
+        &jsonl_to_parquet(&test),
+    );
+    // The hub's validation split holds worked CoT examples, 5 per category; the staged data
+    // has none, so this one is made of 2 test questions per category with an answer written
+    // in the official examples' form.
+    let mut per_category = std::collections::HashMap::<String, usize>::new();
+    let mut validation = Vec::new();
+    for line in String::from_utf8_lossy(&test).lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let n = per_category
+            .entry(v["category"].as_str().unwrap().into())
+            .or_default();
+        if *n < 2 {
+            *n += 1;
+            let cot = format!(
+                "A: Let's think step by step. Worked example. The answer is ({}).",
+                v["answer"].as_str().unwrap()
+            );
+            v["cot_content"] = cot.into();
+            validation.extend(serde_json::to_vec(&v).unwrap());
+            validation.push(b'\n');
+        }
+    }
+    put(
+        &hub,
+        repo,
+        MODEL_COMMIT,
+        "data/validation-00000-of-00001.parquet",
+        &jsonl_to_parquet(&validation),
+    );
+    put_ref(&hub, repo, "main", MODEL_COMMIT);
+    let gsm = std::fs::read(common::data_root().join("gsm8k/test.jsonl")).unwrap();
+    let gsm_repo = "datasets--openai--gsm8k";
+    put(
+        &hub,
+        gsm_repo,
+        MODEL_COMMIT,
+        "main/test-00000-of-00001.parquet",
+        &jsonl_to_parquet(&gsm),
+    );
+    put_ref(&hub, gsm_repo, "main", MODEL_COMMIT);
+
+    let empty_root = tmp.path().join("no-data-here");
+    with_hf_home(tmp.path(), || {
+        let mmlu = spec("mmlu-pro");
+        let section = mmlu.mmlu_pro.as_ref().unwrap();
+        let hub = DataSource::resolve(&mmlu.dataset, &empty_root).unwrap();
+        let local = DataSource::resolve(&mmlu.dataset, &common::data_root()).unwrap();
+        let from_hub = load_mmlu_pro(&mmlu.dataset, &hub, section).unwrap();
+        let from_local = load_mmlu_pro(&mmlu.dataset, &local, section).unwrap();
+        let (
+            GenerationData::MmluPro {
+                test: h,
+                validation: hv,
+            },
+            GenerationData::MmluPro {
+                test: l,
+                validation: lv,
+            },
+        ) = (&from_hub.data, &from_local.data)
+        else {
+            panic!("MMLU-Pro data");
+        };
+        assert_eq!(h.len(), 12_032);
+        for (a, b) in h.iter().zip(l) {
+            assert_eq!(
+                (&a.id, &a.question, &a.options, a.answer, &a.category),
+                (&b.id, &b.question, &b.options, b.answer, &b.category)
+            );
+        }
+        // Zero-shot locally (no validation file); shots from the hub's validation split.
+        assert!(lv.is_none());
+        let shots = hv.as_ref().expect("validation split from the hub");
+        assert_eq!(shots.len(), 28);
+        let question = &h[5000];
+        let examples: Vec<_> = shots
+            .iter()
+            .filter(|s| s.category == question.category)
+            .collect();
+        let prompt = assay::eval::generation::mmlu_pro_prompt(question, &examples);
+        assert_eq!(
+            prompt.matches("Worked example. The answer is (").count(),
+            2,
+            "{prompt}"
+        );
+        assert!(
+            prompt.ends_with("Answer: Let's think step by step."),
+            "{prompt}"
+        );
+
+        let gsm8k = spec("gsm8k");
+        let hub = DataSource::resolve(&gsm8k.dataset, &empty_root).unwrap();
+        let local = DataSource::resolve(&gsm8k.dataset, &common::data_root()).unwrap();
+        let (GenerationData::Gsm8k(h), GenerationData::Gsm8k(l)) = (
+            load_gsm8k(&gsm8k.dataset, &hub).unwrap().data,
+            load_gsm8k(&gsm8k.dataset, &local).unwrap().data,
+        ) else {
+            panic!("GSM8K data");
+        };
+        assert_eq!(h.len(), 1319);
+        // Row numbers of the table are the line numbers of the JSONL file: same ids.
+        for (a, b) in h.iter().zip(&l) {
+            assert_eq!(
+                (&a.id, &a.question, &a.answer),
+                (&b.id, &b.question, &b.answer)
+            );
+        }
+    });
+}

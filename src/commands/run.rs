@@ -265,11 +265,7 @@ impl Dataset {
                     .mmlu_pro
                     .as_ref()
                     .expect("family MmluPro has [mmlu_pro]");
-                Dataset::Generation(generation::load_mmlu_pro(
-                    &spec.dataset,
-                    source,
-                    section.validation_file.as_deref(),
-                )?)
+                Dataset::Generation(generation::load_mmlu_pro(&spec.dataset, source, section)?)
             }
             TaskFamily::Gsm8k => {
                 Dataset::Generation(generation::load_gsm8k(&spec.dataset, source)?)

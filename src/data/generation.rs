@@ -1,16 +1,16 @@
 //! Datasets answered by generation: MMLU-Pro (multiple choice with up to ten options,
 //! by category), GSM8K (grade-school math, the answer after `#### `) and MATH (LaTeX
-//! answers, by subject). JSONL records;
-//! a bad record is an error naming the file, line and field.
+//! answers, by subject). JSONL records, or Parquet as the hub holds them; a bad record is
+//! an error naming the file, line (or row) and field.
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::data::lines::{json_objects, opt_str_field, read_bytes, sha256_hex, str_field};
 use crate::data::DataSource;
 use crate::error::{Error, Result};
-use crate::spec::DatasetSpec;
+use crate::spec::{DatasetSpec, MmluProSpec};
 
 /// One MMLU-Pro question.
 #[derive(Debug, Clone)]
@@ -69,9 +69,31 @@ fn read_records(source: &DataSource, relative: &str) -> Result<(std::path::PathB
     Ok((path, bytes))
 }
 
+/// The file's records as JSON objects with their 1-based line (JSONL) or row (Parquet).
+fn records(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, Map<String, Value>)>> {
+    if path.extension().is_none_or(|e| e != "parquet") {
+        return json_objects(path, bytes);
+    }
+    use polars::prelude::*;
+    let polars_err = |source: PolarsError| Error::Polars {
+        context: path.display().to_string(),
+        source,
+    };
+    let mut frame = ParquetReader::new(std::io::Cursor::new(bytes))
+        .finish()
+        .map_err(polars_err)?;
+    // One JSON object per row: the same readers then serve both layouts.
+    let mut lines = Vec::new();
+    JsonWriter::new(&mut lines)
+        .with_json_format(JsonFormat::JsonLines)
+        .finish(&mut frame)
+        .map_err(polars_err)?;
+    json_objects(path, &lines)
+}
+
 fn choice_items(path: &Path, bytes: &[u8]) -> Result<Vec<ChoiceItem>> {
     let mut items = Vec::new();
-    for (line, obj) in json_objects(path, bytes)? {
+    for (line, obj) in records(path, bytes)? {
         let options = match obj.get("options") {
             Some(Value::Array(values)) => values
                 .iter()
@@ -130,7 +152,7 @@ fn choice_items(path: &Path, bytes: &[u8]) -> Result<Vec<ChoiceItem>> {
 
 fn word_problems(path: &Path, bytes: &[u8]) -> Result<Vec<WordProblem>> {
     let mut items = Vec::new();
-    for (line, obj) in json_objects(path, bytes)? {
+    for (line, obj) in records(path, bytes)? {
         let answer = str_field(path, line, &obj, "answer")?;
         if !answer.contains("#### ") {
             return Err(Error::record(
@@ -155,10 +177,17 @@ fn word_problems(path: &Path, bytes: &[u8]) -> Result<Vec<WordProblem>> {
 pub fn load_mmlu_pro(
     spec: &DatasetSpec,
     source: &DataSource,
-    validation: Option<&str>,
+    section: &MmluProSpec,
 ) -> Result<Loaded> {
     let (path, bytes) = read_records(source, &source.split_file(spec, "{split}.jsonl"))?;
     let test = choice_items(&path, &bytes)?;
+    let validation = match source {
+        DataSource::Hub(_) => section
+            .hub_validation_file
+            .as_deref()
+            .or(section.validation_file.as_deref()),
+        DataSource::Local(_) => section.validation_file.as_deref(),
+    };
     let validation = match validation {
         // The few-shot split is optional: zero-shot when it is absent (recorded).
         Some(file) => match source.file(file) {
@@ -185,7 +214,7 @@ pub fn load_gsm8k(spec: &DatasetSpec, source: &DataSource) -> Result<Loaded> {
 
 fn math_problems(path: &Path, bytes: &[u8]) -> Result<Vec<MathProblem>> {
     let mut items = Vec::new();
-    for (line, obj) in json_objects(path, bytes)? {
+    for (line, obj) in records(path, bytes)? {
         let level = match obj.get("level") {
             Some(Value::Number(n)) => n.to_string(),
             _ => opt_str_field(path, line, &obj, "level")?,

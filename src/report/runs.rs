@@ -246,15 +246,17 @@ pub fn load(dir: &Path) -> Result<Run> {
 
 /// What sets an embedder run apart from the model's defaults, e.g. `cls, 16 tokens`.
 fn eval_detail(model: &Value) -> String {
+    // Remote embedders report `server` (the endpoint decides) and 0 tokens: nothing to show.
+    let set = |v: &Value| v.as_str().filter(|s| *s != "server").map(String::from);
     let mut parts = Vec::new();
-    if let Some(p) = model["pooling"].as_str() {
-        parts.push(p.to_string());
+    if let Some(p) = set(&model["pooling"]) {
+        parts.push(p);
     }
-    if let Some(t) = model["max_tokens"].as_u64() {
+    if let Some(t) = model["max_tokens"].as_u64().filter(|&t| t > 0) {
         parts.push(format!("{t} tok"));
     }
-    if let Some(d) = model["dtype"].as_str().filter(|d| *d != "f32") {
-        parts.push(d.to_string());
+    if let Some(d) = set(&model["dtype"]).filter(|d| d != "f32") {
+        parts.push(d);
     }
     if parts.is_empty() {
         String::new()
