@@ -3,8 +3,11 @@
 
 pub mod candle;
 pub mod generate;
+pub mod image;
 pub mod local;
 pub mod openai;
+
+pub use image::ImageInput;
 
 pub use generate::{
     ChatMessage, Generation, GenerationParams, GenerationRequest, Generator, GeneratorInfo, Prompt,
@@ -125,6 +128,16 @@ pub trait Embedder: Send + Sync {
     /// token counts where the engine has a tokenizer, else characters.
     fn input_lengths(&self, texts: &[&str]) -> Vec<usize> {
         texts.iter().map(|t| t.chars().count()).collect()
+    }
+
+    /// One vector per image, in input order; `prompt` is the text that goes with each image
+    /// (multimodal embedders such as E5-V are prompted). Text-only models refuse.
+    fn embed_images(&self, images: &[ImageInput], prompt: Option<&str>) -> Result<Vec<Vec<f32>>> {
+        let _ = (images, prompt);
+        Err(crate::error::Error::Usage(format!(
+            "model `{}` embeds text only",
+            self.info().model
+        )))
     }
 
     /// Per-request records (timings, token counts) since the last call, for `perf.jsonl`.

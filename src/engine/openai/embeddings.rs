@@ -1,5 +1,9 @@
 //! `POST /v1/embeddings` as an `Embedder`: one request per batch, up to `concurrency`
 //! batches in flight (the eval driver runs that many at once), every request timed.
+//!
+//! Images go one per request in the shape vLLM serves multimodal embedding models with:
+//! a chat-style `messages` list whose user turn holds an `image_url` part (the image as a
+//! base64 `data:` URL) and, when the task prompts, a `text` part.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -9,7 +13,7 @@ use crate::engine::openai::client::HttpClient;
 use crate::engine::openai::{
     count_tokens, Endpoint, RemoteOptions, RequestLog, RequestRecord, Secret,
 };
-use crate::engine::{Embedder, EmbedderInfo};
+use crate::engine::{Embedder, EmbedderInfo, ImageInput};
 use crate::error::{Error, Result};
 
 pub struct RemoteEmbedder {
@@ -27,6 +31,33 @@ struct EmbeddingRequest<'a> {
     encoding_format: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     dimensions: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct ImageEmbeddingRequest<'a> {
+    model: &'a str,
+    messages: [ChatTurn<'a>; 1],
+    encoding_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct ChatTurn<'a> {
+    role: &'static str,
+    content: Vec<ContentPart<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentPart<'a> {
+    ImageUrl { image_url: ImageUrl },
+    Text { text: &'a str },
+}
+
+#[derive(Serialize)]
+struct ImageUrl {
+    url: String,
 }
 
 #[derive(Deserialize)]
@@ -141,17 +172,63 @@ impl RemoteEmbedder {
         let body = EmbeddingRequest {
             model: &self.client.endpoint().model,
             input: texts,
-            encoding_format: if self.options.base64 {
-                "base64"
-            } else {
-                "float"
-            },
+            encoding_format: self.encoding(),
             dimensions: self.options.dimensions,
         };
+        self.send(&body, texts, scheduled).await
+    }
+
+    /// Embeds one image (with the prompt that goes with it, if any).
+    pub async fn call_image(
+        &self,
+        image: &ImageInput,
+        prompt: Option<&str>,
+    ) -> (Result<Vec<Vec<f32>>>, RequestRecord) {
+        let mut content = vec![ContentPart::ImageUrl {
+            image_url: ImageUrl {
+                url: image.data_url(),
+            },
+        }];
+        if let Some(text) = prompt {
+            content.push(ContentPart::Text { text });
+        }
+        let body = ImageEmbeddingRequest {
+            model: &self.client.endpoint().model,
+            messages: [ChatTurn {
+                role: "user",
+                content,
+            }],
+            encoding_format: self.encoding(),
+            dimensions: self.options.dimensions,
+        };
+        // Token counts of the prompt only: an image's tokens are the server's business.
+        let texts: Vec<String> = prompt.map(String::from).into_iter().collect();
+        let (outcome, mut record) = self.send(&body, &texts, None).await;
+        record.inputs = 1;
+        (outcome, record)
+    }
+
+    fn encoding(&self) -> &'static str {
+        if self.options.base64 {
+            "base64"
+        } else {
+            "float"
+        }
+    }
+
+    /// POSTs one embeddings request whose vectors answer `texts` (one vector for an image
+    /// request) and records it.
+    async fn send(
+        &self,
+        body: &impl Serialize,
+        texts: &[String],
+        scheduled: Option<f64>,
+    ) -> (Result<Vec<Vec<f32>>>, RequestRecord) {
         let (response, timing) = self
             .client
-            .post_json::<EmbeddingResponse>("embeddings", &body, scheduled)
+            .post_json::<EmbeddingResponse>("embeddings", body, scheduled)
             .await;
+        let expected = texts.len().max(1);
         let mut record = RequestRecord {
             kind: "embeddings".into(),
             inputs: texts.len(),
@@ -177,7 +254,7 @@ impl RemoteEmbedder {
             };
             record.input_tokens = tokens;
             record.tokens_from = from.map(Into::into);
-            self.vectors(response.data, texts.len())
+            self.vectors(response.data, expected)
         });
         if let Err(e) = &outcome {
             record.error = Some(e.to_string());
@@ -267,6 +344,19 @@ impl Embedder for RemoteEmbedder {
         let (outcome, record) = self.runtime.block_on(self.call(texts, None));
         self.log.push(record);
         outcome
+    }
+
+    fn embed_images(&self, images: &[ImageInput], prompt: Option<&str>) -> Result<Vec<Vec<f32>>> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        // One request per image, `concurrency` in flight, results in input order.
+        let calls = stream::iter(images)
+            .map(|image| async move {
+                let (outcome, record) = self.call_image(image, prompt).await;
+                self.log.push(record);
+                outcome.map(|mut v| v.remove(0))
+            })
+            .buffered(self.options.concurrency.max(1));
+        self.runtime.block_on(calls.try_collect())
     }
 
     fn parallel_batches(&self) -> usize {
