@@ -27,6 +27,37 @@ pub struct TaskSpec {
     pub gsm8k: Option<Gsm8kSpec>,
     #[serde(default)]
     pub math: Option<MathSpec>,
+    #[serde(default)]
+    pub image_text: Option<ImageTextSpec>,
+}
+
+/// Image-text retrieval: captions retrieve images and images retrieve captions, scored
+/// with CLIP_benchmark's recall@k.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageTextSpec {
+    /// Karpathy layout: the split file (`dataset_coco.json`), relative to the dataset folder.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Karpathy layout: where the images are, relative to the dataset folder.
+    #[serde(default)]
+    pub images: Option<String>,
+    #[serde(default = "default_recall_ks")]
+    pub k_values: Vec<usize>,
+    /// `image_retrieval_recall@K` (caption → image) or `text_retrieval_recall@K`.
+    #[serde(default = "default_image_text_main")]
+    pub main_score: String,
+    /// Instruction for the caption queries of instruction-following embedders.
+    #[serde(default)]
+    pub instruction: Option<String>,
+}
+
+fn default_recall_ks() -> Vec<usize> {
+    vec![1, 5, 10]
+}
+
+fn default_image_text_main() -> String {
+    "image_retrieval_recall@5".into()
 }
 
 /// MATH-style problems: zero-shot, the answer is the last `\boxed{}`.
@@ -111,6 +142,10 @@ pub enum DatasetFormat {
     Beir,
     /// One JSON record per line, fields as the task family expects.
     Jsonl,
+    /// COCO captions: `annotations/captions_<split>.json`, images in `<split>/`.
+    CocoCaptions,
+    /// Karpathy splits (COCO 5k, Flickr30k 1k): one JSON file of images with sentences.
+    Karpathy,
 }
 
 /// Columns and score range of an STS table.
@@ -178,6 +213,7 @@ pub enum TaskFamily {
     MmluPro,
     Gsm8k,
     Math,
+    ImageText,
 }
 
 impl TaskFamily {
@@ -212,6 +248,8 @@ impl TaskSpec {
             TaskFamily::Math
         } else if self.retrieval.is_some() {
             TaskFamily::Retrieval
+        } else if self.image_text.is_some() {
+            TaskFamily::ImageText
         } else {
             TaskFamily::Sts
         }
@@ -242,6 +280,33 @@ impl TaskSpec {
             }
             return Ok(family);
         }
+        if let Some(it) = &self.image_text {
+            if self.sts.is_some() || self.retrieval.is_some() {
+                return Err(spec_err(
+                    "an image-text task has no [sts] or [retrieval] section",
+                ));
+            }
+            let valid = it.main_score.rsplit_once('@').is_some_and(|(m, k)| {
+                ["image_retrieval_recall", "text_retrieval_recall"].contains(&m)
+                    && k.parse().is_ok_and(|k: usize| it.k_values.contains(&k))
+            });
+            if !valid {
+                return Err(spec_err(&format!(
+                    "main_score `{}` must be image_retrieval_recall@K or text_retrieval_recall@K with K in k_values {:?}",
+                    it.main_score, it.k_values
+                )));
+            }
+            return match self.dataset.format {
+                DatasetFormat::CocoCaptions => Ok(TaskFamily::ImageText),
+                DatasetFormat::Karpathy if it.file.is_some() => Ok(TaskFamily::ImageText),
+                DatasetFormat::Karpathy => Err(spec_err(
+                    "a karpathy task names its split file in [image_text] file",
+                )),
+                _ => Err(spec_err(
+                    "an image-text task needs format coco-captions or karpathy",
+                )),
+            };
+        }
         match (&self.sts, &self.retrieval, self.dataset.format) {
             (Some(_), None, DatasetFormat::StsbTsv | DatasetFormat::Table) => Ok(TaskFamily::Sts),
             (None, Some(r), DatasetFormat::Beir) => {
@@ -263,7 +328,7 @@ impl TaskSpec {
                 "has both [sts] and [retrieval]: a task belongs to one family",
             )),
             (None, None, _) => Err(spec_err(
-                "needs a [sts], [retrieval], [mmlu_pro], [gsm8k] or [math] section",
+                "needs a [sts], [retrieval], [image_text], [mmlu_pro], [gsm8k] or [math] section",
             )),
             (Some(_), None, _) => Err(spec_err("an STS task needs format stsb-tsv or table")),
             (None, Some(_), _) => Err(spec_err("a retrieval task needs format beir")),
@@ -417,7 +482,14 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks");
         let specs = load_all(&dir).unwrap();
         let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
-        for name in ["stsb", "scifact", "mmlu-pro", "math500", "gsm8k"] {
+        for name in [
+            "stsb",
+            "scifact",
+            "mmlu-pro",
+            "math500",
+            "gsm8k",
+            "coco-mini",
+        ] {
             assert!(names.contains(&name), "{name} in {names:?}");
         }
     }

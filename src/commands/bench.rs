@@ -252,6 +252,16 @@ fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
                 queries.into_iter().chain(docs).collect()
             }
             Dataset::Generation(loaded) => generation_prompts(loaded),
+            // The captions: image requests are not a bench workload yet.
+            Dataset::ImageText(d) => d
+                .captions
+                .iter()
+                .map(|c| eval::TaskInput {
+                    text: c.text.clone(),
+                    role: crate::engine::Role::Query,
+                    instruction: None,
+                })
+                .collect(),
         };
         let texts = inputs.into_iter().map(|i| i.text).collect();
         (Some(texts), Some(format!("task {}", spec.name)))

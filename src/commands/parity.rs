@@ -131,7 +131,7 @@ fn compare(
             Dataset::Beir(d) => {
                 eval::retrieval::run(spec, d, engine.as_ref(), &mut cache, settings)?
             }
-            Dataset::Generation(_) => return Err(not_embedding(spec)),
+            Dataset::Generation(_) | Dataset::ImageText(_) => return Err(not_embedding(spec)),
         };
         results.push(result);
         caches.push(cache);
@@ -142,7 +142,7 @@ fn compare(
             let (docs, queries) = eval::retrieval::inputs(spec, d)?;
             docs.into_iter().chain(queries).collect()
         }
-        Dataset::Generation(_) => return Err(not_embedding(spec)),
+        Dataset::Generation(_) | Dataset::ImageText(_) => return Err(not_embedding(spec)),
     };
     let mut seen = HashSet::new();
     let mut items: Vec<(f64, &TaskInput)> = Vec::new();
@@ -236,7 +236,7 @@ fn print(report: &ParityReport) {
 
 fn not_embedding(spec: &TaskSpec) -> Error {
     Error::Usage(format!(
-        "task {}: parity compares embedders; it is a generation task",
+        "task {}: parity compares text embeddings; this task is answered by generation or with images",
         spec.name
     ))
 }

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::cli::RunArgs;
 use crate::data::generation::{self, Loaded};
+use crate::data::image_text::{load_coco, load_karpathy, ImageTextDataset};
 use crate::data::{BeirDataset, DataSource, StsDataset};
 use crate::engine::openai::RequestRecord;
 use crate::error::{Error, Result};
@@ -76,6 +77,9 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
             Dataset::Sts(d) => eval::sts::run(spec, d, embedder.as_ref(), &mut cache, &settings),
             Dataset::Beir(d) => {
                 eval::retrieval::run(spec, d, embedder.as_ref(), &mut cache, &settings)
+            }
+            Dataset::ImageText(d) => {
+                eval::image_text::run(spec, d, embedder.as_ref(), &mut cache, &settings)
             }
             Dataset::Generation(_) => unreachable!("generation tasks run in run_generation"),
         };
@@ -248,6 +252,7 @@ fn requests_json(records: Vec<RequestRecord>) -> Vec<serde_json::Value> {
 pub(crate) enum Dataset {
     Sts(StsDataset),
     Beir(BeirDataset),
+    ImageText(ImageTextDataset),
     Generation(Loaded),
 }
 
@@ -271,7 +276,29 @@ impl Dataset {
                 Dataset::Generation(generation::load_gsm8k(&spec.dataset, source)?)
             }
             TaskFamily::Math => Dataset::Generation(generation::load_math(&spec.dataset, source)?),
+            TaskFamily::ImageText => Dataset::ImageText(load_image_text(spec, source)?),
         })
+    }
+}
+
+/// Image-text data is read from a local folder (hub copies keep images inside Parquet).
+fn load_image_text(spec: &TaskSpec, source: &DataSource) -> Result<ImageTextDataset> {
+    let DataSource::Local(dir) = source else {
+        return Err(Error::Usage(format!(
+            "task {}: image-text datasets are read from a local folder; put `{}` under --data-root",
+            spec.name, spec.dataset.local
+        )));
+    };
+    let section = spec
+        .image_text
+        .as_ref()
+        .expect("family ImageText has [image_text]");
+    match (spec.dataset.format, &section.file) {
+        (crate::spec::DatasetFormat::Karpathy, Some(file)) => {
+            let images = dir.join(section.images.as_deref().unwrap_or("."));
+            load_karpathy(&dir.join(file), &images, &spec.dataset.split)
+        }
+        _ => load_coco(dir, &spec.dataset.split),
     }
 }
 

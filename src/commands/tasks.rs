@@ -14,6 +14,7 @@ pub fn run(args: &TasksArgs) -> Result<()> {
             spec::TaskFamily::MmluPro => "mmlu-pro",
             spec::TaskFamily::Gsm8k => "gsm8k",
             spec::TaskFamily::Math => "math",
+            spec::TaskFamily::ImageText => "image-text",
         };
         println!("{:width$}  {:9}  {}", s.name, family, s.description);
     }

@@ -3,6 +3,7 @@
 
 pub mod embed;
 pub mod generation;
+pub mod image_text;
 pub mod retrieval;
 pub mod sts;
 

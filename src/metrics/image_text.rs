@@ -17,35 +17,57 @@ pub struct Recalls {
 /// caption `t` describes. Every image should have at least one caption.
 pub fn recalls(scores: &[Vec<f32>], caption_image: &[usize], ks: &[usize]) -> Recalls {
     let n_images = scores.first().map_or(0, Vec::len);
-    // Best rank (0-based) of a correct item, per query; None when it has no correct item.
-    let caption_rank: Vec<Option<usize>> = scores
+    let by_caption = caption_ranks(caption_image, |t| scores[t].clone());
+    let by_image = image_ranks(n_images, caption_image, |i| {
+        scores.iter().map(|row| row[i]).collect()
+    });
+    Recalls {
+        text_to_image: ks.iter().map(|&k| (k, recall_at(&by_caption, k))).collect(),
+        image_to_text: ks.iter().map(|&k| (k, recall_at(&by_image, k))).collect(),
+    }
+}
+
+/// Text→image: for each caption, the rank of its image among all images, given the
+/// caption's scores against every image (`row(t)`; rows are computed one at a time, so a
+/// 25k×5k matrix never has to be held).
+pub fn caption_ranks(caption_image: &[usize], row: impl Fn(usize) -> Vec<f32>) -> Vec<usize> {
+    caption_image
         .iter()
-        .zip(caption_image)
-        .map(|(row, &image)| Some(rank_of(row, image)))
-        .collect();
-    let image_rank: Vec<Option<usize>> = (0..n_images)
+        .enumerate()
+        .map(|(t, &image)| rank_of(&row(t), image))
+        .collect()
+}
+
+/// Image→text: for each image, the best rank among all captions of any of its own
+/// captions, given the image's scores against every caption (`column(i)`); `usize::MAX`
+/// (never a hit) for an image nobody describes.
+pub fn image_ranks(
+    n_images: usize,
+    caption_image: &[usize],
+    column: impl Fn(usize) -> Vec<f32>,
+) -> Vec<usize> {
+    (0..n_images)
         .map(|image| {
-            let column: Vec<f32> = scores.iter().map(|row| row[image]).collect();
+            let column = column(image);
             caption_image
                 .iter()
                 .enumerate()
                 .filter(|(_, &owner)| owner == image)
                 .map(|(t, _)| rank_of(&column, t))
                 .min()
+                .unwrap_or(usize::MAX)
         })
-        .collect();
-    let recall = |ranks: &[Option<usize>], k: usize| {
-        let hits = ranks.iter().filter(|r| r.is_some_and(|r| r < k)).count();
-        hits as f64 / ranks.len().max(1) as f64
-    };
-    Recalls {
-        text_to_image: ks.iter().map(|&k| (k, recall(&caption_rank, k))).collect(),
-        image_to_text: ks.iter().map(|&k| (k, recall(&image_rank, k))).collect(),
-    }
+        .collect()
+}
+
+/// Share of queries whose best correct item ranks within the top `k` (0-based ranks).
+pub fn recall_at(ranks: &[usize], k: usize) -> f64 {
+    let hits = ranks.iter().filter(|&&r| r < k).count();
+    hits as f64 / ranks.len().max(1) as f64
 }
 
 /// 0-based rank of item `target` when `row` is sorted by score descending, ties by index.
-fn rank_of(row: &[f32], target: usize) -> usize {
+pub fn rank_of(row: &[f32], target: usize) -> usize {
     let s = row[target];
     row.iter()
         .enumerate()
