@@ -333,7 +333,7 @@ fn connect(
             Ok((target, info))
         }
         (ModelChoice::Local(_), _) => Err(Error::Usage(format!(
-            "model `{}`: local generation is not built yet; bench chat/completions against an openai: endpoint",
+            "model `{}`: assay bench loads an endpoint (or the local embedder); for a local chat model's prefill and decode speed use `assay bench-decode`, or serve it and bench the openai: endpoint",
             args.model
         ))),
     }
