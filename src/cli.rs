@@ -76,6 +76,10 @@ pub struct EngineArgs {
     /// Override the model's truncation length in tokens.
     #[arg(long, env = "ASSAY_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
+    /// The embedding profile (prompts, pooling, end token) when the model's id and type
+    /// do not identify it: e5-mistral, qwen3-embedding, embeddinggemma, e5-v, clip.
+    #[arg(long, env = "ASSAY_PROFILE")]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub remote: RemoteArgs,
 }

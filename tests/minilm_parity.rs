@@ -3,7 +3,7 @@
 
 mod common;
 
-use assay::engine::candle::{BertEmbedder, BertOptions};
+use assay::engine::candle::{BertEmbedder, LocalOptions};
 use assay::engine::Embedder;
 use assay::spec::ModelRef;
 
@@ -39,7 +39,7 @@ fn embedder() -> BertEmbedder {
     let model = ModelRef::Dir {
         path: common::minilm(),
     };
-    BertEmbedder::load(&model, &BertOptions::default()).expect("model loads")
+    BertEmbedder::load(&model, &LocalOptions::default()).expect("model loads")
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn truncation_and_pooling_overrides_change_the_vectors() {
     };
     let short = BertEmbedder::load(
         &model,
-        &BertOptions {
+        &LocalOptions {
             max_tokens: Some(16),
             ..Default::default()
         },
@@ -106,7 +106,7 @@ fn truncation_and_pooling_overrides_change_the_vectors() {
 
     let cls = BertEmbedder::load(
         &model,
-        &BertOptions {
+        &LocalOptions {
             pooling: Some(assay::engine::candle::Pooling::Cls),
             ..Default::default()
         },
@@ -158,7 +158,7 @@ fn weights_saved_with_the_bert_prefix_load_to_the_same_vectors() {
         &ModelRef::Dir {
             path: tmp.path().to_path_buf(),
         },
-        &BertOptions::default(),
+        &LocalOptions::default(),
     )
     .expect("prefixed weights load")
     .embed(&texts)

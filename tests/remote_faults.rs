@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use assay::engine::candle::{BertEmbedder, BertOptions};
+use assay::engine::candle::{BertEmbedder, LocalOptions};
 use assay::engine::Embedder;
 use assay::spec::ModelRef;
 use axum::body::Body;
@@ -158,7 +158,7 @@ fn start(mode: Mode, real_model: bool) -> (SocketAddr, Arc<Server>) {
         let r = ModelRef::Dir {
             path: common::minilm(),
         };
-        BertEmbedder::load(&r, &BertOptions::default()).expect("model loads")
+        BertEmbedder::load(&r, &LocalOptions::default()).expect("model loads")
     });
     let state = Arc::new(Server {
         model,

@@ -16,7 +16,7 @@ use candle_core::DType;
 use std::sync::Arc;
 
 use crate::cli::{EngineArgs, RemoteArgs};
-use crate::engine::candle::{self, parse_device, BertOptions};
+use crate::engine::candle::{self, parse_device, LocalOptions};
 use std::time::Duration;
 
 use crate::data::hub::HubRepo;
@@ -214,13 +214,14 @@ pub fn load_local_embedder(model: &str, args: &EngineArgs) -> Result<Box<dyn Emb
             )))
         }
     };
-    let options = BertOptions {
+    let options = LocalOptions {
         device: parse_device(&args.device)?,
         dtype,
         pooling: args.pooling,
         max_tokens: args.max_tokens,
         normalize: None,
         workers,
+        profile: args.profile.clone(),
     };
     candle::load_embedder(&model, &options)
 }

@@ -18,9 +18,9 @@ use crate::spec::ModelRef;
 /// Bump when a code change alters the vectors, so cached embeddings are not reused.
 const IMPLEMENTATION_VERSION: u32 = 2;
 
-/// Choices that override what the model's own configs say.
+/// Choices for local embedders that override what the model's own configs say.
 #[derive(Debug, Clone)]
-pub struct BertOptions {
+pub struct LocalOptions {
     pub device: Device,
     pub dtype: DType,
     pub pooling: Option<Pooling>,
@@ -28,17 +28,20 @@ pub struct BertOptions {
     pub normalize: Option<bool>,
     /// Batches embedded at once from different threads.
     pub workers: usize,
+    /// The model profile (prompts, pooling) by name, instead of detecting it.
+    pub profile: Option<String>,
 }
 
-impl Default for BertOptions {
+impl Default for LocalOptions {
     fn default() -> Self {
-        BertOptions {
+        LocalOptions {
             device: Device::Cpu,
             dtype: DType::F32,
             pooling: None,
             max_tokens: None,
             normalize: None,
             workers: 1,
+            profile: None,
         }
     }
 }
@@ -69,7 +72,7 @@ struct SentenceBertConfig {
 }
 
 impl BertEmbedder {
-    pub fn load(model: &ModelRef, options: &BertOptions) -> Result<BertEmbedder> {
+    pub fn load(model: &ModelRef, options: &LocalOptions) -> Result<BertEmbedder> {
         let files = ModelFiles::resolve(model)?;
         let location = files.location.clone();
         let config: BertConfig = files.read_json(&files.config)?;

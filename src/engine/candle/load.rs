@@ -22,6 +22,9 @@ pub struct ModelFiles {
     pub sentence_bert_config: Option<PathBuf>,
     /// `<dir>/<pooling module path>/config.json`, found through `modules.json`.
     pub pooling_config: Option<PathBuf>,
+    /// sentence-transformers Dense modules after the pooling, in order: (config, weights).
+    pub dense_modules: Vec<(PathBuf, PathBuf)>,
+    pub tokenizer_config: Option<PathBuf>,
 }
 
 impl ModelFiles {
@@ -91,6 +94,15 @@ impl ModelFiles {
             }
             None => None,
         };
+        let mut dense_modules = Vec::new();
+        if let Some(path) = &modules {
+            for sub in module_dirs(path, "Dense")? {
+                dense_modules.push((
+                    required(&format!("{sub}/config.json"))?,
+                    required(&format!("{sub}/model.safetensors"))?,
+                ));
+            }
+        }
         Ok(ModelFiles {
             config: required("config.json")?,
             tokenizer: required("tokenizer.json")?,
@@ -98,6 +110,8 @@ impl ModelFiles {
             modules,
             sentence_bert_config: optional("sentence_bert_config.json"),
             pooling_config,
+            dense_modules,
+            tokenizer_config: optional("tokenizer_config.json"),
             location,
         })
     }
@@ -110,6 +124,16 @@ impl ModelFiles {
             let mut inner = Sha256::new();
             std::io::copy(&mut file, &mut inner).map_err(|e| Error::io(path, e))?;
             outer.update(inner.finalize());
+        }
+        Ok(hex::encode(outer.finalize()))
+    }
+
+    /// sha256 over the Dense modules' weights (empty when there are none).
+    pub fn dense_sha256(&self) -> Result<String> {
+        let mut outer = Sha256::new();
+        for (_, path) in &self.dense_modules {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            outer.update(Sha256::digest(&bytes));
         }
         Ok(hex::encode(outer.finalize()))
     }
@@ -159,6 +183,15 @@ fn pooling_module_dir(modules: &Path) -> Result<Option<String>> {
         .iter()
         .find(|m| is_module(m, "Pooling"))
         .and_then(|m| m["path"].as_str().map(str::to_string)))
+}
+
+/// The folders of every module of one kind named in `modules.json`, in order.
+fn module_dirs(modules: &Path, kind: &str) -> Result<Vec<String>> {
+    Ok(read_modules(modules)?
+        .iter()
+        .filter(|m| is_module(m, kind))
+        .filter_map(|m| m["path"].as_str().map(str::to_string))
+        .collect())
 }
 
 /// Whether `modules.json` lists a Normalize module.

@@ -2,28 +2,60 @@
 
 pub mod bert;
 pub mod bert_model;
+pub mod decoder;
+pub mod decoder_model;
 pub mod kernels;
 pub mod load;
 pub mod pooling;
 
-pub use bert::{BertEmbedder, BertOptions};
+pub use bert::{BertEmbedder, LocalOptions};
+pub use decoder::DecoderEmbedder;
+use decoder_model::DecoderConfig;
 pub use load::{parse_device, ModelFiles};
 pub use pooling::Pooling;
 
+use crate::engine::profile::Profile;
 use crate::engine::Embedder;
 use crate::error::{Error, Result};
 use crate::spec::ModelRef;
 
 /// Loads the right local embedder for the model's architecture (`config.json`).
-pub fn load_embedder(model: &ModelRef, options: &BertOptions) -> Result<Box<dyn Embedder>> {
+pub fn load_embedder(model: &ModelRef, options: &LocalOptions) -> Result<Box<dyn Embedder>> {
     let files = ModelFiles::resolve(model)?;
     let config: serde_json::Value = files.read_json(&files.config)?;
     let model_type = config["model_type"].as_str().unwrap_or("");
-    match model_type {
-        "bert" | "roberta" | "xlm-roberta" => Ok(Box::new(BertEmbedder::load(model, options)?)),
-        other => Err(Error::model(
-            &files.location,
-            format!("model_type `{other}` is not supported by the local engine (supported: bert)"),
-        )),
+    if matches!(model_type, "bert" | "roberta" | "xlm-roberta") {
+        return Ok(Box::new(BertEmbedder::load(model, options)?));
     }
+    let profile = match &options.profile {
+        Some(name) => Profile::named(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "--profile `{name}`: expected one of {}",
+                Profile::names().join(", ")
+            ))
+        })?,
+        None => Profile::detect(&model.to_string(), model_type).ok_or_else(|| {
+            Error::model(
+                &files.location,
+                format!(
+                    "model_type `{model_type}` has no embedding profile (known: {}); \
+                     name one with --profile",
+                    Profile::names().join(", ")
+                ),
+            )
+        })?,
+    };
+    if DecoderConfig::SUPPORTED.contains(&model_type) {
+        let config: DecoderConfig = files.read_json(&files.config)?;
+        return Ok(Box::new(DecoderEmbedder::load(
+            model, &files, config, profile, options,
+        )?));
+    }
+    Err(Error::model(
+        &files.location,
+        format!(
+            "model_type `{model_type}` is not supported by the local engine (supported: bert, {})",
+            DecoderConfig::SUPPORTED.join(", ")
+        ),
+    ))
 }
