@@ -6,6 +6,7 @@ pub mod generate;
 pub mod image;
 pub mod local;
 pub mod openai;
+pub mod preprocess;
 pub mod profile;
 
 pub use image::ImageInput;

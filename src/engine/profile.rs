@@ -66,7 +66,7 @@ pub const PROFILES: &[Profile] = &[
     Profile {
         name: "qwen3-embedding",
         id_fragments: &["qwen3-embedding"],
-        model_types: &["qwen3", "qwen2"],
+        model_types: &["qwen3"],
         pooling: Pooling::LastToken,
         normalize: true,
         query_prompt: "Instruct: {instruction}\nQuery:",

@@ -25,6 +25,8 @@ pub struct ModelFiles {
     /// sentence-transformers Dense modules after the pooling, in order: (config, weights).
     pub dense_modules: Vec<(PathBuf, PathBuf)>,
     pub tokenizer_config: Option<PathBuf>,
+    /// How images are prepared for a vision model (`preprocessor_config.json`).
+    pub preprocessor_config: Option<PathBuf>,
 }
 
 impl ModelFiles {
@@ -112,6 +114,7 @@ impl ModelFiles {
             pooling_config,
             dense_modules,
             tokenizer_config: optional("tokenizer_config.json"),
+            preprocessor_config: optional("preprocessor_config.json"),
             location,
         })
     }

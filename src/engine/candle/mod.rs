@@ -2,6 +2,7 @@
 
 pub mod bert;
 pub mod bert_model;
+pub mod clip;
 pub mod decoder;
 pub mod decoder_model;
 pub mod kernels;
@@ -9,6 +10,7 @@ pub mod load;
 pub mod pooling;
 
 pub use bert::{BertEmbedder, LocalOptions};
+pub use clip::ClipEmbedder;
 pub use decoder::DecoderEmbedder;
 use decoder_model::DecoderConfig;
 pub use load::{parse_device, ModelFiles};
@@ -27,13 +29,39 @@ pub fn load_embedder(model: &ModelRef, options: &LocalOptions) -> Result<Box<dyn
     if matches!(model_type, "bert" | "roberta" | "xlm-roberta") {
         return Ok(Box::new(BertEmbedder::load(model, options)?));
     }
-    let profile = match &options.profile {
+    if model_type == "clip" {
+        return Ok(Box::new(ClipEmbedder::load(model, &files, options)?));
+    }
+    if DecoderConfig::SUPPORTED.contains(&model_type) {
+        let profile = decoder_profile(model, model_type, &files, options)?;
+        let config: DecoderConfig = files.read_json(&files.config)?;
+        return Ok(Box::new(DecoderEmbedder::load(
+            model, &files, config, profile, options,
+        )?));
+    }
+    Err(Error::model(
+        &files.location,
+        format!(
+            "model_type `{model_type}` is not supported by the local engine (supported: bert, clip, {})",
+            DecoderConfig::SUPPORTED.join(", ")
+        ),
+    ))
+}
+
+/// The profile named by `--profile`, else the one the model's id or type points to.
+fn decoder_profile(
+    model: &ModelRef,
+    model_type: &str,
+    files: &ModelFiles,
+    options: &LocalOptions,
+) -> Result<&'static Profile> {
+    match &options.profile {
         Some(name) => Profile::named(name).ok_or_else(|| {
             Error::Usage(format!(
                 "--profile `{name}`: expected one of {}",
                 Profile::names().join(", ")
             ))
-        })?,
+        }),
         None => Profile::detect(&model.to_string(), model_type).ok_or_else(|| {
             Error::model(
                 &files.location,
@@ -43,19 +71,6 @@ pub fn load_embedder(model: &ModelRef, options: &LocalOptions) -> Result<Box<dyn
                     Profile::names().join(", ")
                 ),
             )
-        })?,
-    };
-    if DecoderConfig::SUPPORTED.contains(&model_type) {
-        let config: DecoderConfig = files.read_json(&files.config)?;
-        return Ok(Box::new(DecoderEmbedder::load(
-            model, &files, config, profile, options,
-        )?));
+        }),
     }
-    Err(Error::model(
-        &files.location,
-        format!(
-            "model_type `{model_type}` is not supported by the local engine (supported: bert, {})",
-            DecoderConfig::SUPPORTED.join(", ")
-        ),
-    ))
 }
