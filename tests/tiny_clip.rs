@@ -5,6 +5,11 @@
 
 mod common;
 
+/// Cosine every f32 vector must reach. The issue asks for 0.9999; these reach 1 − 1e-13,
+/// and a stricter bar catches small slips a tiny random model barely shows (a wrong
+/// LLaVA-NeXT crop moves its image vectors by ~1e-4 only).
+const PARITY: f64 = 0.999_999;
+
 use std::path::{Path, PathBuf};
 
 use assay::data::image_text::load_coco;
@@ -44,7 +49,7 @@ fn text_and_image_vectors_match_transformers() {
     let texts = model.embed(&reference.captions).unwrap();
     for (i, (got, want)) in texts.iter().zip(&reference.text_embeddings).enumerate() {
         let cos = common::cosine(got, want);
-        assert!(cos >= 0.9999, "caption {i}: cosine {cos}");
+        assert!(cos >= PARITY, "caption {i}: cosine {cos}");
     }
     let images: Vec<ImageInput> = reference
         .images
@@ -54,7 +59,7 @@ fn text_and_image_vectors_match_transformers() {
     let vectors = model.embed_images(&images, None).unwrap();
     for (i, (got, want)) in vectors.iter().zip(&reference.image_embeddings).enumerate() {
         let cos = common::cosine(got, want);
-        assert!(cos >= 0.9999, "image {i}: cosine {cos}");
+        assert!(cos >= PARITY, "image {i}: cosine {cos}");
     }
 }
 

@@ -1,9 +1,14 @@
 //! Parity of the candle decoder embedders with the reference Python implementations, on
 //! tiny random-weight checkpoints (tests/fixtures/tiny/, made by make_tiny.py) with the
-//! real tokenizers of each family: every vector must match with cosine ≥ 0.9999, and the
+//! real tokenizers of each family: every vector must match (cosine, see PARITY), and the
 //! prompts assay builds must be the model cards' text exactly.
 
 mod common;
+
+/// Cosine every f32 vector must reach. The issue asks for 0.9999; these reach 1 − 1e-13,
+/// and a stricter bar catches small slips a tiny random model barely shows (a wrong
+/// LLaVA-NeXT crop moves its image vectors by ~1e-4 only).
+const PARITY: f64 = 0.999_999;
 
 use std::path::{Path, PathBuf};
 
@@ -110,7 +115,7 @@ fn check(name: &str, pooling: &str) {
     let vectors = embed_all(embedder.as_ref(), &reference);
     for (i, (got, want)) in vectors.iter().zip(&reference.embeddings).enumerate() {
         let cos = common::cosine(got, want);
-        assert!(cos >= 0.9999, "{name} input {i}: cosine {cos}");
+        assert!(cos >= PARITY, "{name} input {i}: cosine {cos}");
     }
     // One at a time (no padding) gives the same vectors as the padded batch.
     let alone = embedder
@@ -143,4 +148,68 @@ fn qwen3_embedding_matches_transformers() {
 #[test]
 fn embeddinggemma_matches_sentence_transformers() {
     check("embeddinggemma", "mean");
+}
+
+#[derive(Deserialize)]
+struct VisionReference {
+    tokenizer: String,
+    added_tokens: Vec<String>,
+    captions: Vec<String>,
+    prepared: Vec<String>,
+    text_embeddings: Vec<Vec<f32>>,
+    images: Vec<String>,
+    image_embeddings: Vec<Vec<f32>>,
+}
+
+/// E5-V (LLaVA-NeXT): texts and images (any-resolution tiles, 56-pixel tower) against
+/// transformers' LlavaNextForConditionalGeneration read the E5-V way.
+#[test]
+fn e5_v_matches_transformers_on_text_and_images() {
+    let reference: VisionReference = serde_json::from_str(
+        &std::fs::read_to_string(fixture("e5-v").join("reference.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::Builder::new().prefix("e5-v").tempdir().unwrap();
+    copy_tree(&fixture("e5-v"), dir.path());
+    // Llama 3's tokenizer with E5-V's added `<image>` token.
+    let tokenizers = common::assets()
+        .join("tokenizers")
+        .join(&reference.tokenizer);
+    let mut tokenizer =
+        tokenizers::Tokenizer::from_file(tokenizers.join("tokenizer.json")).unwrap();
+    let added: Vec<tokenizers::AddedToken> = reference
+        .added_tokens
+        .iter()
+        .map(|t| tokenizers::AddedToken::from(t.clone(), true))
+        .collect();
+    assert_eq!(tokenizer.add_special_tokens(added).unwrap(), 1);
+    tokenizer
+        .save(dir.path().join("tokenizer.json"), false)
+        .unwrap();
+
+    let embedder = load(dir.path(), DType::F32);
+    let prepared: Vec<String> = reference
+        .captions
+        .iter()
+        .map(|c| embedder.prepare(c, Role::Query, None))
+        .collect();
+    assert_eq!(prepared, reference.prepared);
+    let texts = embedder.embed(&prepared).unwrap();
+    for (i, (got, want)) in texts.iter().zip(&reference.text_embeddings).enumerate() {
+        let cos = common::cosine(got, want);
+        assert!(cos >= PARITY, "caption {i}: cosine {cos}");
+    }
+    let images: Vec<assay::engine::ImageInput> = reference
+        .images
+        .iter()
+        .map(|n| {
+            assay::engine::ImageInput::read(&common::data_root().join("coco_mini/val2017").join(n))
+                .unwrap()
+        })
+        .collect();
+    let vectors = embedder.embed_images(&images, None).unwrap();
+    for (i, (got, want)) in vectors.iter().zip(&reference.image_embeddings).enumerate() {
+        let cos = common::cosine(got, want);
+        assert!(cos >= PARITY, "image {i}: cosine {cos}");
+    }
 }

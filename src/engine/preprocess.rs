@@ -150,6 +150,78 @@ impl Rgb {
     }
 }
 
+impl Rgb {
+    /// The image centred on a black `width` × `height` canvas (extra pixel after, as
+    /// `divmod` splits an odd padding).
+    fn pad_to(&self, width: usize, height: usize) -> Rgb {
+        let (top, left) = ((height - self.height) / 2, (width - self.width) / 2);
+        let mut data = vec![0u8; width * height * 3];
+        for y in 0..self.height {
+            let row = &self.data[y * self.width * 3..][..self.width * 3];
+            data[((y + top) * width + left) * 3..][..self.width * 3].copy_from_slice(row);
+        }
+        Rgb {
+            width,
+            height,
+            data,
+        }
+    }
+
+    fn window(&self, left: usize, top: usize, width: usize, height: usize) -> Rgb {
+        let mut data = Vec::with_capacity(width * height * 3);
+        for y in top..top + height {
+            data.extend_from_slice(&self.data[(y * self.width + left) * 3..][..width * 3]);
+        }
+        Rgb {
+            width,
+            height,
+            data,
+        }
+    }
+}
+
+/// The grid canvas (height, width) that keeps most of the image's pixels, then wastes
+/// the fewest (transformers' `select_best_resolution`).
+pub fn best_resolution((height, width): (usize, usize), grid: &[[usize; 2]]) -> (usize, usize) {
+    let mut best = (grid[0][0], grid[0][1]);
+    let (mut most_kept, mut least_wasted) = (0usize, usize::MAX);
+    for &[h, w] in grid {
+        let scale = (w as f64 / width as f64).min(h as f64 / height as f64);
+        let (dw, dh) = (
+            (width as f64 * scale) as usize,
+            (height as f64 * scale) as usize,
+        );
+        let kept = (dw * dh).min(width * height);
+        let wasted = w * h - kept;
+        if kept > most_kept || (kept == most_kept && wasted < least_wasted) {
+            (most_kept, least_wasted) = (kept, wasted);
+            best = (h, w);
+        }
+    }
+    best
+}
+
+/// The size (height, width) the image takes on the canvas, aspect kept
+/// (transformers' `get_patch_output_size`).
+pub fn fitted_size(
+    (height, width): (usize, usize),
+    (target_h, target_w): (usize, usize),
+) -> (usize, usize) {
+    let scale_w = target_w as f64 / width as f64;
+    let scale_h = target_h as f64 / height as f64;
+    if scale_w < scale_h {
+        (
+            ((height as f64 * scale_w).ceil() as usize).min(target_h),
+            target_w,
+        )
+    } else {
+        (
+            target_h,
+            ((width as f64 * scale_h).ceil() as usize).min(target_w),
+        )
+    }
+}
+
 const PRECISION_BITS: u32 = 22;
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
@@ -227,6 +299,14 @@ impl Coefficients {
     }
 }
 
+/// An image cut for LLaVA-NeXT: each tile channel-first (3, s, s), the squeezed whole
+/// image first; and the image's (height, width), which the model needs to crop padding.
+#[derive(Debug, Clone)]
+pub struct Tiles {
+    pub tiles: Vec<Vec<f32>>,
+    pub size: (usize, usize),
+}
+
 /// A CLIP-style processor config (`preprocessor_config.json`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProcessorConfig {
@@ -251,6 +331,10 @@ pub struct ProcessorConfig {
     /// PIL resample code; 3 is bicubic, the only one implemented.
     #[serde(default = "bicubic_code")]
     pub resample: u32,
+    /// LLaVA-NeXT's any-resolution grid: the (height, width) canvases an image may be
+    /// tiled on.
+    #[serde(default)]
+    pub image_grid_pinpoints: Option<Vec<[usize; 2]>>,
 }
 
 /// `{"shortest_edge": 224}`, `{"height": 224, "width": 224}` or a bare number.
@@ -336,6 +420,53 @@ impl ProcessorConfig {
             rgb = rgb.center_crop(w, h);
         }
         Ok(self.normalize(&rgb))
+    }
+
+    /// LLaVA-NeXT any-resolution tiling, as LlavaNextImageProcessor does it: the image
+    /// squeezed to one tile, then the image fitted (aspect kept) and centred on the best
+    /// grid canvas, padded black and cut into tiles row by row; each tile is then
+    /// processed as a plain image.
+    pub fn anyres_tiles(&self, image: &ImageInput) -> Result<Tiles> {
+        let grid = self.image_grid_pinpoints.as_deref().unwrap_or_default();
+        if grid.is_empty() {
+            return Err(Error::input(
+                &image.path,
+                "the processor has no image_grid_pinpoints",
+            ));
+        }
+        let rgb = Rgb::decode(image)?;
+        let size = (rgb.height, rgb.width);
+        let tile = self.output_size().0;
+        let squeeze = match self.size {
+            SizeSpec::Exact { height, width } => height.min(width),
+            SizeSpec::Square(n) | SizeSpec::Shortest { shortest_edge: n } => n,
+        };
+        let mut tiles = vec![self.plain(rgb.resize_bicubic(squeeze, squeeze))];
+        let (canvas_h, canvas_w) = best_resolution(size, grid);
+        let (h, w) = fitted_size(size, (canvas_h, canvas_w));
+        let fitted = rgb.resize_bicubic(w, h);
+        let canvas = fitted.pad_to(canvas_w, canvas_h);
+        for top in (0..canvas_h).step_by(tile) {
+            for left in (0..canvas_w).step_by(tile) {
+                tiles.push(self.plain(canvas.window(left, top, tile, tile)));
+            }
+        }
+        Ok(Tiles { tiles, size })
+    }
+
+    /// The plain CLIP steps on an already decoded tile.
+    fn plain(&self, mut rgb: Rgb) -> Vec<f32> {
+        if self.do_resize {
+            let (w, h) = self.resized(rgb.width, rgb.height);
+            if (w, h) != (rgb.width, rgb.height) {
+                rgb = rgb.resize_bicubic(w, h);
+            }
+        }
+        if self.do_center_crop {
+            let (h, w) = self.output_size();
+            rgb = rgb.center_crop(w, h);
+        }
+        self.normalize(&rgb)
     }
 
     fn normalize(&self, rgb: &Rgb) -> Vec<f32> {

@@ -66,15 +66,32 @@ impl Default for TextJson {
 /// `vision_config` with transformers' CLIPVisionConfig defaults.
 #[derive(Debug, Deserialize)]
 #[serde(default)]
-struct VisionJson {
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    num_channels: usize,
-    image_size: usize,
-    patch_size: usize,
-    hidden_act: String,
+pub(crate) struct VisionJson {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_channels: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub hidden_act: String,
+}
+
+impl VisionJson {
+    /// candle's config for this tower (`projection_dim` is not used by the tower).
+    pub(crate) fn candle_config(&self, projection_dim: usize) -> ClipVisionConfig {
+        ClipVisionConfig {
+            embed_dim: self.hidden_size,
+            activation: Activation::QuickGelu,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            projection_dim,
+            num_channels: self.num_channels,
+            image_size: self.image_size,
+            patch_size: self.patch_size,
+        }
+    }
 }
 
 impl Default for VisionJson {
@@ -143,17 +160,7 @@ impl ClipEmbedder {
             projection_dim: config.projection_dim,
         };
         let v = &config.vision_config;
-        let vision_config = ClipVisionConfig {
-            embed_dim: v.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: v.intermediate_size,
-            num_hidden_layers: v.num_hidden_layers,
-            num_attention_heads: v.num_attention_heads,
-            projection_dim: config.projection_dim,
-            num_channels: v.num_channels,
-            image_size: v.image_size,
-            patch_size: v.patch_size,
-        };
+        let vision_config = v.candle_config(config.projection_dim);
         let processor: ProcessorConfig = match &files.preprocessor_config {
             Some(path) => files.read_json(path)?,
             None => serde_json::from_str("{}").expect("defaults"),

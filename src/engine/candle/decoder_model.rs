@@ -315,14 +315,28 @@ impl DecoderModel {
     /// `ids`, `mask`: (batch, seq) u32 with right padding (mask 1 for real tokens).
     /// Returns the final-norm hidden states (batch, seq, hidden).
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, seq) = ids.dims2()?;
-        let device = ids.device();
-        let mut x = self.embed.forward(ids)?;
-        if let Some(scale) = self.embed_scale {
+        self.forward_embeds(&self.embed_tokens(ids)?, mask)
+    }
+
+    /// The input embeddings of token ids (batch, seq) -> (batch, seq, hidden).
+    pub fn embed_tokens(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let x = self.embed.forward(ids)?;
+        match self.embed_scale {
             // Gemma rounds the scale to the weights' dtype before multiplying.
-            let scale = Tensor::new(scale as f32, device)?.to_dtype(self.dtype)?;
-            x = x.broadcast_mul(&scale)?;
+            Some(scale) => {
+                let scale = Tensor::new(scale as f32, ids.device())?.to_dtype(self.dtype)?;
+                x.broadcast_mul(&scale)
+            }
+            None => Ok(x),
         }
+    }
+
+    /// The network from input embeddings (batch, seq, hidden) on, e.g. text embeddings
+    /// with image features spliced in.
+    pub fn forward_embeds(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, seq, _) = x.dims3()?;
+        let device = x.device();
+        let mut x = x.clone();
         let real = mask.to_dtype(DType::F32)?;
         let mut masks: Vec<(Option<usize>, Tensor)> = Vec::new();
         let mut ropes: Vec<(f64, (Tensor, Tensor))> = Vec::new();

@@ -6,6 +6,7 @@ pub mod clip;
 pub mod decoder;
 pub mod decoder_model;
 pub mod kernels;
+pub mod llava;
 pub mod load;
 pub mod pooling;
 
@@ -13,6 +14,7 @@ pub use bert::{BertEmbedder, LocalOptions};
 pub use clip::ClipEmbedder;
 pub use decoder::DecoderEmbedder;
 use decoder_model::DecoderConfig;
+pub use llava::LlavaEmbedder;
 pub use load::{parse_device, ModelFiles};
 pub use pooling::Pooling;
 
@@ -32,6 +34,12 @@ pub fn load_embedder(model: &ModelRef, options: &LocalOptions) -> Result<Box<dyn
     if model_type == "clip" {
         return Ok(Box::new(ClipEmbedder::load(model, &files, options)?));
     }
+    if model_type == "llava_next" {
+        let profile = decoder_profile(model, model_type, &files, options)?;
+        return Ok(Box::new(LlavaEmbedder::load(
+            model, &files, profile, options,
+        )?));
+    }
     if DecoderConfig::SUPPORTED.contains(&model_type) {
         let profile = decoder_profile(model, model_type, &files, options)?;
         let config: DecoderConfig = files.read_json(&files.config)?;
@@ -42,7 +50,7 @@ pub fn load_embedder(model: &ModelRef, options: &LocalOptions) -> Result<Box<dyn
     Err(Error::model(
         &files.location,
         format!(
-            "model_type `{model_type}` is not supported by the local engine (supported: bert, clip, {})",
+            "model_type `{model_type}` is not supported by the local engine (supported: bert, clip, llava_next, {})",
             DecoderConfig::SUPPORTED.join(", ")
         ),
     ))

@@ -1,0 +1,376 @@
+//! E5-V and other LLaVA-NeXT embedders: a CLIP vision tower, a two-layer projector and a
+//! Llama-family decoder. A text or an image is wrapped in the profile's prompt, the
+//! image's any-resolution tiles become feature tokens spliced in at `<image>`, and the
+//! vector is the last token's final hidden state, L2-normalised.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+use candle_transformers::models::clip::vision_model::ClipVisionTransformer;
+use rayon::prelude::*;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokenizers::Tokenizer;
+
+use crate::engine::candle::bert::LocalOptions;
+use crate::engine::candle::clip::VisionJson;
+use crate::engine::candle::decoder_model::{DecoderConfig, DecoderModel};
+use crate::engine::candle::load::ModelFiles;
+use crate::engine::candle::pooling::normalize;
+use crate::engine::image::ImageInput;
+use crate::engine::preprocess::{best_resolution, ProcessorConfig, Tiles};
+use crate::engine::profile::Profile;
+use crate::engine::{Embedder, EmbedderInfo, Role};
+use crate::error::{Error, Result};
+use crate::spec::ModelRef;
+
+/// Bump when a code change alters the vectors, so cached embeddings are not reused.
+const IMPLEMENTATION_VERSION: u32 = 1;
+
+#[derive(Debug, Deserialize)]
+struct LlavaNextJson {
+    text_config: DecoderConfig,
+    #[serde(default)]
+    vision_config: VisionJson,
+    image_grid_pinpoints: Vec<[usize; 2]>,
+    #[serde(default = "default_feature_layer")]
+    vision_feature_layer: i64,
+    #[serde(default = "default_strategy")]
+    vision_feature_select_strategy: String,
+    #[serde(default = "default_projector_act")]
+    projector_hidden_act: String,
+    #[serde(default, alias = "image_token_id")]
+    image_token_index: Option<u32>,
+}
+
+fn default_feature_layer() -> i64 {
+    -2
+}
+fn default_strategy() -> String {
+    "default".into()
+}
+fn default_projector_act() -> String {
+    "gelu".into()
+}
+
+pub struct LlavaEmbedder {
+    language: DecoderModel,
+    vision: ClipVisionTransformer,
+    /// Index into candle's per-layer outputs of the tower.
+    feature_layer: usize,
+    drop_class_token: bool,
+    projector: (Linear, Linear),
+    image_newline: Tensor,
+    tokenizer: Tokenizer,
+    image_token: u32,
+    processor: ProcessorConfig,
+    grid: Vec<[usize; 2]>,
+    tile: usize,
+    patches_per_side: usize,
+    profile: &'static Profile,
+    max_tokens: usize,
+    device: Device,
+    dtype: DType,
+    workers: usize,
+    info: EmbedderInfo,
+}
+
+impl LlavaEmbedder {
+    pub fn load(
+        model: &ModelRef,
+        files: &ModelFiles,
+        profile: &'static Profile,
+        options: &LocalOptions,
+    ) -> Result<LlavaEmbedder> {
+        let location = files.location.clone();
+        let bad = |what: String| Error::model(&location, what);
+        let config: LlavaNextJson = files.read_json(&files.config)?;
+        let v = &config.vision_config;
+        if v.hidden_act != "quick_gelu" {
+            return Err(bad(format!(
+                "vision activation `{}` is not supported (only quick_gelu)",
+                v.hidden_act
+            )));
+        }
+        if config.projector_hidden_act != "gelu" {
+            return Err(bad(format!(
+                "projector activation `{}` is not supported (only gelu)",
+                config.projector_hidden_act
+            )));
+        }
+        // transformers counts the embeddings as hidden state 0; candle lists layer outputs.
+        let layers = v.num_hidden_layers as i64;
+        let hf_index = if config.vision_feature_layer < 0 {
+            layers + 1 + config.vision_feature_layer
+        } else {
+            config.vision_feature_layer
+        };
+        if hf_index < 1 || hf_index > layers {
+            return Err(bad(format!(
+                "vision_feature_layer {} is out of range",
+                config.vision_feature_layer
+            )));
+        }
+        let drop_class_token = match config.vision_feature_select_strategy.as_str() {
+            "default" => true,
+            "full" => false,
+            other => return Err(bad(format!("vision_feature_select_strategy `{other}`"))),
+        };
+        let mut processor: ProcessorConfig = match &files.preprocessor_config {
+            Some(path) => files.read_json(path)?,
+            None => return Err(bad("missing preprocessor_config.json".into())),
+        };
+        processor
+            .image_grid_pinpoints
+            .get_or_insert_with(|| config.image_grid_pinpoints.clone());
+        let tile = processor.output_size().0;
+        if tile != v.image_size {
+            return Err(bad(format!(
+                "the processor makes {tile}-pixel tiles but the vision tower takes {}",
+                v.image_size
+            )));
+        }
+
+        let tokenizer = Tokenizer::from_file(&files.tokenizer)
+            .map_err(|e| bad(format!("{}: {e}", files.tokenizer.display())))?;
+        let image_token = match config.image_token_index {
+            Some(id) => id,
+            None => tokenizer
+                .token_to_id("<image>")
+                .ok_or_else(|| bad("the tokenizer has no `<image>` token".into()))?,
+        };
+
+        let weights_sha256 = files.weights_sha256()?;
+        // SAFETY: the weight files are memory-mapped read-only; we never write to them.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&files.weights, options.dtype, &options.device)?
+        };
+        // transformers ≥ 4.52 saves `model.language_model...`; older files (E5-V's own)
+        // `language_model.model...`.
+        let root = if vb.contains_tensor("model.image_newline") {
+            vb.pp("model")
+        } else {
+            vb.clone()
+        };
+        let load_err = |e: candle_core::Error| bad(format!("cannot load LLaVA-NeXT weights: {e}"));
+        let language =
+            DecoderModel::load(root.pp("language_model"), &config.text_config).map_err(load_err)?;
+        let vision = ClipVisionTransformer::new(
+            root.pp("vision_tower").pp("vision_model"),
+            &v.candle_config(0),
+        )
+        .map_err(load_err)?;
+        let hidden = config.text_config.hidden_size;
+        let projector = {
+            let pb = root.pp("multi_modal_projector");
+            let linear = |input: usize, name: &str| -> candle_core::Result<Linear> {
+                Ok(Linear::new(
+                    pb.get((hidden, input), &format!("{name}.weight"))?,
+                    Some(pb.get(hidden, &format!("{name}.bias"))?),
+                ))
+            };
+            (
+                linear(v.hidden_size, "linear_1").map_err(load_err)?,
+                linear(hidden, "linear_2").map_err(load_err)?,
+            )
+        };
+        let image_newline = root.get(hidden, "image_newline").map_err(load_err)?;
+        let max_tokens = options.max_tokens.unwrap_or(4096);
+
+        let dtype = format!("{:?}", options.dtype).to_lowercase();
+        let fingerprint = {
+            let mut h = Sha256::new();
+            h.update(format!(
+                "candle-llava-next/{IMPLEMENTATION_VERSION}|{weights_sha256}|{}|{max_tokens}|{dtype}|{processor:?}",
+                profile.name
+            ));
+            hex::encode(h.finalize())
+        };
+        let info = EmbedderInfo {
+            model: model.to_string(),
+            engine: "candle".into(),
+            weights_sha256,
+            fingerprint,
+            dim: hidden,
+            max_tokens,
+            pooling: "last-token".into(),
+            normalize: true,
+            dtype,
+            device: format!("{:?}", options.device.location()).to_lowercase(),
+            served_model: None,
+        };
+        Ok(LlavaEmbedder {
+            language,
+            vision,
+            feature_layer: (hf_index - 1) as usize,
+            drop_class_token,
+            projector,
+            image_newline,
+            tokenizer,
+            image_token,
+            processor,
+            grid: config.image_grid_pinpoints,
+            tile,
+            patches_per_side: v.image_size / v.patch_size,
+            profile,
+            max_tokens,
+            device: options.device.clone(),
+            dtype: options.dtype,
+            workers: options.workers.max(1),
+            info,
+        })
+    }
+
+    fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut ids = encoding.get_ids().to_vec();
+        // Keep the prompt's end (it is what the last token summarises): cut the middle.
+        if ids.len() > self.max_tokens {
+            let cut = ids.len() - self.max_tokens;
+            ids.drain(1..1 + cut);
+        }
+        Ok(ids)
+    }
+
+    /// The feature tokens of one image (tokens, hidden), as LLaVA-NeXT packs them: the
+    /// squeezed image's patches, then the grid's patches row by row with the padding
+    /// cropped away and an `image_newline` after each row.
+    fn image_features(&self, image: &ImageInput) -> Result<Tensor> {
+        let Tiles {
+            tiles,
+            size: (height, width),
+        } = self.processor.anyres_tiles(image)?;
+        let s = self.tile;
+        let count = tiles.len();
+        let flat: Vec<f32> = tiles.into_iter().flatten().collect();
+        let pixels =
+            Tensor::from_vec(flat, (count, 3, s, s), &self.device)?.to_dtype(self.dtype)?;
+        let states = self.vision.output_hidden_states(&pixels)?;
+        let mut features = states[self.feature_layer].clone();
+        if self.drop_class_token {
+            features = features.narrow(1, 1, features.dim(1)? - 1)?;
+        }
+        let features = self
+            .projector
+            .1
+            .forward(&self.projector.0.forward(&features)?.gelu_erf()?)?;
+        let p = self.patches_per_side;
+        let dim = features.dim(D::Minus1)?;
+        let base = features.get(0)?;
+        let (canvas_h, canvas_w) = best_resolution((height, width), &self.grid);
+        let (rows, cols) = (canvas_h / s, canvas_w / s);
+        // (rows·cols, p², d) -> (d, rows·p, cols·p)
+        let grid = features
+            .narrow(0, 1, count - 1)?
+            .reshape((rows, cols, p, p, dim))?
+            .permute((4, 0, 2, 1, 3))?
+            .reshape((dim, rows * p, cols * p))?;
+        let grid = unpad(&grid, (height, width))?;
+        let (_, h, w) = grid.dims3()?;
+        let newline = self
+            .image_newline
+            .to_dtype(grid.dtype())?
+            .reshape((dim, 1, 1))?
+            .broadcast_as((dim, h, 1))?;
+        let grid = Tensor::cat(&[&grid, &newline], 2)?
+            .reshape((dim, h * (w + 1)))?
+            .t()?;
+        Ok(Tensor::cat(&[&base, &grid], 0)?)
+    }
+
+    /// The last token's normalised final hidden state for one prompt, with `image`'s
+    /// features in place of its `<image>` token.
+    fn embed_one(&self, prompt: &str, image: Option<&Tensor>) -> Result<Vec<f32>> {
+        let ids = self.token_ids(prompt)?;
+        let embed = |part: &[u32]| -> Result<Tensor> {
+            let t = Tensor::new(part, &self.device)?.unsqueeze(0)?;
+            Ok(self.language.embed_tokens(&t)?.squeeze(0)?)
+        };
+        let sequence = match (image, ids.iter().position(|&t| t == self.image_token)) {
+            (Some(features), Some(at)) => {
+                let mut parts = Vec::new();
+                if at > 0 {
+                    parts.push(embed(&ids[..at])?);
+                }
+                parts.push(features.clone());
+                if at + 1 < ids.len() {
+                    parts.push(embed(&ids[at + 1..])?);
+                }
+                Tensor::cat(&parts, 0)?
+            }
+            (Some(_), None) => {
+                return Err(Error::Usage(format!(
+                    "the image prompt has no `<image>` token: {prompt:?}"
+                )))
+            }
+            (None, _) => embed(&ids)?,
+        };
+        let len = sequence.dim(0)?;
+        let mask = Tensor::ones((1, len), DType::U32, &self.device)?;
+        let hidden = self
+            .language
+            .forward_embeds(&sequence.unsqueeze(0)?, &mask)?;
+        let last = hidden.get(0)?.get(len - 1)?.unsqueeze(0)?;
+        Ok(normalize(&last.to_dtype(DType::F32)?)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?)
+    }
+}
+
+/// Crops the padding LLaVA-NeXT's canvas added around an image of (height, width) from
+/// a (d, H, W) feature grid (transformers' `unpad_image`).
+fn unpad(grid: &Tensor, (height, width): (usize, usize)) -> candle_core::Result<Tensor> {
+    let (_, cur_h, cur_w) = grid.dims3()?;
+    let round7 = |x: f64| ((x * 1e7).round() / 1e7) as usize;
+    if width as f64 / height as f64 > cur_w as f64 / cur_h as f64 {
+        let new_h = round7(height as f64 * (cur_w as f64 / width as f64));
+        let pad = (cur_h - new_h) / 2;
+        grid.narrow(1, pad, cur_h - 2 * pad)
+    } else {
+        let new_w = round7(width as f64 * (cur_h as f64 / height as f64));
+        let pad = (cur_w - new_w) / 2;
+        grid.narrow(2, pad, cur_w - 2 * pad)
+    }
+}
+
+impl Embedder for LlavaEmbedder {
+    fn info(&self) -> &EmbedderInfo {
+        &self.info
+    }
+
+    fn prepare(&self, text: &str, role: Role, instruction: Option<&str>) -> String {
+        self.profile.prepare(text, role, instruction)
+    }
+
+    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        texts.iter().map(|t| self.embed_one(t, None)).collect()
+    }
+
+    fn embed_images(&self, images: &[ImageInput], prompt: Option<&str>) -> Result<Vec<Vec<f32>>> {
+        let prompt = prompt.unwrap_or(self.profile.image_template);
+        let features: Vec<Tensor> = images
+            .par_iter()
+            .map(|image| self.image_features(image))
+            .collect::<Result<_>>()?;
+        features
+            .iter()
+            .map(|f| self.embed_one(prompt, Some(f)))
+            .collect()
+    }
+
+    fn input_lengths(&self, texts: &[&str]) -> Vec<usize> {
+        texts
+            .iter()
+            .map(|t| {
+                self.token_ids(t)
+                    .map_or_else(|_| t.chars().count(), |ids| ids.len())
+            })
+            .collect()
+    }
+
+    fn parallel_batches(&self) -> usize {
+        self.workers
+    }
+}
