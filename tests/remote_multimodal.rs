@@ -142,3 +142,49 @@ fn an_endpoint_that_rejects_images_fails_clearly() {
         "{err}"
     );
 }
+
+#[derive(clap::Parser)]
+struct Flags {
+    #[command(flatten)]
+    engine: assay::cli::EngineArgs,
+}
+
+/// A served model's name picks its profile (or `--profile` names one): the texts on the
+/// wire carry the model card's prompts, since servers add none.
+#[test]
+fn remote_texts_get_the_profile_prompts() {
+    use assay::engine::Role;
+    use clap::Parser;
+    let addr = common::serve(Router::new().route("/v1/embeddings", post(embeddings)));
+    let connect = |model: &str, flags: &[&str]| {
+        let flags = Flags::parse_from(std::iter::once("assay").chain(flags.iter().copied()));
+        let reference = format!("openai:http://{addr}/v1#{model}");
+        assay::commands::load_remote_embedder(&reference, &flags.engine, 1).unwrap()
+    };
+    let sent = |e: &RemoteEmbedder, text: &str, role: Role| {
+        let prepared = e.prepare(text, role, Some("Find the answer"));
+        let got = e.embed(std::slice::from_ref(&prepared)).unwrap();
+        (prepared, got[0].clone())
+    };
+
+    let e5 = connect("intfloat/e5-mistral-7b-instruct", &[]);
+    let (text, vector) = sent(&e5, "why is the sky blue", Role::Query);
+    assert_eq!(
+        text,
+        "Instruct: Find the answer\nQuery: why is the sky blue"
+    );
+    assert_eq!(
+        vector,
+        vector_of(text.as_bytes()),
+        "the server saw the prompt"
+    );
+    assert_eq!(sent(&e5, "Rayleigh.", Role::Document).0, "Rayleigh.");
+
+    let plain = connect("my-embedder", &[]);
+    assert_eq!(sent(&plain, "q", Role::Query).0, "q");
+    let named = connect("my-embedder", &["--profile", "embeddinggemma"]);
+    assert_eq!(
+        sent(&named, "q", Role::Query).0,
+        "task: search result | query: q"
+    );
+}

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::cli::{EngineArgs, RemoteArgs};
 use crate::engine::candle::{self, parse_device, LocalOptions};
+use crate::engine::profile::Profile;
 use std::time::Duration;
 
 use crate::data::hub::HubRepo;
@@ -89,7 +90,18 @@ pub fn load_remote_embedder(
 ) -> Result<RemoteEmbedder> {
     match parse_model(model)? {
         ModelChoice::Remote(endpoint) => {
-            let (key, options) = remote_options(&args.remote, concurrency)?;
+            let (key, mut options) = remote_options(&args.remote, concurrency)?;
+            // A served model's name is free text: only a named profile or an unmistakable
+            // name (`e5-mistral-7b-instruct`, `Qwen3-Embedding-0.6B`) brings prompts.
+            options.profile = match &args.profile {
+                Some(name) => Some(Profile::named(name).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--profile `{name}`: expected one of {}",
+                        Profile::names().join(", ")
+                    ))
+                })?),
+                None => Profile::detect(&endpoint.model, ""),
+            };
             RemoteEmbedder::connect(endpoint, key, options)
         }
         ModelChoice::Local(_) => Err(Error::Usage(format!("model `{model}` is not remote"))),
@@ -196,6 +208,7 @@ fn remote_options(r: &RemoteArgs, concurrency: usize) -> Result<(Option<Secret>,
             ..RetryPolicy::default()
         },
         tokenizer,
+        profile: None,
     };
     Ok((key, options))
 }

@@ -13,7 +13,7 @@ use crate::engine::openai::client::HttpClient;
 use crate::engine::openai::{
     count_tokens, Endpoint, RemoteOptions, RequestLog, RequestRecord, Secret,
 };
-use crate::engine::{Embedder, EmbedderInfo, ImageInput};
+use crate::engine::{Embedder, EmbedderInfo, ImageInput, Role};
 use crate::error::{Error, Result};
 
 pub struct RemoteEmbedder {
@@ -338,6 +338,13 @@ impl RemoteEmbedder {
 impl Embedder for RemoteEmbedder {
     fn info(&self) -> &EmbedderInfo {
         &self.info
+    }
+
+    fn prepare(&self, text: &str, role: Role, instruction: Option<&str>) -> String {
+        match self.options.profile {
+            Some(profile) => profile.prepare(text, role, instruction),
+            None => text.to_string(),
+        }
     }
 
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {

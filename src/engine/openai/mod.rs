@@ -31,6 +31,8 @@ pub struct RemoteOptions {
     pub retry: RetryPolicy,
     /// Counts tokens when the server's responses carry no `usage`.
     pub tokenizer: Option<Arc<tokenizers::Tokenizer>>,
+    /// Prompts and instructions to put around texts (servers add none of their own).
+    pub profile: Option<&'static crate::engine::profile::Profile>,
 }
 
 impl Default for RemoteOptions {
@@ -42,6 +44,7 @@ impl Default for RemoteOptions {
             dimensions: None,
             retry: RetryPolicy::default(),
             tokenizer: None,
+            profile: None,
         }
     }
 }
