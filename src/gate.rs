@@ -18,12 +18,13 @@
 //! level = "concurrency 8"           # bench runs: default is the level cost was measured at
 //! ```
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::report::compare::{compare, MetricDelta};
+use crate::report::compare::{compare, Comparison, MetricDelta};
 use crate::report::runs::{Run, RunKind};
 use crate::report::table::{perf_rows, PERF_METRICS};
 
@@ -148,11 +149,16 @@ pub fn check(
     resamples: usize,
     seed: u64,
 ) -> Vec<Outcome> {
+    let mut comparisons = Comparisons {
+        resamples,
+        seed,
+        done: HashMap::new(),
+    };
     rules
         .rules
         .iter()
         .map(
-            |rule| match check_one(rule, candidate, baseline, resamples, seed) {
+            |rule| match check_one(rule, candidate, baseline, &mut comparisons) {
                 Ok((verdict, value, detail)) => Outcome {
                     rule: rule.clone(),
                     verdict,
@@ -170,12 +176,30 @@ pub fn check(
         .collect()
 }
 
+/// Paired comparisons of baseline and candidate runs, each computed once however many
+/// `max_drop` rules read it (a comparison bootstraps every score of the runs).
+struct Comparisons {
+    resamples: usize,
+    seed: u64,
+    done: HashMap<(PathBuf, PathBuf), Comparison>,
+}
+
+impl Comparisons {
+    fn get(&mut self, base: &Run, cand: &Run) -> Result<&Comparison> {
+        let key = (base.dir.clone(), cand.dir.clone());
+        if !self.done.contains_key(&key) {
+            let comparison = compare(base, cand, self.resamples, self.seed)?;
+            self.done.insert(key.clone(), comparison);
+        }
+        Ok(&self.done[&key])
+    }
+}
+
 fn check_one(
     rule: &Rule,
     candidate: &[Run],
     baseline: &[Run],
-    resamples: usize,
-    seed: u64,
+    comparisons: &mut Comparisons,
 ) -> Result<(Verdict, f64, String)> {
     let value = lookup(rule, candidate)?;
     let mut failures = Vec::new();
@@ -192,7 +216,7 @@ fn check_one(
         }
     }
     if let Some(max_drop) = rule.max_drop {
-        let d = regression(rule, candidate, baseline, resamples, seed)?;
+        let d = regression(rule, candidate, baseline, comparisons)?;
         let summary = format!(
             "baseline {}, delta {:+.4} (95% CI {:+.4} to {:+.4}, {} items)",
             show(d.baseline),
@@ -305,8 +329,7 @@ fn regression(
     rule: &Rule,
     candidate: &[Run],
     baseline: &[Run],
-    resamples: usize,
-    seed: u64,
+    comparisons: &mut Comparisons,
 ) -> Result<MetricDelta> {
     let Some((task, score)) = rule.metric.split_once('.') else {
         return Err(Error::Usage(format!(
@@ -334,11 +357,12 @@ fn regression(
             rule.metric
         ))
     })?;
-    let comparison = compare(base, cand, resamples, seed)?;
-    comparison
+    comparisons
+        .get(base, cand)?
         .metrics
-        .into_iter()
+        .iter()
         .find(|d| d.task == task && d.metric == score)
+        .cloned()
         .ok_or_else(|| {
             Error::Usage(format!(
                 "`{}`: the baseline run {} has no score `{score}`",

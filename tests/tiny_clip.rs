@@ -32,7 +32,15 @@ fn fixture() -> PathBuf {
 }
 
 fn clip() -> Box<dyn Embedder> {
-    load_embedder(&ModelRef::Dir { path: fixture() }, &LocalOptions::default()).expect("loads")
+    clip_in(candle_core::DType::F32)
+}
+
+fn clip_in(dtype: candle_core::DType) -> Box<dyn Embedder> {
+    let options = LocalOptions {
+        dtype,
+        ..Default::default()
+    };
+    load_embedder(&ModelRef::Dir { path: fixture() }, &options).expect("loads")
 }
 
 fn coco() -> PathBuf {
@@ -60,6 +68,31 @@ fn text_and_image_vectors_match_transformers() {
     for (i, (got, want)) in vectors.iter().zip(&reference.image_embeddings).enumerate() {
         let cos = common::cosine(got, want);
         assert!(cos >= PARITY, "image {i}: cosine {cos}");
+    }
+}
+
+#[test]
+fn half_precision_stays_close() {
+    let reference: Reference =
+        serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap())
+            .unwrap();
+    let images: Vec<ImageInput> = reference
+        .images
+        .iter()
+        .map(|name| ImageInput::read(&coco().join("val2017").join(name)).unwrap())
+        .collect();
+    for dtype in [candle_core::DType::F16, candle_core::DType::BF16] {
+        let model = clip_in(dtype);
+        let texts = model.embed(&reference.captions).unwrap();
+        let vectors = model.embed_images(&images, None).unwrap();
+        let pairs = texts
+            .iter()
+            .zip(&reference.text_embeddings)
+            .chain(vectors.iter().zip(&reference.image_embeddings));
+        for (got, want) in pairs {
+            let cos = common::cosine(got, want);
+            assert!(cos >= 0.99, "{dtype:?}: cosine {cos}");
+        }
     }
 }
 

@@ -212,4 +212,18 @@ fn e5_v_matches_transformers_on_text_and_images() {
         let cos = common::cosine(got, want);
         assert!(cos >= PARITY, "image {i}: cosine {cos}");
     }
+    // Half precision (what a GPU run of the 8B model uses) stays close.
+    for dtype in [DType::F16, DType::BF16] {
+        let half = load(dir.path(), dtype);
+        let texts = half.embed(&prepared).unwrap();
+        let vectors = half.embed_images(&images, None).unwrap();
+        let pairs = texts
+            .iter()
+            .zip(&reference.text_embeddings)
+            .chain(vectors.iter().zip(&reference.image_embeddings));
+        for (got, want) in pairs {
+            let cos = common::cosine(got, want);
+            assert!(cos >= 0.99, "{dtype:?}: cosine {cos}");
+        }
+    }
 }

@@ -3,13 +3,11 @@
 //! `max_seq_length` from `sentence_bert_config.json`.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::engine::candle::bert_model::{BertConfig, BertModel};
-use crate::engine::candle::load::{has_normalize_module, ModelFiles};
+use crate::engine::candle::load::{has_normalize_module, LocalInfo, ModelFiles};
 use crate::engine::candle::pooling::{normalize, Pooling};
 use crate::engine::{Embedder, EmbedderInfo};
 use crate::error::{Error, Result};
@@ -66,11 +64,6 @@ struct PoolingConfig {
     pooling_mode_lasttoken: bool,
 }
 
-#[derive(Deserialize)]
-struct SentenceBertConfig {
-    max_seq_length: Option<usize>,
-}
-
 impl BertEmbedder {
     pub fn load(model: &ModelRef, options: &LocalOptions) -> Result<BertEmbedder> {
         let files = ModelFiles::resolve(model)?;
@@ -108,18 +101,14 @@ impl BertEmbedder {
             (None, Some(modules)) => has_normalize_module(modules)?,
             (None, None) => false,
         };
-        let configured_max = match &files.sentence_bert_config {
-            Some(path) => files.read_json::<SentenceBertConfig>(path)?.max_seq_length,
-            None => None,
-        };
+        let configured_max = files.max_seq_length()?;
         let max_tokens = options
             .max_tokens
             .or(configured_max)
             .unwrap_or(config.max_position_embeddings)
             .min(config.max_position_embeddings);
 
-        let mut tokenizer = Tokenizer::from_file(&files.tokenizer)
-            .map_err(|e| Error::model(&location, format!("{}: {e}", files.tokenizer.display())))?;
+        let mut tokenizer = files.tokenizer()?;
         // The tokenizer file may carry its own limits (MiniLM's says 128): ours rule.
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -134,34 +123,22 @@ impl BertEmbedder {
         }));
 
         let weights_sha256 = files.weights_sha256()?;
-        // SAFETY: the weight files are memory-mapped read-only; we never write to them.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&files.weights, options.dtype, &options.device)?
-        };
+        let vb = files.var_builder(options.dtype, &options.device)?;
         let bert = BertModel::load(vb, &config)
             .map_err(|e| Error::model(&location, format!("cannot load BERT weights: {e}")))?;
-
-        let dtype = format!("{:?}", options.dtype).to_lowercase();
-        let fingerprint = {
-            let mut h = Sha256::new();
-            h.update(format!(
-                "candle-bert/{IMPLEMENTATION_VERSION}|{weights_sha256}|{pooling}|{normalize}|{max_tokens}|{dtype}"
-            ));
-            hex::encode(h.finalize())
-        };
-        let info = EmbedderInfo {
-            model: model.to_string(),
-            engine: "candle".into(),
+        let info = LocalInfo {
             weights_sha256,
-            fingerprint,
+            shape: format!(
+                "candle-bert/{IMPLEMENTATION_VERSION}|{pooling}|{normalize}|{max_tokens}"
+            ),
             dim: config.hidden_size,
             max_tokens,
             pooling: pooling.to_string(),
             normalize,
-            dtype,
-            device: format!("{:?}", options.device.location()).to_lowercase(),
-            served_model: None,
-        };
+            dtype: options.dtype,
+            device: &options.device,
+        }
+        .into_info(model);
         Ok(BertEmbedder {
             model: bert,
             tokenizer,

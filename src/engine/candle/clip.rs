@@ -4,18 +4,17 @@
 //! `engine::preprocess`).
 
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::Linear;
 use candle_transformers::models::clip::text_model::{
     Activation, ClipTextConfig, ClipTextTransformer,
 };
 use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
 use rayon::prelude::*;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use crate::engine::candle::bert::LocalOptions;
-use crate::engine::candle::load::ModelFiles;
+use crate::engine::candle::load::{encode, token_lengths, vision_dtype, LocalInfo, ModelFiles};
 use crate::engine::candle::pooling::normalize;
 use crate::engine::image::ImageInput;
 use crate::engine::preprocess::ProcessorConfig;
@@ -123,7 +122,7 @@ pub struct ClipEmbedder {
     image_size: usize,
     max_tokens: usize,
     device: Device,
-    dtype: DType,
+    vision_dtype: DType,
     workers: usize,
     info: EmbedderInfo,
 }
@@ -175,55 +174,43 @@ impl ClipEmbedder {
                 ),
             ));
         }
-        let tokenizer = Tokenizer::from_file(&files.tokenizer)
-            .map_err(|e| Error::model(&location, format!("{}: {e}", files.tokenizer.display())))?;
+        let tokenizer = files.tokenizer()?;
         let max_tokens = options
             .max_tokens
             .unwrap_or(t.max_position_embeddings)
             .min(t.max_position_embeddings);
 
         let weights_sha256 = files.weights_sha256()?;
-        // SAFETY: the weight files are memory-mapped read-only; we never write to them.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&files.weights, options.dtype, &options.device)?
-        };
+        let vb = files.var_builder(options.dtype, &options.device)?;
+        let vision_dtype = vision_dtype(options.dtype, &options.device);
+        let vision_vb = files.var_builder(vision_dtype, &options.device)?;
         let load_err = |e: candle_core::Error| {
             Error::model(&location, format!("cannot load CLIP weights: {e}"))
         };
         let text = ClipTextTransformer::new(vb.pp("text_model"), &text_config).map_err(load_err)?;
-        let vision =
-            ClipVisionTransformer::new(vb.pp("vision_model"), &vision_config).map_err(load_err)?;
-        let projection = |input: usize, name: &str| -> Result<Linear> {
+        let vision = ClipVisionTransformer::new(vision_vb.pp("vision_model"), &vision_config)
+            .map_err(load_err)?;
+        let projection = |vb: &candle_nn::VarBuilder, input: usize, name: &str| -> Result<Linear> {
             Ok(Linear::new(
                 vb.get((config.projection_dim, input), &format!("{name}.weight"))
                     .map_err(load_err)?,
                 None,
             ))
         };
-        let text_projection = projection(t.hidden_size, "text_projection")?;
-        let visual_projection = projection(v.hidden_size, "visual_projection")?;
+        let text_projection = projection(&vb, t.hidden_size, "text_projection")?;
+        let visual_projection = projection(&vision_vb, v.hidden_size, "visual_projection")?;
 
-        let dtype = format!("{:?}", options.dtype).to_lowercase();
-        let fingerprint = {
-            let mut h = Sha256::new();
-            h.update(format!(
-                "candle-clip/{IMPLEMENTATION_VERSION}|{weights_sha256}|{max_tokens}|{dtype}|{processor:?}"
-            ));
-            hex::encode(h.finalize())
-        };
-        let info = EmbedderInfo {
-            model: model.to_string(),
-            engine: "candle".into(),
+        let info = LocalInfo {
             weights_sha256,
-            fingerprint,
+            shape: format!("candle-clip/{IMPLEMENTATION_VERSION}|{max_tokens}|{processor:?}"),
             dim: config.projection_dim,
             max_tokens,
             pooling: "eos-token / class-token".into(),
             normalize: true,
-            dtype,
-            device: format!("{:?}", options.device.location()).to_lowercase(),
-            served_model: None,
-        };
+            dtype: options.dtype,
+            device: &options.device,
+        }
+        .into_info(model);
         Ok(ClipEmbedder {
             text,
             vision,
@@ -234,7 +221,7 @@ impl ClipEmbedder {
             image_size: v.image_size,
             max_tokens,
             device: options.device.clone(),
-            dtype: options.dtype,
+            vision_dtype,
             workers: options.workers.max(1),
             info,
         })
@@ -243,11 +230,7 @@ impl ClipEmbedder {
     /// Token ids, cut to the context with the end-of-text token kept last (as OpenAI's
     /// and open_clip's tokenizers do).
     fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let mut ids = encoding.get_ids().to_vec();
+        let mut ids = encode(&self.tokenizer, text)?;
         if ids.len() > self.max_tokens {
             let end = *ids.last().expect("non-empty");
             ids.truncate(self.max_tokens);
@@ -292,7 +275,10 @@ impl ClipEmbedder {
             .collect::<Result<_>>()?;
         let s = self.image_size;
         let flat: Vec<f32> = planes.into_iter().flatten().collect();
-        Ok(Tensor::from_vec(flat, (images.len(), 3, s, s), &self.device)?.to_dtype(self.dtype)?)
+        Ok(
+            Tensor::from_vec(flat, (images.len(), 3, s, s), &self.device)?
+                .to_dtype(self.vision_dtype)?,
+        )
     }
 }
 
@@ -321,13 +307,7 @@ impl Embedder for ClipEmbedder {
     }
 
     fn input_lengths(&self, texts: &[&str]) -> Vec<usize> {
-        texts
-            .iter()
-            .map(|t| {
-                self.token_ids(t)
-                    .map_or_else(|_| t.chars().count(), |ids| ids.len())
-            })
-            .collect()
+        token_lengths(texts, |t| self.token_ids(t))
     }
 
     fn parallel_batches(&self) -> usize {

@@ -8,12 +8,11 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use crate::engine::candle::bert::LocalOptions;
 use crate::engine::candle::decoder_model::{DecoderConfig, DecoderModel};
-use crate::engine::candle::load::ModelFiles;
+use crate::engine::candle::load::{encode, token_lengths, LocalInfo, ModelFiles};
 use crate::engine::candle::pooling::{normalize, Pooling};
 use crate::engine::profile::{EndToken, Profile};
 use crate::engine::{Embedder, EmbedderInfo, Role};
@@ -55,11 +54,6 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize)]
-struct SentenceBertConfig {
-    max_seq_length: Option<usize>,
-}
-
 #[derive(Deserialize, Default)]
 struct TokenizerConfig {
     #[serde(default)]
@@ -75,13 +69,9 @@ impl DecoderEmbedder {
         options: &LocalOptions,
     ) -> Result<DecoderEmbedder> {
         let location = files.location.clone();
-        let tokenizer = Tokenizer::from_file(&files.tokenizer)
-            .map_err(|e| Error::model(&location, format!("{}: {e}", files.tokenizer.display())))?;
+        let tokenizer = files.tokenizer()?;
         let end_id = end_token_id(files, &tokenizer, profile.end_token)?;
-        let configured_max = match &files.sentence_bert_config {
-            Some(path) => files.read_json::<SentenceBertConfig>(path)?.max_seq_length,
-            None => None,
-        };
+        let configured_max = files.max_seq_length()?;
         let max_tokens = options
             .max_tokens
             .or(configured_max)
@@ -90,10 +80,7 @@ impl DecoderEmbedder {
         let normalize = options.normalize.unwrap_or(profile.normalize);
 
         let weights_sha256 = files.weights_sha256()?;
-        // SAFETY: the weight files are memory-mapped read-only; we never write to them.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&files.weights, options.dtype, &options.device)?
-        };
+        let vb = files.var_builder(options.dtype, &options.device)?;
         let network = DecoderModel::load(vb, &config).map_err(|e| {
             Error::model(
                 &location,
@@ -108,29 +95,21 @@ impl DecoderEmbedder {
             dense.push(layer.0);
         }
 
-        let dtype = format!("{:?}", options.dtype).to_lowercase();
-        let fingerprint = {
-            let mut h = Sha256::new();
-            h.update(format!(
-                "candle-decoder/{IMPLEMENTATION_VERSION}|{weights_sha256}|{}|{pooling}|{normalize}|{max_tokens}|{dtype}|{}",
+        let info = LocalInfo {
+            weights_sha256,
+            shape: format!(
+                "candle-decoder/{IMPLEMENTATION_VERSION}|{}|{pooling}|{normalize}|{max_tokens}|{}",
                 profile.name,
                 files.dense_sha256()?
-            ));
-            hex::encode(h.finalize())
-        };
-        let info = EmbedderInfo {
-            model: model.to_string(),
-            engine: "candle".into(),
-            weights_sha256,
-            fingerprint,
+            ),
             dim,
             max_tokens,
             pooling: pooling.to_string(),
             normalize,
-            dtype,
-            device: format!("{:?}", options.device.location()).to_lowercase(),
-            served_model: None,
-        };
+            dtype: options.dtype,
+            device: &options.device,
+        }
+        .into_info(model);
         Ok(DecoderEmbedder {
             model: network,
             tokenizer,
@@ -149,11 +128,7 @@ impl DecoderEmbedder {
     /// Token ids of one prepared text: the tokenizer's own special tokens, truncated so
     /// the profile's end token still fits, then that token.
     fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let mut ids = encoding.get_ids().to_vec();
+        let mut ids = encode(&self.tokenizer, text)?;
         match self.end_id {
             Some(end) if ids.last() != Some(&end) => {
                 ids.truncate(self.max_tokens.saturating_sub(1));
@@ -291,13 +266,7 @@ impl Embedder for DecoderEmbedder {
     }
 
     fn input_lengths(&self, texts: &[&str]) -> Vec<usize> {
-        texts
-            .iter()
-            .map(|t| {
-                self.token_ids(t)
-                    .map_or_else(|_| t.chars().count(), |ids| ids.len())
-            })
-            .collect()
+        token_lengths(texts, |t| self.token_ids(t))
     }
 
     fn parallel_batches(&self) -> usize {

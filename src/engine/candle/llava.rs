@@ -4,17 +4,16 @@
 //! vector is the last token's final hidden state, L2-normalised.
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::Linear;
 use candle_transformers::models::clip::vision_model::ClipVisionTransformer;
 use rayon::prelude::*;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use crate::engine::candle::bert::LocalOptions;
 use crate::engine::candle::clip::VisionJson;
 use crate::engine::candle::decoder_model::{DecoderConfig, DecoderModel};
-use crate::engine::candle::load::ModelFiles;
+use crate::engine::candle::load::{encode, token_lengths, vision_dtype, LocalInfo, ModelFiles};
 use crate::engine::candle::pooling::normalize;
 use crate::engine::image::ImageInput;
 use crate::engine::preprocess::{best_resolution, ProcessorConfig, Tiles};
@@ -70,6 +69,7 @@ pub struct LlavaEmbedder {
     max_tokens: usize,
     device: Device,
     dtype: DType,
+    vision_dtype: DType,
     workers: usize,
     info: EmbedderInfo,
 }
@@ -130,8 +130,7 @@ impl LlavaEmbedder {
             )));
         }
 
-        let tokenizer = Tokenizer::from_file(&files.tokenizer)
-            .map_err(|e| bad(format!("{}: {e}", files.tokenizer.display())))?;
+        let tokenizer = files.tokenizer()?;
         let image_token = match config.image_token_index {
             Some(id) => id,
             None => tokenizer
@@ -140,28 +139,31 @@ impl LlavaEmbedder {
         };
 
         let weights_sha256 = files.weights_sha256()?;
-        // SAFETY: the weight files are memory-mapped read-only; we never write to them.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&files.weights, options.dtype, &options.device)?
+        let vb = files.var_builder(options.dtype, &options.device)?;
+        let vision_dtype = vision_dtype(options.dtype, &options.device);
+        let vision_vb = files.var_builder(vision_dtype, &options.device)?;
+        // transformers ≥ 4.52 may save `model.language_model...`; E5-V's own files (and
+        // 4.57's) `language_model.model...`.
+        let prefixed = vb.contains_tensor("model.image_newline");
+        let under_root = |vb: &candle_nn::VarBuilder<'static>| {
+            if prefixed {
+                vb.pp("model")
+            } else {
+                vb.clone()
+            }
         };
-        // transformers ≥ 4.52 saves `model.language_model...`; older files (E5-V's own)
-        // `language_model.model...`.
-        let root = if vb.contains_tensor("model.image_newline") {
-            vb.pp("model")
-        } else {
-            vb.clone()
-        };
+        let (root, vision_root) = (under_root(&vb), under_root(&vision_vb));
         let load_err = |e: candle_core::Error| bad(format!("cannot load LLaVA-NeXT weights: {e}"));
         let language =
             DecoderModel::load(root.pp("language_model"), &config.text_config).map_err(load_err)?;
         let vision = ClipVisionTransformer::new(
-            root.pp("vision_tower").pp("vision_model"),
+            vision_root.pp("vision_tower").pp("vision_model"),
             &v.candle_config(0),
         )
         .map_err(load_err)?;
         let hidden = config.text_config.hidden_size;
         let projector = {
-            let pb = root.pp("multi_modal_projector");
+            let pb = vision_root.pp("multi_modal_projector");
             let linear = |input: usize, name: &str| -> candle_core::Result<Linear> {
                 Ok(Linear::new(
                     pb.get((hidden, input), &format!("{name}.weight"))?,
@@ -176,28 +178,20 @@ impl LlavaEmbedder {
         let image_newline = root.get(hidden, "image_newline").map_err(load_err)?;
         let max_tokens = options.max_tokens.unwrap_or(4096);
 
-        let dtype = format!("{:?}", options.dtype).to_lowercase();
-        let fingerprint = {
-            let mut h = Sha256::new();
-            h.update(format!(
-                "candle-llava-next/{IMPLEMENTATION_VERSION}|{weights_sha256}|{}|{max_tokens}|{dtype}|{processor:?}",
-                profile.name
-            ));
-            hex::encode(h.finalize())
-        };
-        let info = EmbedderInfo {
-            model: model.to_string(),
-            engine: "candle".into(),
+        let info = LocalInfo {
             weights_sha256,
-            fingerprint,
+            shape: format!(
+                "candle-llava-next/{IMPLEMENTATION_VERSION}|{}|{max_tokens}|{processor:?}",
+                profile.name
+            ),
             dim: hidden,
             max_tokens,
             pooling: "last-token".into(),
             normalize: true,
-            dtype,
-            device: format!("{:?}", options.device.location()).to_lowercase(),
-            served_model: None,
-        };
+            dtype: options.dtype,
+            device: &options.device,
+        }
+        .into_info(model);
         Ok(LlavaEmbedder {
             language,
             vision,
@@ -215,17 +209,14 @@ impl LlavaEmbedder {
             max_tokens,
             device: options.device.clone(),
             dtype: options.dtype,
+            vision_dtype,
             workers: options.workers.max(1),
             info,
         })
     }
 
     fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let mut ids = encoding.get_ids().to_vec();
+        let mut ids = encode(&self.tokenizer, text)?;
         // Keep the prompt's end (it is what the last token summarises): cut the middle.
         if ids.len() > self.max_tokens {
             let cut = ids.len() - self.max_tokens;
@@ -246,7 +237,7 @@ impl LlavaEmbedder {
         let count = tiles.len();
         let flat: Vec<f32> = tiles.into_iter().flatten().collect();
         let pixels =
-            Tensor::from_vec(flat, (count, 3, s, s), &self.device)?.to_dtype(self.dtype)?;
+            Tensor::from_vec(flat, (count, 3, s, s), &self.device)?.to_dtype(self.vision_dtype)?;
         let states = self.vision.output_hidden_states(&pixels)?;
         let mut features = states[self.feature_layer].clone();
         if self.drop_class_token {
@@ -277,7 +268,7 @@ impl LlavaEmbedder {
         let grid = Tensor::cat(&[&grid, &newline], 2)?
             .reshape((dim, h * (w + 1)))?
             .t()?;
-        Ok(Tensor::cat(&[&base, &grid], 0)?)
+        Ok(Tensor::cat(&[&base, &grid], 0)?.to_dtype(self.dtype)?)
     }
 
     /// The last token's normalised final hidden state for one prompt, with `image`'s
@@ -361,13 +352,7 @@ impl Embedder for LlavaEmbedder {
     }
 
     fn input_lengths(&self, texts: &[&str]) -> Vec<usize> {
-        texts
-            .iter()
-            .map(|t| {
-                self.token_ids(t)
-                    .map_or_else(|_| t.chars().count(), |ids| ids.len())
-            })
-            .collect()
+        token_lengths(texts, |t| self.token_ids(t))
     }
 
     fn parallel_batches(&self) -> usize {

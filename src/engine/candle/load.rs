@@ -2,8 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
+use tokenizers::Tokenizer;
 
 use crate::data::hub::HubRepo;
 use crate::error::{Error, Result};
@@ -141,6 +143,30 @@ impl ModelFiles {
         Ok(hex::encode(outer.finalize()))
     }
 
+    /// `max_seq_length` of `sentence_bert_config.json`, when the model has one.
+    pub fn max_seq_length(&self) -> Result<Option<usize>> {
+        #[derive(serde::Deserialize)]
+        struct SentenceBertConfig {
+            max_seq_length: Option<usize>,
+        }
+        match &self.sentence_bert_config {
+            Some(path) => Ok(self.read_json::<SentenceBertConfig>(path)?.max_seq_length),
+            None => Ok(None),
+        }
+    }
+
+    /// The tokenizer beside the weights.
+    pub fn tokenizer(&self) -> Result<Tokenizer> {
+        Tokenizer::from_file(&self.tokenizer)
+            .map_err(|e| Error::model(&self.location, format!("{}: {e}", self.tokenizer.display())))
+    }
+
+    /// The weights, memory-mapped, as `dtype` on `device`.
+    pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+        // SAFETY: the weight files are memory-mapped read-only; we never write to them.
+        Ok(unsafe { VarBuilder::from_mmaped_safetensors(&self.weights, dtype, device)? })
+    }
+
     /// Parses a JSON config file, naming it on failure.
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<T> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -222,4 +248,68 @@ pub fn parse_device(name: &str) -> Result<Device> {
             Device::new_cuda(ordinal).map_err(|e| unsupported(&e.to_string()))
         }
     }
+}
+
+/// The dtype vision towers run in: candle's CPU convolution has no bf16 kernel, so a
+/// bf16 run on CPU keeps the tower (patch convolution, projector) in f32.
+pub fn vision_dtype(dtype: DType, device: &Device) -> DType {
+    if dtype == DType::BF16 && device.is_cpu() {
+        DType::F32
+    } else {
+        dtype
+    }
+}
+
+/// Token ids of `text` with the tokenizer's own special tokens.
+pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    Ok(tokenizer
+        .encode(text, true)
+        .map_err(|e| Error::Tokenizer(e.to_string()))?
+        .get_ids()
+        .to_vec())
+}
+
+/// What a local embedder records about itself. `shape` names everything besides the
+/// weights, dtype and device that shapes its vectors (implementation version, pooling,
+/// truncation, ...): the embedding cache is keyed by the hash of them all.
+pub struct LocalInfo<'a> {
+    pub weights_sha256: String,
+    pub shape: String,
+    pub dim: usize,
+    pub max_tokens: usize,
+    pub pooling: String,
+    pub normalize: bool,
+    pub dtype: DType,
+    pub device: &'a Device,
+}
+
+impl LocalInfo<'_> {
+    pub fn into_info(self, model: &ModelRef) -> crate::engine::EmbedderInfo {
+        let dtype = format!("{:?}", self.dtype).to_lowercase();
+        let fingerprint = hex::encode(Sha256::digest(format!(
+            "{}|{}|{}",
+            self.shape, self.weights_sha256, dtype
+        )));
+        crate::engine::EmbedderInfo {
+            model: model.to_string(),
+            engine: "candle".into(),
+            weights_sha256: self.weights_sha256,
+            fingerprint,
+            dim: self.dim,
+            max_tokens: self.max_tokens,
+            pooling: self.pooling,
+            normalize: self.normalize,
+            dtype,
+            device: format!("{:?}", self.device.location()).to_lowercase(),
+            served_model: None,
+        }
+    }
+}
+
+/// Token counts for batching by length; a text the tokenizer refuses counts its chars.
+pub fn token_lengths(texts: &[&str], ids: impl Fn(&str) -> Result<Vec<u32>>) -> Vec<usize> {
+    texts
+        .iter()
+        .map(|t| ids(t).map_or_else(|_| t.chars().count(), |ids| ids.len()))
+        .collect()
 }
