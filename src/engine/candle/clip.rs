@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use crate::engine::candle::bert::LocalOptions;
+use crate::engine::candle::decoder_model::padded_batch;
 use crate::engine::candle::load::{encode, token_lengths, vision_dtype, LocalInfo, ModelFiles};
 use crate::engine::candle::pooling::normalize;
 use crate::engine::image::ImageInput;
@@ -244,12 +245,7 @@ impl ClipEmbedder {
             .iter()
             .map(|t| self.token_ids(t))
             .collect::<Result<_>>()?;
-        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let flat: Vec<u32> = rows
-            .iter()
-            .flat_map(|r| r.iter().copied().chain(std::iter::repeat(0)).take(width))
-            .collect();
-        let ids = Tensor::from_vec(flat, (rows.len(), width), &self.device)?;
+        let (ids, _) = padded_batch(&rows, &self.device)?;
         // The causal mask keeps padding after a text from changing it; the vector is read
         // at the text's last token, its end-of-text.
         let hidden = self.text.forward_with_mask(&ids, usize::MAX)?;

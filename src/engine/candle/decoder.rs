@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use crate::engine::candle::bert::LocalOptions;
-use crate::engine::candle::decoder_model::{DecoderConfig, DecoderModel};
+use crate::engine::candle::decoder_model::{padded_batch, DecoderConfig, DecoderModel};
 use crate::engine::candle::load::{encode, token_lengths, LocalInfo, ModelFiles};
 use crate::engine::candle::pooling::{normalize, Pooling};
 use crate::engine::profile::{EndToken, Profile};
@@ -144,17 +144,9 @@ impl DecoderEmbedder {
             .iter()
             .map(|t| self.token_ids(t))
             .collect::<Result<_>>()?;
-        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-        // Right padding: positions count from 0 in every row and the mask hides the pads;
-        // the pooling reads the last real token, so the padding side does not matter.
-        let mut ids = Vec::with_capacity(rows.len() * width);
-        let mut mask = Vec::with_capacity(rows.len() * width);
-        for row in &rows {
-            ids.extend(row.iter().copied().chain(std::iter::repeat(0)).take(width));
-            mask.extend((0..width).map(|i| u32::from(i < row.len())));
-        }
-        let ids = Tensor::from_vec(ids, (rows.len(), width), &self.device)?;
-        let mask = Tensor::from_vec(mask, (rows.len(), width), &self.device)?;
+        // Right padding: last-token pooling reads each row's last real token, so the
+        // padding side the model cards use (left) does not matter.
+        let (ids, mask) = padded_batch(&rows, &self.device)?;
         let hidden = self.model.forward(&ids, &mask)?;
         let mut pooled = self.pooling.apply(&hidden, &mask)?;
         for layer in &self.dense {

@@ -371,6 +371,23 @@ impl DecoderModel {
     }
 }
 
+/// Token-id rows as one right-padded batch: ids (pads are 0) and the 0/1 mask, both
+/// (rows, longest). Positions count from 0 in every row and the mask hides the pads, so
+/// a row's vectors do not depend on the padding.
+pub fn padded_batch(rows: &[Vec<u32>], device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(rows.len() * width);
+    let mut mask = Vec::with_capacity(rows.len() * width);
+    for row in rows {
+        ids.extend(row.iter().copied().chain(std::iter::repeat(0)).take(width));
+        mask.extend((0..width).map(|i| u32::from(i < row.len())));
+    }
+    Ok((
+        Tensor::from_vec(ids, (rows.len(), width), device)?,
+        Tensor::from_vec(mask, (rows.len(), width), device)?,
+    ))
+}
+
 /// cos and sin tables (seq, head_dim / 2) in f32 for positions 0..seq.
 fn rope_table(
     seq: usize,

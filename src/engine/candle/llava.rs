@@ -12,9 +12,9 @@ use tokenizers::Tokenizer;
 
 use crate::engine::candle::bert::LocalOptions;
 use crate::engine::candle::clip::VisionJson;
-use crate::engine::candle::decoder_model::{DecoderConfig, DecoderModel};
+use crate::engine::candle::decoder_model::{padded_batch, DecoderConfig, DecoderModel};
 use crate::engine::candle::load::{encode, token_lengths, vision_dtype, LocalInfo, ModelFiles};
-use crate::engine::candle::pooling::normalize;
+use crate::engine::candle::pooling::{normalize, Pooling};
 use crate::engine::image::ImageInput;
 use crate::engine::preprocess::{best_resolution, ProcessorConfig, Tiles};
 use crate::engine::profile::Profile;
@@ -271,16 +271,16 @@ impl LlavaEmbedder {
         Ok(Tensor::cat(&[&base, &grid], 0)?.to_dtype(self.dtype)?)
     }
 
-    /// The last token's normalised final hidden state for one prompt, with `image`'s
-    /// features in place of its `<image>` token.
-    fn embed_one(&self, prompt: &str, image: Option<&Tensor>) -> Result<Vec<f32>> {
+    /// The last token's normalised final hidden state for one image prompt, with the
+    /// image's features in place of its `<image>` token.
+    fn embed_image(&self, prompt: &str, features: &Tensor) -> Result<Vec<f32>> {
         let ids = self.token_ids(prompt)?;
         let embed = |part: &[u32]| -> Result<Tensor> {
             let t = Tensor::new(part, &self.device)?.unsqueeze(0)?;
             Ok(self.language.embed_tokens(&t)?.squeeze(0)?)
         };
-        let sequence = match (image, ids.iter().position(|&t| t == self.image_token)) {
-            (Some(features), Some(at)) => {
+        let sequence = match ids.iter().position(|&t| t == self.image_token) {
+            Some(at) => {
                 let mut parts = Vec::new();
                 if at > 0 {
                     parts.push(embed(&ids[..at])?);
@@ -291,12 +291,11 @@ impl LlavaEmbedder {
                 }
                 Tensor::cat(&parts, 0)?
             }
-            (Some(_), None) => {
+            None => {
                 return Err(Error::Usage(format!(
                     "the image prompt has no `<image>` token: {prompt:?}"
                 )))
             }
-            (None, _) => embed(&ids)?,
         };
         let len = sequence.dim(0)?;
         let mask = Tensor::ones((1, len), DType::U32, &self.device)?;
@@ -336,7 +335,17 @@ impl Embedder for LlavaEmbedder {
     }
 
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        texts.iter().map(|t| self.embed_one(t, None)).collect()
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.token_ids(t))
+            .collect::<Result<_>>()?;
+        let (ids, mask) = padded_batch(&rows, &self.device)?;
+        let hidden = self.language.forward(&ids, &mask)?;
+        let last = Pooling::LastToken.apply(&hidden, &mask)?;
+        Ok(normalize(&last)?.to_vec2::<f32>()?)
     }
 
     fn embed_images(&self, images: &[ImageInput], prompt: Option<&str>) -> Result<Vec<Vec<f32>>> {
@@ -347,7 +356,7 @@ impl Embedder for LlavaEmbedder {
             .collect::<Result<_>>()?;
         features
             .iter()
-            .map(|f| self.embed_one(prompt, Some(f)))
+            .map(|f| self.embed_image(prompt, f))
             .collect()
     }
 
