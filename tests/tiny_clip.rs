@@ -10,7 +10,8 @@ mod common;
 /// LLaVA-NeXT crop moves its image vectors by ~1e-4 only).
 const PARITY: f64 = 0.999_999;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use assay::data::image_text::load_coco;
 use assay::engine::candle::{load_embedder, LocalOptions};
@@ -28,8 +29,11 @@ struct Reference {
 }
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/clip")
+    common::tiny_fixture("clip")
 }
+
+/// The checkpoint unpacked once for this test binary.
+static MODEL: LazyLock<tempfile::TempDir> = LazyLock::new(|| common::tiny_model("clip"));
 
 fn clip() -> Box<dyn Embedder> {
     clip_in(candle_core::DType::F32)
@@ -40,7 +44,8 @@ fn clip_in(dtype: candle_core::DType) -> Box<dyn Embedder> {
         dtype,
         ..Default::default()
     };
-    load_embedder(&ModelRef::Dir { path: fixture() }, &options).expect("loads")
+    let path = MODEL.path().to_path_buf();
+    load_embedder(&ModelRef::Dir { path }, &options).expect("loads")
 }
 
 fn coco() -> PathBuf {
@@ -116,7 +121,7 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn coco_mini_runs_end_to_end_on_the_tiny_clip() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = format!("dir:{}", fixture().display());
+    let model = format!("dir:{}", MODEL.path().display());
     let (code, out, err) = common::output(
         common::assay()
             .args([

@@ -10,7 +10,7 @@ mod common;
 /// LLaVA-NeXT crop moves its image vectors by ~1e-4 only).
 const PARITY: f64 = 0.999_999;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assay::engine::candle::{load_embedder, LocalOptions};
 use assay::engine::{Embedder, Role};
@@ -33,17 +33,9 @@ struct Reference {
     embeddings: Vec<Vec<f32>>,
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/tiny")
-        .join(name)
-}
-
-/// The fixture's files plus the real tokenizer from the assets, in a fresh folder (the
-/// folder name carries the model name, as a user's download would).
+/// The tiny model folder plus the real tokenizer from the assets.
 fn model_dir(name: &str, reference: &Reference) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix(name).tempdir().unwrap();
-    copy_tree(&fixture(name), dir.path());
+    let dir = common::tiny_model(name);
     let tokenizers = common::assets()
         .join("tokenizers")
         .join(&reference.tokenizer);
@@ -53,21 +45,8 @@ fn model_dir(name: &str, reference: &Reference) -> tempfile::TempDir {
     dir
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_tree(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 fn reference(name: &str) -> Reference {
-    let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
+    let text = std::fs::read_to_string(common::tiny_fixture(name).join("reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -166,11 +145,10 @@ struct VisionReference {
 #[test]
 fn e5_v_matches_transformers_on_text_and_images() {
     let reference: VisionReference = serde_json::from_str(
-        &std::fs::read_to_string(fixture("e5-v").join("reference.json")).unwrap(),
+        &std::fs::read_to_string(common::tiny_fixture("e5-v").join("reference.json")).unwrap(),
     )
     .unwrap();
-    let dir = tempfile::Builder::new().prefix("e5-v").tempdir().unwrap();
-    copy_tree(&fixture("e5-v"), dir.path());
+    let dir = common::tiny_model("e5-v");
     // Llama 3's tokenizer with E5-V's added `<image>` token.
     let tokenizers = common::assets()
         .join("tokenizers")

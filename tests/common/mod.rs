@@ -227,3 +227,37 @@ pub fn serve(app: axum::Router) -> std::net::SocketAddr {
     });
     rx.recv().unwrap()
 }
+
+/// `tests/fixtures/tiny/<name>`: a tiny random-weight checkpoint and its reference
+/// vectors (made by `make_tiny.py`).
+pub fn tiny_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tiny")
+        .join(name)
+}
+
+/// The tiny checkpoint as a model folder: its files copied into a fresh directory named
+/// after the model (as a user's download would be), gzipped weights unpacked.
+pub fn tiny_model(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix(name).tempdir().unwrap();
+    unpack_tree(&tiny_fixture(name), dir.path());
+    dir
+}
+
+fn unpack_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        if path.is_dir() {
+            let target = to.join(name);
+            std::fs::create_dir_all(&target).unwrap();
+            unpack_tree(&path, &target);
+        } else if let Some(plain) = name.strip_suffix(".gz") {
+            let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap());
+            let mut out = std::fs::File::create(to.join(plain)).unwrap();
+            std::io::copy(&mut gz, &mut out).unwrap();
+        } else {
+            std::fs::copy(&path, to.join(name)).unwrap();
+        }
+    }
+}
