@@ -38,6 +38,8 @@ const END_OF_TURN: &[&str] = &[
 ];
 
 enum Model {
+    /// llama-architecture GGUF with Q4_0/Q4_1/Q8_0 weights on the CPU: llama.cpp's arithmetic.
+    Native(super::gguf_llama::GgufLlama),
     Llama(m::quantized_llama::ModelWeights),
     Qwen2(m::quantized_qwen2::ModelWeights),
     Qwen3(m::quantized_qwen3::ModelWeights),
@@ -49,8 +51,13 @@ enum Model {
 
 impl Model {
     /// Next-token logits (f32, one row) after `ids`, which start at position `pos`.
-    fn forward(&mut self, ids: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+    fn forward(&mut self, ids: &Tensor, pos: usize) -> Result<Tensor> {
         let logits = match self {
+            Model::Native(m) => {
+                let logits = m.forward(&ids.flatten_all()?.to_vec1::<u32>()?, pos)?;
+                let n = logits.len();
+                return Ok(Tensor::from_vec(logits, n, &Device::Cpu)?);
+            }
             Model::Llama(w) => w.forward(ids, pos)?,
             Model::Qwen2(w) => w.forward(ids, pos)?,
             Model::Qwen3(w) => w.forward(ids, pos)?,
@@ -59,12 +66,13 @@ impl Model {
             Model::Qwen2Full(w) => w.forward(ids, pos)?,
             Model::LlamaFull(w, cache, _) => w.forward(ids, pos, cache)?,
         };
-        logits.flatten_all()?.to_dtype(DType::F32)
+        Ok(logits.flatten_all()?.to_dtype(DType::F32)?)
     }
 
     /// Forgets the previous prompt.
     fn reset(&mut self, device: &Device) -> candle_core::Result<()> {
         match self {
+            Model::Native(m) => m.reset(),
             Model::Llama(w) => w.clear_kv_cache(),
             Model::Qwen2(w) => w.clear_kv_cache(),
             Model::Qwen3(w) => w.clear_kv_cache(),
@@ -168,7 +176,11 @@ impl LocalGenerator {
         Ok(LocalGenerator {
             info: GeneratorInfo {
                 model: location,
-                engine: "candle".into(),
+                engine: match model {
+                    // llama.cpp's arithmetic on our own kernels (see gguf_llama.rs).
+                    Model::Native(_) => "native-ggml".into(),
+                    _ => "candle".into(),
+                },
                 device: format!("{:?}", device.location()).to_lowercase(),
             },
             model: Mutex::new(model),
@@ -496,6 +508,19 @@ fn load_gguf(path: &Path, device: &Device) -> Result<(Model, Vocabulary)> {
         context: number(&format!("{arch}.context_length")).map(|n| n as usize),
     };
     let failed = |e: candle_core::Error| Error::model(&location, format!("cannot load: {e}"));
+    let native = match arch.as_str() {
+        "llama" | "mistral"
+            if device.is_cpu() && std::env::var_os("ASSAY_GGUF_CANDLE").is_none() =>
+        {
+            super::gguf_llama::GgufLlama::load(&content, &mut file, &location)?
+                .map_err(|why| tracing::info!(%why, "GGUF runs on candle's quantized model"))
+                .ok()
+        }
+        _ => None,
+    };
+    if let Some(model) = native {
+        return Ok((Model::Native(model), vocab));
+    }
     let model = match arch.as_str() {
         "llama" | "mistral" => Model::Llama(
             m::quantized_llama::ModelWeights::from_gguf(content, &mut file, device)

@@ -1,6 +1,9 @@
-//! Local chat models run with candle: loading, chat templates and decoding.
+//! Local chat models: loading, chat templates and decoding; llama-family GGUF files with
+//! legacy quantizations run on a native path with llama.cpp's arithmetic, the rest on candle.
 
 pub mod chat_template;
 pub mod generator;
+mod ggml_ops;
+mod gguf_llama;
 
 pub use generator::LocalGenerator;
