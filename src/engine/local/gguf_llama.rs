@@ -75,6 +75,36 @@ impl QMatrix {
     }
 }
 
+/// Several products of the same activations. A single token's are one parallel pass over
+/// all their rows: each fork-join costs about as much as a small product.
+fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &[ActBlock], n: usize) {
+    if n > 1 || rayon::current_num_threads() == 1 {
+        for (m, out) in products.iter_mut() {
+            m.matmul(acts, n, out);
+        }
+        return;
+    }
+    let mats: Vec<&QMatrix> = products.iter().map(|(m, _)| *m).collect();
+    let total: usize = mats.iter().map(|m| m.rows).sum();
+    let mut all = vec![0f32; total];
+    fill(&mut all, 16, |mut r| {
+        for m in &mats {
+            if r < m.rows {
+                return ops::dot(m.kind, m.row(r), &acts[..m.cols / QK]);
+            }
+            r -= m.rows;
+        }
+        unreachable!("row index within the products")
+    });
+    let mut rest = &all[..];
+    for (m, out) in products.iter_mut() {
+        let (mine, tail) = rest.split_at(m.rows);
+        out.clear();
+        out.extend_from_slice(mine);
+        rest = tail;
+    }
+}
+
 /// `out[i] = f(i)`, in parallel chunks (a few per thread, at least `chunk` long) when
 /// more than one thread is configured.
 fn fill(out: &mut [f32], chunk: usize, f: impl Fn(usize) -> f32 + Sync) {
@@ -315,9 +345,15 @@ impl GgufLlama {
             let layer = &self.layers[li];
             norm_rows(&x, &layer.attn_norm, c.eps, &mut h);
             quantize_rows(&h, c.embd, &mut acts);
-            layer.wq.matmul(&acts, n, &mut q);
-            layer.wk.matmul(&acts, n, &mut k);
-            layer.wv.matmul(&acts, n, &mut v);
+            matmuls(
+                &mut [
+                    (&layer.wq, &mut q),
+                    (&layer.wk, &mut k),
+                    (&layer.wv, &mut v),
+                ],
+                &acts,
+                n,
+            );
             apply_rope(&mut q, c.head_dim, &rope);
             apply_rope(&mut k, c.head_dim, &rope);
             self.store(li, pos, &k, &v);
@@ -336,8 +372,11 @@ impl GgufLlama {
             h.resize(rows * c.embd, 0.0);
             norm_rows(&residual, &layer.ffn_norm, c.eps, &mut h);
             quantize_rows(&h, c.embd, &mut acts);
-            layer.gate.matmul(&acts, rows, &mut gate);
-            layer.up.matmul(&acts, rows, &mut up);
+            matmuls(
+                &mut [(&layer.gate, &mut gate), (&layer.up, &mut up)],
+                &acts,
+                rows,
+            );
             let mut act = vec![0f32; gate.len()];
             ops::swiglu(&gate, &up, &mut act);
             quantize_rows(&act, layer.down.cols, &mut acts);
