@@ -512,7 +512,7 @@ fn load_gguf(path: &Path, device: &Device) -> Result<(Model, Vocabulary)> {
         "llama" | "mistral"
             if device.is_cpu() && std::env::var_os("ASSAY_GGUF_CANDLE").is_none() =>
         {
-            super::gguf_llama::GgufLlama::load(&content, &mut file, &location)?
+            super::gguf_llama::GgufLlama::load(&content, &mut file, &arch, &location)?
                 .map_err(|why| tracing::info!(%why, "GGUF runs on candle's quantized model"))
                 .ok()
         }

@@ -47,9 +47,8 @@ fn half(bytes: &[u8], at: usize) -> f32 {
 }
 
 /// ggml's `quantize_row_q8_0` / `quantize_row_q8_1`: scale d = amax/127, values times
-/// 127/amax rounded to nearest even; Q8_1 also keeps d × Σq.
+/// 127/amax rounded to nearest even; Q8_1 also keeps d × Σq. Appends the row's blocks.
 pub fn quantize_row(x: &[f32], out: &mut Vec<ActBlock>) {
-    out.clear();
     for chunk in x.chunks_exact(QK) {
         let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;

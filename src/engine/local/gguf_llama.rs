@@ -165,19 +165,16 @@ pub struct GgufLlama {
 }
 
 impl GgufLlama {
-    /// Reads a llama-architecture GGUF whose weights this path handles; `Ok(Err(why))`
-    /// when it does not (other quantizations, experts, rope scaling).
+    /// Reads a GGUF of llama architecture `arch` (its metadata prefix) whose weights this
+    /// path handles; `Ok(Err(why))` when it does not (other quantizations, experts, rope
+    /// scaling).
     pub fn load<R: Read + Seek>(
         content: &Content,
         file: &mut R,
+        arch: &str,
         location: &str,
     ) -> Result<std::result::Result<Self, Unsupported>> {
         let meta = &content.metadata;
-        let arch = meta
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_default();
         let key = |k: &str| format!("{arch}.{k}");
         let uint = |k: &str| meta.get(&key(k)).and_then(|v| v.to_u32().ok());
         let float = |k: &str| meta.get(&key(k)).and_then(|v| v.to_f32().ok());
@@ -223,19 +220,14 @@ impl GgufLlama {
             file,
             location,
         };
-        let matrix_types = |name: &str| {
-            content
-                .tensor_infos
-                .get(name)
-                .map(|t| weight_type(t.ggml_dtype).is_some())
-        };
         for (name, info) in &content.tensor_infos {
             let is_matrix = info.shape.dims().len() == 2 && !name.starts_with("rope");
             if is_matrix && weight_type(info.ggml_dtype).is_none() {
                 return Ok(Err(format!("`{name}` is {:?}", info.ggml_dtype)));
             }
         }
-        if matrix_types("token_embd.weight") != Some(true) {
+        // Every matrix is of a handled type by now; the embedding must also exist.
+        if !content.tensor_infos.contains_key("token_embd.weight") {
             return Ok(Err("no quantized token_embd.weight".into()));
         }
         let mut layers = Vec::with_capacity(cfg.layers);
@@ -369,7 +361,6 @@ impl GgufLlama {
                 .map(|(a, b)| a + b)
                 .collect();
             let layer = &self.layers[li];
-            h.resize(rows * c.embd, 0.0);
             norm_rows(&residual, &layer.ffn_norm, c.eps, &mut h);
             quantize_rows(&h, c.embd, &mut acts);
             matmuls(
@@ -432,16 +423,12 @@ impl GgufLlama {
             // K grows in place per head; V's rows (one per head and dim) get a longer stride.
             let mut k2 = vec![0f32; kv * capacity];
             let mut v2 = vec![0f32; kv * capacity];
+            let len = old * c.head_dim;
             for h in 0..c.kv_heads {
-                let len = old * c.head_dim;
-                if old > 0 {
-                    k2[h * capacity * c.head_dim..][..len].copy_from_slice(&k[h * len..][..len]);
-                }
+                k2[h * capacity * c.head_dim..][..len].copy_from_slice(&k[h * len..][..len]);
             }
             for row in 0..kv {
-                if old > 0 {
-                    v2[row * capacity..][..old].copy_from_slice(&v[row * old..][..old]);
-                }
+                v2[row * capacity..][..old].copy_from_slice(&v[row * old..][..old]);
             }
             *k = k2;
             *v = v2;
@@ -516,10 +503,8 @@ fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut Vec<f32>) {
 
 fn quantize_rows(x: &[f32], width: usize, out: &mut Vec<ActBlock>) {
     out.clear();
-    let mut row = Vec::new();
     for xr in x.chunks(width) {
-        ops::quantize_row(xr, &mut row);
-        out.extend_from_slice(&row);
+        ops::quantize_row(xr, out);
     }
 }
 
