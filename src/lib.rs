@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod cost;
+pub mod cpu;
 pub mod data;
 pub mod engine;
 pub mod error;

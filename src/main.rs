@@ -7,6 +7,11 @@ use assay::cli::{Cli, Command};
 use assay::commands;
 
 fn main() {
+    // Before any code compiled for the target CPU's extensions can run.
+    if let Err(why) = assay::cpu::check() {
+        eprintln!("error: {why}");
+        std::process::exit(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG")

@@ -75,7 +75,11 @@ fn stsb_through_llama_server_matches_the_local_engine() {
     let local_score = task["scores"][0].as_f64().unwrap();
     assert!(min >= 0.9999, "min cosine {min}");
     assert!(task["cosine_p1"].as_f64().unwrap() >= min);
-    assert!((local_score - 0.820325).abs() < 5e-7, "{local_score}");
+    // The baseline's 0.8203246731 (MTEB prints 0.82032). Not bit-exact across machines:
+    // candle's GEMM splits MiniLM's 1,536-long FFN sums into blocks sized from the CPU's L1
+    // cache (3 × 512 here, 2 × 768 on 48 KB L1s), which moves vectors in the last bit and
+    // can swap near-tied cosines; one swap moves Spearman by at most ~6e-6.
+    assert!((local_score - 0.8203247).abs() < 1e-5, "{local_score}");
     // llama-server's vectors depend slightly on how it batched concurrent requests.
     let parity_remote = task["scores"][1].as_f64().unwrap();
     assert!(

@@ -31,8 +31,18 @@ fn greedy_tokens_agree_with_llama_server() {
         &gguf,
         &[
             "-c", "4096", "-np", "1", "-t", "2", "-fa", "off", "-ctk", "f32", "-ctv", "f32",
+            "-lv", "4",
         ],
     );
+    // The native path reproduces one build of llama.cpp's (AVX2, no AVX-512): a reference
+    // built for another instruction set gives other floats, so say that rather than
+    // measuring a low agreement.
+    let system_info = server
+        .system_info()
+        .expect("llama-server logs its system_info at -lv 4");
+    if let Err(why) = assay::engine::local::arithmetic::check_reference(&system_info) {
+        panic!("{why}");
+    }
     let (code, out, err) = common::output(
         common::assay()
             .args(["bench-decode", "--model", &model_arg(&gguf)])
@@ -49,6 +59,10 @@ fn greedy_tokens_agree_with_llama_server() {
     );
     assert_eq!(code, 0, "{out}\n{err}");
     println!("{out}");
+    assert!(
+        out.contains("native arithmetic: ggml-x86-avx2 ("),
+        "bench-decode names the arithmetic it computed:\n{out}"
+    );
     let line = out
         .lines()
         .find(|l| l.starts_with("greedy agreement:"))
@@ -119,6 +133,18 @@ fn generation_tasks_run_locally() {
             );
             assert_eq!(r["tokens_from"], "local-tokenizer");
         }
+        // The run record says which of llama.cpp's arithmetics the native path computed.
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap())
+                .unwrap();
+        assert_eq!(run["model"]["engine"], "native-ggml", "{}", run["model"]);
+        let arithmetic = run["model"]["arithmetic"].as_str().unwrap_or_default();
+        assert!(
+            arithmetic == "ggml-x86-avx2 (avx2+fma kernels)"
+                || arithmetic == "ggml-x86-avx2 (portable kernels)",
+            "{}",
+            run["model"]
+        );
     }
 }
 

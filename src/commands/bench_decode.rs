@@ -14,7 +14,7 @@ use crate::cli::BenchDecodeArgs;
 use crate::commands::run::Dataset;
 use crate::data::generation::GenerationData;
 use crate::data::DataSource;
-use crate::engine::generate::{ChatMessage, GenerationParams, Prompt};
+use crate::engine::generate::{ChatMessage, GenerationParams, Generator, Prompt};
 use crate::engine::local::LocalGenerator;
 use crate::engine::openai::Endpoint;
 use crate::error::{Error, Result};
@@ -58,6 +58,16 @@ pub fn run(args: &BenchDecodeArgs) -> Result<()> {
         path.display(),
         args.threads
     );
+    match &generator.info().arithmetic {
+        Some(arithmetic) => println!(
+            "native arithmetic: {arithmetic}; token-for-token agreement needs a reference \
+             llama.cpp built for the same instruction set (AVX2, FMA, F16C; no AVX-512)"
+        ),
+        None => println!(
+            "engine: {} (not llama.cpp's arithmetic: expect near-ties to flip)",
+            generator.info().engine
+        ),
+    }
     let mut agree = 0;
     let mut compared = 0;
     let mut local_speed = Vec::new();

@@ -128,6 +128,10 @@ pub struct GeneratorInfo {
     pub model: String,
     pub engine: String,
     pub device: String,
+    /// The native GGUF path: which of llama.cpp's arithmetics it computed, on which kernels
+    /// (`ggml-x86-avx2 (avx2+fma kernels)`); it agrees with llama.cpp builds of that set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arithmetic: Option<String>,
 }
 
 /// A model that writes text. Implementations are blocking; `parallel_requests` of them

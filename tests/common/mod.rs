@@ -130,7 +130,7 @@ impl LlamaServer {
             .unwrap_or_else(|| {
                 let home = std::env::var_os("HOME").expect("HOME is set");
                 PathBuf::from(home)
-                    .join(".cache/assay/tools/llama-server-11434.0.0/bin/llama-server")
+                    .join(".cache/assay/tools/llama-server-11434.0.0-avx2-fma-f16c-bmi2/bin/llama-server")
             });
         assert!(
             path.is_file(),
@@ -195,6 +195,15 @@ impl LlamaServer {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         panic!("llama-server not healthy after 180 s:\n{}", self.logs());
+    }
+
+    /// The `system_info:` line the server logged at start (`-lv 4` or higher): the
+    /// instruction set its ggml was built for.
+    pub fn system_info(&self) -> Option<String> {
+        self.logs()
+            .lines()
+            .find(|l| l.contains("system_info:"))
+            .map(|l| l[l.find("system_info:").unwrap()..].to_string())
     }
 
     fn logs(&self) -> String {

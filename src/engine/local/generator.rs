@@ -182,6 +182,8 @@ impl LocalGenerator {
                     _ => "candle".into(),
                 },
                 device: format!("{:?}", device.location()).to_lowercase(),
+                arithmetic: matches!(model, Model::Native(_))
+                    .then(super::arithmetic::describe),
             },
             model: Mutex::new(model),
             tokenizer,

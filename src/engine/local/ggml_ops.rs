@@ -300,7 +300,15 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Whether the AVX2 + FMA kernels can run (checked once).
+/// Whether this CPU runs the AVX2 kernels (else the portable forms compute the same floats).
+pub fn simd_kernels() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return avx2();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether the AVX2 + FMA kernels can run (checked once, before any intrinsic runs).
 #[cfg(target_arch = "x86_64")]
 fn avx2() -> bool {
     use std::sync::OnceLock;

@@ -1,6 +1,7 @@
 //! Local chat models: loading, chat templates and decoding; llama-family GGUF files with
 //! legacy quantizations run on a native path with llama.cpp's arithmetic, the rest on candle.
 
+pub mod arithmetic;
 pub mod chat_template;
 pub mod generator;
 mod ggml_ops;

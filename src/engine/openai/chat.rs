@@ -130,6 +130,7 @@ impl RemoteGenerator {
                 model: endpoint.display(),
                 engine: "openai".into(),
                 device: endpoint.display(),
+                arithmetic: None,
             },
             options,
             log: RequestLog::default(),
