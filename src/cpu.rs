@@ -19,9 +19,27 @@ pub fn missing_features() -> Vec<&'static str> {
             )*};
         }
         check!(
-            "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt",
-            "movbe", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx512vnni",
-            "avx512bf16", "avx512vbmi", "avx512ifma", "avxvnni"
+            "sse4.1",
+            "sse4.2",
+            "popcnt",
+            "avx",
+            "avx2",
+            "fma",
+            "f16c",
+            "bmi1",
+            "bmi2",
+            "lzcnt",
+            "movbe",
+            "avx512f",
+            "avx512bw",
+            "avx512cd",
+            "avx512dq",
+            "avx512vl",
+            "avx512vnni",
+            "avx512bf16",
+            "avx512vbmi",
+            "avx512ifma",
+            "avxvnni"
         );
     }
     missing

@@ -30,8 +30,8 @@ fn greedy_tokens_agree_with_llama_server() {
     let server = LlamaServer::start(
         &gguf,
         &[
-            "-c", "4096", "-np", "1", "-t", "2", "-fa", "off", "-ctk", "f32", "-ctv", "f32",
-            "-lv", "4",
+            "-c", "4096", "-np", "1", "-t", "2", "-fa", "off", "-ctk", "f32", "-ctv", "f32", "-lv",
+            "4",
         ],
     );
     // The native path reproduces one build of llama.cpp's (AVX2, no AVX-512): a reference
@@ -135,8 +135,7 @@ fn generation_tasks_run_locally() {
         }
         // The run record says which of llama.cpp's arithmetics the native path computed.
         let run: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap())
-                .unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
         assert_eq!(run["model"]["engine"], "native-ggml", "{}", run["model"]);
         let arithmetic = run["model"]["arithmetic"].as_str().unwrap_or_default();
         assert!(

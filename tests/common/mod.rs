@@ -129,8 +129,9 @@ impl LlamaServer {
             .map(PathBuf::from)
             .unwrap_or_else(|| {
                 let home = std::env::var_os("HOME").expect("HOME is set");
-                PathBuf::from(home)
-                    .join(".cache/assay/tools/llama-server-11434.0.0-avx2-fma-f16c-bmi2/bin/llama-server")
+                PathBuf::from(home).join(
+                    ".cache/assay/tools/llama-server-11434.0.0-avx2-fma-f16c-bmi2/bin/llama-server",
+                )
             });
         assert!(
             path.is_file(),

@@ -182,8 +182,7 @@ impl LocalGenerator {
                     _ => "candle".into(),
                 },
                 device: format!("{:?}", device.location()).to_lowercase(),
-                arithmetic: matches!(model, Model::Native(_))
-                    .then(super::arithmetic::describe),
+                arithmetic: matches!(model, Model::Native(_)).then(super::arithmetic::describe),
             },
             model: Mutex::new(model),
             tokenizer,
