@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::candle::Pooling;
+use crate::engine::ModelRef;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,7 +128,7 @@ pub struct RunArgs {
     pub tasks: Vec<String>,
     /// Model: dir:PATH, hf:ORG/NAME[@REV] or openai:BASE_URL#MODEL.
     #[arg(long, env = "ASSAY_MODEL")]
-    pub model: String,
+    pub model: ModelRef,
     /// Remote engines: requests in flight at once.
     #[arg(long, env = "ASSAY_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
@@ -176,7 +177,7 @@ pub struct RunArgs {
 pub struct BenchEmbedArgs {
     /// Local model: dir:PATH or hf:ORG/NAME[@REV].
     #[arg(long, env = "ASSAY_MODEL")]
-    pub model: String,
+    pub model: ModelRef,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// STS-B-layout folder to take the sentences from.
@@ -211,7 +212,7 @@ pub struct BenchEmbedArgs {
 pub struct ParityArgs {
     /// The two models to compare (give --model twice): dir:, hf: or openai: references.
     #[arg(long = "model", required = true, num_args = 1)]
-    pub models: Vec<String>,
+    pub models: Vec<ModelRef>,
     /// Task name or spec path; repeat for several.
     #[arg(
         long = "task",
@@ -245,7 +246,7 @@ pub struct GenerateArgs {
     /// Model: openai:BASE_URL#MODEL, or a local chat model (dir:PATH to a .gguf file, a
     /// folder holding one, or a safetensors folder; hf:ORG/NAME for safetensors).
     #[arg(long, env = "ASSAY_MODEL")]
-    pub model: String,
+    pub model: ModelRef,
     /// The user message (or, with --completion, the raw prompt).
     #[arg(long)]
     pub prompt: String,
@@ -281,7 +282,7 @@ pub struct GenerateArgs {
 pub struct BenchArgs {
     /// Model: openai:BASE_URL#MODEL, or dir:/hf: for the local embedder.
     #[arg(long, env = "ASSAY_MODEL")]
-    pub model: String,
+    pub model: ModelRef,
     /// embed, chat or completions.
     #[arg(long, env = "ASSAY_WORKLOAD", default_value = "chat")]
     pub workload: String,
@@ -370,7 +371,7 @@ pub struct BenchArgs {
 pub struct BenchDecodeArgs {
     /// The local model: dir:PATH to a .gguf file or a folder holding one.
     #[arg(long, env = "ASSAY_MODEL")]
-    pub model: String,
+    pub model: ModelRef,
     /// tokenizer.json, when it is not beside the weights.
     #[arg(long, env = "ASSAY_TOKENIZER")]
     pub tokenizer: Option<PathBuf>,

@@ -1,4 +1,4 @@
-//! Task specs (`tasks/*.toml`) and model references (`hf:`, `dir:`).
+//! Task specs (`tasks/*.toml`).
 
 use std::path::{Path, PathBuf};
 
@@ -6,29 +6,133 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// One evaluation task, as written in `tasks/<name>.toml`.
+/// One evaluation task, as written in `tasks/<name>.toml`: common fields, and one
+/// section naming the family (`[sts]`, `[retrieval]`, ...) with its settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "SpecFile", into = "SpecFile")]
 pub struct TaskSpec {
     /// Short name used on the command line (`--task stsb`).
     pub name: String,
     /// Name in the MTEB results layout (`mteb/<mteb_name>.json`), if the task is an MTEB task.
-    #[serde(default)]
     pub mteb_name: Option<String>,
     pub description: String,
     pub dataset: DatasetSpec,
-    #[serde(default)]
-    pub sts: Option<StsSpec>,
-    #[serde(default)]
-    pub retrieval: Option<RetrievalSpec>,
-    #[serde(default)]
-    pub mmlu_pro: Option<MmluProSpec>,
-    #[serde(default)]
-    pub gsm8k: Option<Gsm8kSpec>,
-    #[serde(default)]
-    pub math: Option<MathSpec>,
-    #[serde(default)]
-    pub image_text: Option<ImageTextSpec>,
+    pub kind: TaskKind,
+}
+
+/// The task family and its settings: which eval runner drives the task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Sts(StsSpec),
+    Retrieval(RetrievalSpec),
+    ImageText(ImageTextSpec),
+    MmluPro(MmluProSpec),
+    Gsm8k(Gsm8kSpec),
+    Math(MathSpec),
+}
+
+impl TaskKind {
+    /// The family's name in records and listings.
+    pub fn family(&self) -> &'static str {
+        match self {
+            TaskKind::Sts(_) => "sts",
+            TaskKind::Retrieval(_) => "retrieval",
+            TaskKind::ImageText(_) => "image-text",
+            TaskKind::MmluPro(_) => "mmlu-pro",
+            TaskKind::Gsm8k(_) => "gsm8k",
+            TaskKind::Math(_) => "math",
+        }
+    }
+
+    /// Whether the task is answered by generating text (else by embedding).
+    pub fn generates(&self) -> bool {
+        matches!(
+            self,
+            TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_)
+        )
+    }
+}
+
+/// A spec file as written: the family is whichever one section is present. Keeps the
+/// TOML files flat (`[sts]` beside `[dataset]`) and unknown keys an error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mteb_name: Option<String>,
+    description: String,
+    dataset: DatasetSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sts: Option<StsSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retrieval: Option<RetrievalSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image_text: Option<ImageTextSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mmlu_pro: Option<MmluProSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsm8k: Option<Gsm8kSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    math: Option<MathSpec>,
+}
+
+impl TryFrom<SpecFile> for TaskSpec {
+    type Error = String;
+
+    fn try_from(f: SpecFile) -> std::result::Result<Self, String> {
+        let mut kinds: Vec<TaskKind> = Vec::new();
+        kinds.extend(f.sts.map(TaskKind::Sts));
+        kinds.extend(f.retrieval.map(TaskKind::Retrieval));
+        kinds.extend(f.image_text.map(TaskKind::ImageText));
+        kinds.extend(f.mmlu_pro.map(TaskKind::MmluPro));
+        kinds.extend(f.gsm8k.map(TaskKind::Gsm8k));
+        kinds.extend(f.math.map(TaskKind::Math));
+        if kinds.len() > 1 {
+            let names: Vec<String> = kinds.iter().map(|k| format!("[{}]", k.section())).collect();
+            return Err(format!(
+                "has {}: a task belongs to one family",
+                names.join(" and ")
+            ));
+        }
+        let kind = kinds.pop().ok_or(
+            "needs one family section: [sts], [retrieval], [image_text], [mmlu_pro], [gsm8k] or [math]",
+        )?;
+        Ok(TaskSpec {
+            name: f.name,
+            mteb_name: f.mteb_name,
+            description: f.description,
+            dataset: f.dataset,
+            kind,
+        })
+    }
+}
+
+impl From<TaskSpec> for SpecFile {
+    fn from(t: TaskSpec) -> SpecFile {
+        let mut f = SpecFile {
+            name: t.name,
+            mteb_name: t.mteb_name,
+            description: t.description,
+            dataset: t.dataset,
+            sts: None,
+            retrieval: None,
+            image_text: None,
+            mmlu_pro: None,
+            gsm8k: None,
+            math: None,
+        };
+        match t.kind {
+            TaskKind::Sts(x) => f.sts = Some(x),
+            TaskKind::Retrieval(x) => f.retrieval = Some(x),
+            TaskKind::ImageText(x) => f.image_text = Some(x),
+            TaskKind::MmluPro(x) => f.mmlu_pro = Some(x),
+            TaskKind::Gsm8k(x) => f.gsm8k = Some(x),
+            TaskKind::Math(x) => f.math = Some(x),
+        }
+        f
+    }
 }
 
 /// Image-text retrieval: captions retrieve images and images retrieve captions, scored
@@ -205,24 +309,17 @@ fn default_title_separator() -> String {
     " ".into()
 }
 
-/// The task family decides which runner drives the task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskFamily {
-    Sts,
-    Retrieval,
-    MmluPro,
-    Gsm8k,
-    Math,
-    ImageText,
-}
-
-impl TaskFamily {
-    /// Whether the task is answered by generating text (else by embedding).
-    pub fn generates(self) -> bool {
-        matches!(
-            self,
-            TaskFamily::MmluPro | TaskFamily::Gsm8k | TaskFamily::Math
-        )
+impl TaskKind {
+    /// The section that names this family in a spec file.
+    fn section(&self) -> &'static str {
+        match self {
+            TaskKind::Sts(_) => "sts",
+            TaskKind::Retrieval(_) => "retrieval",
+            TaskKind::ImageText(_) => "image_text",
+            TaskKind::MmluPro(_) => "mmlu_pro",
+            TaskKind::Gsm8k(_) => "gsm8k",
+            TaskKind::Math(_) => "math",
+        }
     }
 }
 
@@ -234,105 +331,77 @@ impl TaskSpec {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        spec.family_at(path)?;
+        spec.check().map_err(|message| Error::Spec {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(spec)
     }
 
-    /// The task family, from which family section is present.
-    pub fn family(&self) -> TaskFamily {
-        if self.mmlu_pro.is_some() {
-            TaskFamily::MmluPro
-        } else if self.gsm8k.is_some() {
-            TaskFamily::Gsm8k
-        } else if self.math.is_some() {
-            TaskFamily::Math
-        } else if self.retrieval.is_some() {
-            TaskFamily::Retrieval
-        } else if self.image_text.is_some() {
-            TaskFamily::ImageText
-        } else {
-            TaskFamily::Sts
-        }
+    /// The family's name in records and listings (`sts`, `retrieval`, ...).
+    pub fn family(&self) -> &'static str {
+        self.kind.family()
     }
 
-    fn family_at(&self, path: &Path) -> Result<TaskFamily> {
-        let spec_err = |message: &str| Error::Spec {
-            path: path.to_path_buf(),
-            message: message.to_string(),
-        };
-        let generation = match (&self.mmlu_pro, &self.gsm8k, &self.math) {
-            (Some(_), None, None) => Some(TaskFamily::MmluPro),
-            (None, Some(_), None) => Some(TaskFamily::Gsm8k),
-            (None, None, Some(_)) => Some(TaskFamily::Math),
-            (None, None, None) => None,
-            _ => return Err(spec_err(
-                "has more than one of [mmlu_pro], [gsm8k], [math]: a task belongs to one family",
-            )),
-        };
-        if let Some(family) = generation {
-            if self.sts.is_some() || self.retrieval.is_some() {
-                return Err(spec_err(
-                    "a generation task has no [sts] or [retrieval] section",
-                ));
+    /// Checks that the family's settings fit together and fit the dataset format.
+    fn check(&self) -> std::result::Result<(), String> {
+        let format = self.dataset.format;
+        match &self.kind {
+            TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) => {
+                if format != DatasetFormat::Jsonl {
+                    return Err("a generation task needs format jsonl".into());
+                }
             }
-            if self.dataset.format != DatasetFormat::Jsonl {
-                return Err(spec_err("a generation task needs format jsonl"));
+            TaskKind::ImageText(it) => {
+                let valid = it.main_score.rsplit_once('@').is_some_and(|(m, k)| {
+                    ["image_retrieval_recall", "text_retrieval_recall"].contains(&m)
+                        && k.parse().is_ok_and(|k: usize| it.k_values.contains(&k))
+                });
+                if !valid {
+                    return Err(format!(
+                        "main_score `{}` must be image_retrieval_recall@K or text_retrieval_recall@K with K in k_values {:?}",
+                        it.main_score, it.k_values
+                    ));
+                }
+                match format {
+                    DatasetFormat::CocoCaptions => {}
+                    DatasetFormat::Karpathy if it.file.is_some() => {}
+                    DatasetFormat::Karpathy => {
+                        return Err(
+                            "a karpathy task names its split file in [image_text] file".into()
+                        )
+                    }
+                    _ => {
+                        return Err(
+                            "an image-text task needs format coco-captions or karpathy".into()
+                        )
+                    }
+                }
             }
-            return Ok(family);
-        }
-        if let Some(it) = &self.image_text {
-            if self.sts.is_some() || self.retrieval.is_some() {
-                return Err(spec_err(
-                    "an image-text task has no [sts] or [retrieval] section",
-                ));
+            TaskKind::Sts(_) => {
+                if !matches!(format, DatasetFormat::StsbTsv | DatasetFormat::Table) {
+                    return Err("an STS task needs format stsb-tsv or table".into());
+                }
             }
-            let valid = it.main_score.rsplit_once('@').is_some_and(|(m, k)| {
-                ["image_retrieval_recall", "text_retrieval_recall"].contains(&m)
-                    && k.parse().is_ok_and(|k: usize| it.k_values.contains(&k))
-            });
-            if !valid {
-                return Err(spec_err(&format!(
-                    "main_score `{}` must be image_retrieval_recall@K or text_retrieval_recall@K with K in k_values {:?}",
-                    it.main_score, it.k_values
-                )));
-            }
-            return match self.dataset.format {
-                DatasetFormat::CocoCaptions => Ok(TaskFamily::ImageText),
-                DatasetFormat::Karpathy if it.file.is_some() => Ok(TaskFamily::ImageText),
-                DatasetFormat::Karpathy => Err(spec_err(
-                    "a karpathy task names its split file in [image_text] file",
-                )),
-                _ => Err(spec_err(
-                    "an image-text task needs format coco-captions or karpathy",
-                )),
-            };
-        }
-        match (&self.sts, &self.retrieval, self.dataset.format) {
-            (Some(_), None, DatasetFormat::StsbTsv | DatasetFormat::Table) => Ok(TaskFamily::Sts),
-            (None, Some(r), DatasetFormat::Beir) => {
+            TaskKind::Retrieval(r) => {
+                if format != DatasetFormat::Beir {
+                    return Err("a retrieval task needs format beir".into());
+                }
                 let known = ["ndcg", "map", "mrr", "recall", "precision"];
                 let valid = r.main_score.rsplit_once("_at_").is_some_and(|(m, k)| {
                     known.contains(&m) && k.parse().is_ok_and(|k: usize| r.k_values.contains(&k))
                 });
                 if !valid {
-                    return Err(spec_err(&format!(
+                    return Err(format!(
                         "main_score `{}` must be one of {}_at_K with K in k_values {:?}",
                         r.main_score,
                         known.join("/"),
                         r.k_values
-                    )));
+                    ));
                 }
-                Ok(TaskFamily::Retrieval)
             }
-            (Some(_), Some(_), _) => Err(spec_err(
-                "has both [sts] and [retrieval]: a task belongs to one family",
-            )),
-            (None, None, _) => Err(spec_err(
-                "needs a [sts], [retrieval], [image_text], [mmlu_pro], [gsm8k] or [math] section",
-            )),
-            (Some(_), None, _) => Err(spec_err("an STS task needs format stsb-tsv or table")),
-            (None, Some(_), _) => Err(spec_err("a retrieval task needs format beir")),
         }
+        Ok(())
     }
 
     /// Name for reports and the MTEB layout.
@@ -395,87 +464,9 @@ pub fn find(tasks_dir: &Path, name_or_path: &str) -> Result<TaskSpec> {
     )))
 }
 
-/// Where a model comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum ModelRef {
-    /// `hf:ORG/NAME[@REV]`: the hub, or its local cache when offline.
-    Hf {
-        repo: String,
-        revision: Option<String>,
-    },
-    /// `dir:PATH`: a local folder with config.json, tokenizer.json and weights.
-    Dir { path: PathBuf },
-}
-
-impl std::str::FromStr for ModelRef {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        if let Some(rest) = s.strip_prefix("hf:") {
-            let (repo, revision) = match rest.split_once('@') {
-                Some((repo, rev)) => (repo, Some(rev.to_string())),
-                None => (rest, None),
-            };
-            if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
-                return Err(Error::Usage(format!(
-                    "model `{s}`: a hub reference is hf:ORG/NAME[@REVISION]"
-                )));
-            }
-            Ok(ModelRef::Hf {
-                repo: repo.to_string(),
-                revision,
-            })
-        } else if let Some(path) = s.strip_prefix("dir:") {
-            Ok(ModelRef::Dir {
-                path: PathBuf::from(path),
-            })
-        } else {
-            Err(Error::Usage(format!(
-                "model `{s}`: expected hf:ORG/NAME[@REV], dir:PATH or openai:BASE_URL#MODEL"
-            )))
-        }
-    }
-}
-
-impl std::fmt::Display for ModelRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ModelRef::Hf {
-                repo,
-                revision: Some(rev),
-            } => write!(f, "hf:{repo}@{rev}"),
-            ModelRef::Hf { repo, .. } => write!(f, "hf:{repo}"),
-            ModelRef::Dir { path } => write!(f, "dir:{}", path.display()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_model_refs() {
-        let m: ModelRef = "hf:sentence-transformers/all-MiniLM-L6-v2@abc"
-            .parse()
-            .unwrap();
-        assert_eq!(
-            m,
-            ModelRef::Hf {
-                repo: "sentence-transformers/all-MiniLM-L6-v2".into(),
-                revision: Some("abc".into())
-            }
-        );
-        assert_eq!(
-            m.to_string(),
-            "hf:sentence-transformers/all-MiniLM-L6-v2@abc"
-        );
-        let d: ModelRef = "dir:/x/y".parse().unwrap();
-        assert_eq!(d.to_string(), "dir:/x/y");
-        assert!("hf:noslash".parse::<ModelRef>().is_err());
-        assert!("s3://bucket".parse::<ModelRef>().is_err());
-    }
 
     #[test]
     fn stock_specs_load() {

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use assay::data::{BeirDataset, DataSource, StsDataset};
-use assay::spec::TaskSpec;
+use assay::spec::{TaskKind, TaskSpec};
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -127,7 +127,9 @@ fn datasets_load_from_the_offline_hub_cache_exactly_as_from_local_files() {
         let hub = DataSource::resolve(&stsb.dataset, &empty_root).unwrap();
         assert!(matches!(hub, DataSource::Hub(_)));
         let local = DataSource::resolve(&stsb.dataset, &common::data_root()).unwrap();
-        let sts = stsb.sts.as_ref().unwrap();
+        let TaskKind::Sts(sts) = &stsb.kind else {
+            panic!("stsb is an STS task")
+        };
         let from_hub = StsDataset::load(&stsb.dataset, sts, &hub).unwrap();
         let from_local = StsDataset::load(&stsb.dataset, sts, &local).unwrap();
         assert_eq!(from_hub.pairs.len(), 1379);
@@ -204,7 +206,10 @@ score_range = [0, 5]
     with_hf_home(tmp.path(), || {
         let spec = TaskSpec::load(&spec_path).unwrap();
         let source = DataSource::resolve(&spec.dataset, &tmp.path().join("none")).unwrap();
-        let data = StsDataset::load(&spec.dataset, spec.sts.as_ref().unwrap(), &source).unwrap();
+        let TaskKind::Sts(sts) = &spec.kind else {
+            panic!("an STS spec")
+        };
+        let data = StsDataset::load(&spec.dataset, sts, &source).unwrap();
         assert_eq!(data.pairs.len(), 1379);
         assert_eq!(data.pairs[0].sentence1, rows[0].0);
         assert_eq!(data.pairs[0].score, rows[0].2 / 5.0);
@@ -320,7 +325,9 @@ fn generation_tasks_load_parquet_from_the_hub_with_mmlu_pro_shots() {
     let empty_root = tmp.path().join("no-data-here");
     with_hf_home(tmp.path(), || {
         let mmlu = spec("mmlu-pro");
-        let section = mmlu.mmlu_pro.as_ref().unwrap();
+        let TaskKind::MmluPro(section) = &mmlu.kind else {
+            panic!("mmlu-pro is an MMLU-Pro task")
+        };
         let hub = DataSource::resolve(&mmlu.dataset, &empty_root).unwrap();
         let local = DataSource::resolve(&mmlu.dataset, &common::data_root()).unwrap();
         let from_hub = load_mmlu_pro(&mmlu.dataset, &hub, section).unwrap();

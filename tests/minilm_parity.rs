@@ -5,7 +5,7 @@ mod common;
 
 use assay::engine::candle::{BertEmbedder, LocalOptions};
 use assay::engine::Embedder;
-use assay::spec::ModelRef;
+use assay::engine::ModelRef;
 
 struct Reference {
     text: String,

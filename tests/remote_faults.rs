@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use assay::engine::candle::{BertEmbedder, LocalOptions};
 use assay::engine::Embedder;
-use assay::spec::ModelRef;
+use assay::engine::ModelRef;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

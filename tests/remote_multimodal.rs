@@ -158,8 +158,10 @@ fn remote_texts_get_the_profile_prompts() {
     let addr = common::serve(Router::new().route("/v1/embeddings", post(embeddings)));
     let connect = |model: &str, flags: &[&str]| {
         let flags = Flags::parse_from(std::iter::once("assay").chain(flags.iter().copied()));
-        let reference = format!("openai:http://{addr}/v1#{model}");
-        assay::commands::load_remote_embedder(&reference, &flags.engine, 1).unwrap()
+        let endpoint =
+            assay::engine::openai::Endpoint::parse(&format!("openai:http://{addr}/v1#{model}"))
+                .unwrap();
+        assay::commands::load_remote_embedder(&endpoint, &flags.engine, 1).unwrap()
     };
     let sent = |e: &RemoteEmbedder, text: &str, role: Role| {
         let prepared = e.prepare(text, role, Some("Find the answer"));

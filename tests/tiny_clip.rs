@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 
 use assay::data::image_text::load_coco;
 use assay::engine::candle::{load_embedder, LocalOptions};
+use assay::engine::ModelRef;
 use assay::engine::{Embedder, ImageInput};
-use assay::spec::ModelRef;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -13,8 +13,8 @@ const PARITY: f64 = 0.999_999;
 use std::path::Path;
 
 use assay::engine::candle::{load_embedder, LocalOptions};
+use assay::engine::ModelRef;
 use assay::engine::{Embedder, Role};
-use assay::spec::ModelRef;
 use candle_core::DType;
 use serde::Deserialize;
 

@@ -12,10 +12,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::BenchArgs;
-use crate::commands::run::Dataset;
-use crate::commands::ModelChoice;
 use crate::cost::{self, Capacity, CostEstimate, Pricing};
 use crate::data::DataSource;
+use crate::engine::ModelRef;
 use crate::error::{Error, Result};
 use crate::eval;
 use crate::load::runner::{run_level, Interrupt, LevelPlan, Live, Sample};
@@ -244,25 +243,9 @@ fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
         (Some(read_inputs(path)?), Some(path.display().to_string()))
     } else if let Some(task) = &args.inputs_from_task {
         let spec = spec::find(&args.tasks_dir, task)?;
-        let data = Dataset::load(&spec, &DataSource::resolve(&spec.dataset, &args.data_root)?)?;
-        let inputs = match &data {
-            Dataset::Sts(d) => eval::sts::inputs(&spec, d),
-            Dataset::Beir(d) => {
-                let (docs, queries) = eval::retrieval::inputs(&spec, d)?;
-                queries.into_iter().chain(docs).collect()
-            }
-            Dataset::Generation(loaded) => generation_prompts(loaded),
-            // The captions: image requests are not a bench workload yet.
-            Dataset::ImageText(d) => d
-                .captions
-                .iter()
-                .map(|c| eval::TaskInput {
-                    text: c.text.clone(),
-                    role: crate::engine::Role::Query,
-                    instruction: None,
-                })
-                .collect(),
-        };
+        let task = eval::task::load(&spec, &DataSource::resolve(&spec.dataset, &args.data_root)?)?;
+        // Queries before documents; a generation task's zero-shot prompts; captions.
+        let inputs = task.inputs()?;
         let texts = inputs.into_iter().map(|i| i.text).collect();
         (Some(texts), Some(format!("task {}", spec.name)))
     } else {
@@ -285,54 +268,33 @@ fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
     })
 }
 
-/// A generation task's questions as zero-shot prompts (the task's own prompt layout).
-fn generation_prompts(loaded: &crate::data::generation::Loaded) -> Vec<eval::TaskInput> {
-    use crate::data::generation::GenerationData;
-    use crate::eval::generation::{gsm8k_prompt, math_prompt, mmlu_pro_prompt};
-    let texts: Vec<String> = match &loaded.data {
-        GenerationData::MmluPro { test, .. } => {
-            test.iter().map(|q| mmlu_pro_prompt(q, &[])).collect()
-        }
-        GenerationData::Gsm8k(problems) => problems.iter().map(gsm8k_prompt).collect(),
-        GenerationData::Math(problems) => problems.iter().map(math_prompt).collect(),
-    };
-    texts
-        .into_iter()
-        .map(|text| eval::TaskInput {
-            text,
-            role: crate::engine::Role::Query,
-            instruction: None,
-        })
-        .collect()
-}
-
 /// The engine to drive, and what the record says about it.
 fn connect(
     args: &BenchArgs,
     kind: WorkloadKind,
     concurrency: usize,
 ) -> Result<(Target, serde_json::Value)> {
-    match (super::parse_model(&args.model)?, kind) {
-        (ModelChoice::Remote(_), WorkloadKind::Embed) => {
-            let embedder = super::load_remote_embedder(&args.model, &args.engine, concurrency)?;
+    match (&args.model, kind) {
+        (ModelRef::OpenAi(endpoint), WorkloadKind::Embed) => {
+            let embedder = super::load_remote_embedder(endpoint, &args.engine, concurrency)?;
             let info = serde_json::to_value(crate::engine::Embedder::info(&embedder))
                 .unwrap_or_default();
             Ok((Target::RemoteEmbed(Arc::new(embedder)), info))
         }
-        (ModelChoice::Remote(_), _) => {
-            let generator = super::load_remote_generator(&args.model, &args.engine.remote, concurrency)?;
+        (ModelRef::OpenAi(endpoint), _) => {
+            let generator = super::load_remote_generator(endpoint, &args.engine.remote, concurrency)?;
             let info = serde_json::to_value(crate::engine::Generator::info(&generator))
                 .unwrap_or_default();
             Ok((Target::RemoteGenerate(Arc::new(generator)), info))
         }
-        (ModelChoice::Local(_), WorkloadKind::Embed) => {
+        (_, WorkloadKind::Embed) => {
             let embedder = super::load_local_embedder(&args.model, &args.engine)?;
             let info = serde_json::to_value(embedder.info()).unwrap_or_default();
             let mut target = Target::local(Arc::from(embedder));
             target.set_slots(args.engine.threads.unwrap_or(1));
             Ok((target, info))
         }
-        (ModelChoice::Local(_), _) => Err(Error::Usage(format!(
+        _ => Err(Error::Usage(format!(
             "model `{}`: assay bench loads an endpoint (or the local embedder); for a local chat model's prefill and decode speed use `assay bench-decode`, or serve it and bench the openai: endpoint",
             args.model
         ))),

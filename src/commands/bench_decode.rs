@@ -11,15 +11,15 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::cli::BenchDecodeArgs;
-use crate::commands::run::Dataset;
 use crate::data::generation::GenerationData;
 use crate::data::DataSource;
 use crate::engine::generate::{ChatMessage, GenerationParams, Generator, Prompt};
 use crate::engine::local::LocalGenerator;
 use crate::engine::openai::Endpoint;
+use crate::engine::ModelRef;
 use crate::error::{Error, Result};
-use crate::eval::generation::{mmlu_pro_prompt, stratified_sample};
-use crate::spec::{self, ModelRef};
+use crate::eval::generation::{mmlu_pro_prompt, stratified_sample, GenerationTask};
+use crate::spec;
 
 /// What one side produced for one prompt.
 struct Side {
@@ -30,9 +30,9 @@ struct Side {
 
 pub fn run(args: &BenchDecodeArgs) -> Result<()> {
     super::configure_generation_threads(Some(args.threads), "cpu");
-    let path: PathBuf = match args.model.parse::<ModelRef>()? {
-        ModelRef::Dir { path } => path,
-        ModelRef::Hf { .. } => {
+    let path: PathBuf = match &args.model {
+        ModelRef::Dir { path } => path.clone(),
+        ModelRef::Hf { .. } | ModelRef::OpenAi(_) => {
             return Err(Error::Usage(
                 "bench-decode takes a local GGUF: --model dir:PATH".into(),
             ))
@@ -127,11 +127,12 @@ pub fn run(args: &BenchDecodeArgs) -> Result<()> {
 fn mmlu_pro_prompts(args: &BenchDecodeArgs) -> Result<Vec<String>> {
     let spec = spec::find(&args.tasks_dir, "mmlu-pro")?;
     let source = DataSource::resolve(&spec.dataset, &args.data_root)?;
-    let Dataset::Generation(loaded) = Dataset::load(&spec, &source)? else {
-        unreachable!("mmlu-pro is a generation task")
-    };
-    let GenerationData::MmluPro { test, .. } = &loaded.data else {
-        unreachable!("mmlu-pro loads MMLU-Pro items")
+    let task = GenerationTask::load(&spec, &source)?;
+    let GenerationData::MmluPro { test, .. } = &task.data().data else {
+        return Err(Error::Usage(format!(
+            "{}: bench-decode prompts with the mmlu-pro task, which must be an [mmlu_pro] spec",
+            spec.name
+        )));
     };
     let categories: Vec<&str> = test.iter().map(|t| t.category.as_str()).collect();
     Ok(stratified_sample(&categories, args.prompts, args.seed)

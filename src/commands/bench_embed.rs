@@ -12,7 +12,6 @@ use crate::data::lines::{read_bytes, utf8_lines};
 use crate::engine::candle::ModelFiles;
 use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
-use crate::spec::ModelRef;
 use crate::store::EmbeddingCache;
 
 #[derive(Debug, Deserialize)]
@@ -139,8 +138,7 @@ fn run_reference(
     threads: usize,
     max_tokens: usize,
 ) -> Result<ReferenceResult> {
-    let model: ModelRef = args.model.parse()?;
-    let files = ModelFiles::resolve(&model)?;
+    let files = ModelFiles::resolve(&args.model)?;
     let list = tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     serde_json::to_writer(list.as_file(), sentences).map_err(|e| Error::External(e.to_string()))?;
     let script = script_path();

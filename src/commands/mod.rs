@@ -25,9 +25,9 @@ use crate::engine::local::LocalGenerator;
 use crate::engine::openai::{
     Endpoint, RemoteEmbedder, RemoteGenerator, RemoteOptions, RetryPolicy, Secret,
 };
+use crate::engine::ModelRef;
 use crate::engine::{Embedder, Generator};
 use crate::error::{Error, Result};
-use crate::spec::ModelRef;
 use std::path::Path;
 
 /// Applies `--threads` before any compute pool starts and returns how many batches to run
@@ -54,95 +54,75 @@ fn thread_count(threads: Option<usize>) -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Which engine `--model` names.
-pub enum ModelChoice {
-    Local(ModelRef),
-    Remote(Endpoint),
-}
-
-/// Parses `--model` without loading anything (to fail fast on a typo).
-pub fn parse_model(model: &str) -> Result<ModelChoice> {
-    if model.starts_with("openai:") {
-        Ok(ModelChoice::Remote(Endpoint::parse(model)?))
-    } else {
-        Ok(ModelChoice::Local(model.parse()?))
-    }
-}
-
 /// Loads (or connects to) the embedder named by `model` with the engine flags.
 /// `concurrency`: requests in flight at once for a remote engine.
 pub fn load_embedder(
-    model: &str,
+    model: &ModelRef,
     args: &EngineArgs,
     concurrency: usize,
 ) -> Result<Box<dyn Embedder>> {
-    match parse_model(model)? {
-        ModelChoice::Local(_) => load_local_embedder(model, args),
-        ModelChoice::Remote(_) => Ok(Box::new(load_remote_embedder(model, args, concurrency)?)),
+    match model {
+        ModelRef::OpenAi(endpoint) => {
+            Ok(Box::new(load_remote_embedder(endpoint, args, concurrency)?))
+        }
+        local => load_local_embedder(local, args),
     }
 }
 
-/// Connects to the remote embedder named by `model` (an openai: reference).
+/// Connects to a remote embedder.
 pub fn load_remote_embedder(
-    model: &str,
+    endpoint: &Endpoint,
     args: &EngineArgs,
     concurrency: usize,
 ) -> Result<RemoteEmbedder> {
-    match parse_model(model)? {
-        ModelChoice::Remote(endpoint) => {
-            let (key, mut options) = remote_options(&args.remote, concurrency)?;
-            // A served model's name is free text: only a named profile or an unmistakable
-            // name (`e5-mistral-7b-instruct`, `Qwen3-Embedding-0.6B`) brings prompts.
-            options.profile = match &args.profile {
-                Some(name) => Some(Profile::named(name).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--profile `{name}`: expected one of {}",
-                        Profile::names().join(", ")
-                    ))
-                })?),
-                None => Profile::detect(&endpoint.model, ""),
-            };
-            RemoteEmbedder::connect(endpoint, key, options)
-        }
-        ModelChoice::Local(_) => Err(Error::Usage(format!("model `{model}` is not remote"))),
-    }
+    let (key, mut options) = remote_options(&args.remote, concurrency)?;
+    // A served model's name is free text: only a named profile or an unmistakable
+    // name (`e5-mistral-7b-instruct`, `Qwen3-Embedding-0.6B`) brings prompts.
+    options.profile = match &args.profile {
+        Some(name) => Some(Profile::named(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "--profile `{name}`: expected one of {}",
+                Profile::names().join(", ")
+            ))
+        })?),
+        None => Profile::detect(&endpoint.model, ""),
+    };
+    RemoteEmbedder::connect(endpoint.clone(), key, options)
 }
 
 /// Loads (or connects to) the chat / completion model named by `model`.
 pub fn load_generator(
-    model: &str,
+    model: &ModelRef,
     args: &EngineArgs,
     concurrency: usize,
 ) -> Result<Box<dyn Generator>> {
-    match parse_model(model)? {
-        ModelChoice::Remote(_) => Ok(Box::new(load_remote_generator(
-            model,
-            &args.remote,
-            concurrency,
-        )?)),
-        ModelChoice::Local(reference) => {
-            let device = parse_device(&args.device)?;
-            configure_generation_threads(args.threads, &args.device);
-            let path = match &reference {
-                ModelRef::Dir { path } => path.clone(),
-                ModelRef::Hf { repo, revision } => {
-                    // config, tokenizer and weights; the chat template lands beside them.
-                    let files = candle::ModelFiles::resolve(&reference)?;
-                    let _ = HubRepo::model(repo, revision.as_deref()).get("tokenizer_config.json");
-                    files
-                        .config
-                        .parent()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_default()
-                }
-            };
-            Ok(Box::new(LocalGenerator::load(
-                &path,
-                args.remote.tokenizer.as_deref(),
-                device,
+    let device = parse_device(&args.device)?;
+    let path = match model {
+        ModelRef::OpenAi(endpoint) => {
+            return Ok(Box::new(load_remote_generator(
+                endpoint,
+                &args.remote,
+                concurrency,
             )?))
         }
-    }
+        ModelRef::Dir { path } => path.clone(),
+        ModelRef::Hf { repo, revision } => {
+            // config, tokenizer and weights; the chat template lands beside them.
+            let files = candle::ModelFiles::resolve(model)?;
+            let _ = HubRepo::model(repo, revision.as_deref()).get("tokenizer_config.json");
+            files
+                .config
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        }
+    };
+    configure_generation_threads(args.threads, &args.device);
+    Ok(Box::new(LocalGenerator::load(
+        &path,
+        args.remote.tokenizer.as_deref(),
+        device,
+    )?))
 }
 
 /// Decoding runs one sequence at a time: every thread goes to its matrix products.
@@ -154,21 +134,14 @@ pub fn configure_generation_threads(threads: Option<usize>, device: &str) {
     }
 }
 
-/// Connects to the chat / completion endpoint named by `model`.
+/// Connects to a chat / completion endpoint.
 pub fn load_remote_generator(
-    model: &str,
+    endpoint: &Endpoint,
     args: &RemoteArgs,
     concurrency: usize,
 ) -> Result<RemoteGenerator> {
-    match parse_model(model)? {
-        ModelChoice::Remote(endpoint) => {
-            let (key, options) = remote_options(args, concurrency)?;
-            RemoteGenerator::connect(endpoint, key, options)
-        }
-        ModelChoice::Local(_) => Err(Error::Usage(format!(
-            "model `{model}`: this command drives an openai:BASE_URL#MODEL endpoint"
-        ))),
-    }
+    let (key, options) = remote_options(args, concurrency)?;
+    RemoteGenerator::connect(endpoint.clone(), key, options)
 }
 
 /// The API key and connection settings from the remote flags. The key comes from a file
@@ -214,9 +187,8 @@ fn remote_options(r: &RemoteArgs, concurrency: usize) -> Result<(Option<Secret>,
 }
 
 /// Loads the local (candle) embedder named by `model` with the engine flags.
-pub fn load_local_embedder(model: &str, args: &EngineArgs) -> Result<Box<dyn Embedder>> {
+pub fn load_local_embedder(model: &ModelRef, args: &EngineArgs) -> Result<Box<dyn Embedder>> {
     let workers = configure_threads(args.threads, &args.device);
-    let model: ModelRef = model.parse()?;
     let dtype = match args.dtype.as_str() {
         "f32" => DType::F32,
         "f16" => DType::F16,
@@ -236,5 +208,5 @@ pub fn load_local_embedder(model: &str, args: &EngineArgs) -> Result<Box<dyn Emb
         workers,
         profile: args.profile.clone(),
     };
-    candle::load_embedder(&model, &options)
+    candle::load_embedder(model, &options)
 }

@@ -9,14 +9,13 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::cli::ParityArgs;
-use crate::commands::run::Dataset;
 use crate::data::DataSource;
 use crate::engine::Embedder;
 use crate::error::{Error, Result};
 use crate::eval::sts::cosine;
-use crate::eval::{self, RunSettings, TaskInput, TaskResult};
+use crate::eval::{task, Engine, Needs, RunSettings, Task, TaskInput, TaskResult};
 use crate::metrics::quantile::percentile_sorted;
-use crate::spec::{self, TaskSpec};
+use crate::spec;
 use crate::store::cache::key_of;
 use crate::store::run::write_atomic;
 use crate::store::EmbeddingCache;
@@ -58,17 +57,20 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
             args.models.len()
         )));
     }
-    for model in &args.models {
-        super::parse_model(model)?;
-    }
-    let specs: Vec<TaskSpec> = args
+    let loaded: Vec<Box<dyn Task>> = args
         .tasks
         .iter()
-        .map(|t| spec::find(&args.tasks_dir, t))
-        .collect::<Result<_>>()?;
-    let datasets: Vec<Dataset> = specs
-        .iter()
-        .map(|s| Dataset::load(s, &DataSource::resolve(&s.dataset, &args.data_root)?))
+        .map(|t| {
+            let spec = spec::find(&args.tasks_dir, t)?;
+            let task = task::load(&spec, &DataSource::resolve(&spec.dataset, &args.data_root)?)?;
+            if task.needs() != Needs::Embeddings {
+                return Err(Error::Usage(format!(
+                    "task {}: parity compares embeddings; this task is answered by generation",
+                    spec.name
+                )));
+            }
+            Ok(task)
+        })
         .collect::<Result<_>>()?;
     let engines: Vec<Box<dyn Embedder>> = args
         .models
@@ -82,8 +84,8 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
     };
 
     let mut tasks = Vec::new();
-    for (spec, data) in specs.iter().zip(&datasets) {
-        tasks.push(compare(spec, data, &engines, &settings, args.worst)?);
+    for task in &loaded {
+        tasks.push(compare(task.as_ref(), &engines, &settings, args.worst)?);
     }
     let report = ParityReport {
         models: [
@@ -115,8 +117,7 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
 }
 
 fn compare(
-    spec: &TaskSpec,
-    data: &Dataset,
+    task: &dyn Task,
     engines: &[Box<dyn Embedder>],
     settings: &RunSettings,
     worst: usize,
@@ -126,24 +127,15 @@ fn compare(
     for engine in engines {
         // In memory only: holds the vectors the runner computed for the comparison below.
         let mut cache = EmbeddingCache::disabled(engine.info().dim);
-        let result = match data {
-            Dataset::Sts(d) => eval::sts::run(spec, d, engine.as_ref(), &mut cache, settings)?,
-            Dataset::Beir(d) => {
-                eval::retrieval::run(spec, d, engine.as_ref(), &mut cache, settings)?
-            }
-            Dataset::Generation(_) | Dataset::ImageText(_) => return Err(not_embedding(spec)),
-        };
+        let result = task.run(Engine::Embedder {
+            embedder: engine.as_ref(),
+            cache: &mut cache,
+            settings,
+        })?;
         results.push(result);
         caches.push(cache);
     }
-    let inputs: Vec<TaskInput> = match data {
-        Dataset::Sts(d) => eval::sts::inputs(spec, d),
-        Dataset::Beir(d) => {
-            let (docs, queries) = eval::retrieval::inputs(spec, d)?;
-            docs.into_iter().chain(queries).collect()
-        }
-        Dataset::Generation(_) | Dataset::ImageText(_) => return Err(not_embedding(spec)),
-    };
+    let inputs: Vec<TaskInput> = task.inputs()?;
     let mut seen = HashSet::new();
     let mut items: Vec<(f64, &TaskInput)> = Vec::new();
     for input in inputs.iter().filter(|i| seen.insert(*i)) {
@@ -168,7 +160,7 @@ fn compare(
     let score = |r: &TaskResult| r.main_value().unwrap_or(f64::NAN);
     let scores = [score(&results[0]), score(&results[1])];
     Ok(TaskParity {
-        task: spec.name.clone(),
+        task: task.spec().name.clone(),
         main_score: main,
         score_diff: scores[1] - scores[0],
         scores,
@@ -232,11 +224,4 @@ fn print(report: &ParityReport) {
             println!("  {:.6}  {:<8}  {text}", w.cosine, w.role);
         }
     }
-}
-
-fn not_embedding(spec: &TaskSpec) -> Error {
-    Error::Usage(format!(
-        "task {}: parity compares text embeddings; this task is answered by generation or with images",
-        spec.name
-    ))
 }

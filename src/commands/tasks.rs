@@ -8,15 +8,8 @@ pub fn run(args: &TasksArgs) -> Result<()> {
     let specs = spec::load_all(&args.tasks_dir)?;
     let width = specs.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in &specs {
-        let family = match s.family() {
-            spec::TaskFamily::Sts => "sts",
-            spec::TaskFamily::Retrieval => "retrieval",
-            spec::TaskFamily::MmluPro => "mmlu-pro",
-            spec::TaskFamily::Gsm8k => "gsm8k",
-            spec::TaskFamily::Math => "math",
-            spec::TaskFamily::ImageText => "image-text",
-        };
-        println!("{:width$}  {:9}  {}", s.name, family, s.description);
+        let family = s.family();
+        println!("{:width$}  {:10}  {}", s.name, family, s.description);
     }
     Ok(())
 }

@@ -5,11 +5,13 @@ pub mod candle;
 pub mod generate;
 pub mod image;
 pub mod local;
+pub mod model_ref;
 pub mod openai;
 pub mod preprocess;
 pub mod profile;
 
 pub use image::ImageInput;
+pub use model_ref::ModelRef;
 
 pub use generate::{
     ChatMessage, Generation, GenerationParams, GenerationRequest, Generator, GeneratorInfo, Prompt,

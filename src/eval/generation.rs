@@ -13,16 +13,21 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::data::generation::{ChoiceItem, GenerationData, Loaded, MathProblem, WordProblem};
+use crate::data::generation::{
+    self as loaders, ChoiceItem, GenerationData, Loaded, MathProblem, WordProblem,
+};
+use crate::data::DataSource;
 use crate::engine::{
     ChatMessage, Generation, GenerationParams, GenerationRequest, Generator, Prompt,
 };
 use crate::error::{Error, Result};
+use crate::eval::task::{wrong_engine, Engine, Measure, Needs, Task};
+use crate::eval::TaskInput;
 use crate::eval::{DatasetRecord, EmbedStats, Score, TaskResult};
 use crate::metrics::answer::{self, Gsm8kMode, Level, PyRandom};
 use crate::metrics::bootstrap::mean_ci;
 use crate::metrics::math_equiv;
-use crate::spec::TaskSpec;
+use crate::spec::{TaskKind, TaskSpec};
 
 /// How prompts reach the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,7 +279,107 @@ fn finish(
     scores
 }
 
-pub fn run(
+/// MMLU-Pro, GSM8K or MATH: questions answered by a generator.
+pub struct GenerationTask {
+    spec: TaskSpec,
+    loaded: Loaded,
+}
+
+impl GenerationTask {
+    pub fn load(spec: &TaskSpec, source: &DataSource) -> Result<GenerationTask> {
+        let loaded = match &spec.kind {
+            TaskKind::MmluPro(section) => loaders::load_mmlu_pro(&spec.dataset, source, section)?,
+            TaskKind::Gsm8k(_) => loaders::load_gsm8k(&spec.dataset, source)?,
+            TaskKind::Math(_) => loaders::load_math(&spec.dataset, source)?,
+            other => {
+                return Err(Error::Usage(format!(
+                    "task {}: family {} is not answered by generation",
+                    spec.name,
+                    other.family()
+                )))
+            }
+        };
+        Ok(GenerationTask {
+            spec: spec.clone(),
+            loaded,
+        })
+    }
+
+    /// The loaded questions (`bench-decode` prompts with them).
+    pub fn data(&self) -> &Loaded {
+        &self.loaded
+    }
+}
+
+impl Task for GenerationTask {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    fn measures(&self) -> Vec<Measure> {
+        let h = Measure::higher;
+        let l = Measure::lower;
+        match &self.loaded.data {
+            GenerationData::MmluPro { .. } => vec![
+                h("accuracy_l2"),
+                h("accuracy_l1").headline(),
+                l("unparsed_rate_l2").headline(),
+                l("unparsed_rate_l1"),
+                h("accuracy_l2_random_fallback").headline(),
+                h("accuracy_l1_random_fallback"),
+                h("accuracy_lm_eval_strict").headline(),
+                // --scoring loglikelihood
+                h("acc"),
+                h("acc_norm").headline(),
+            ],
+            GenerationData::Gsm8k(_) => vec![
+                h("exact_match_strict"),
+                h("exact_match_flexible").headline(),
+            ],
+            GenerationData::Math(_) => vec![
+                h("accuracy"),
+                h("accuracy_hendrycks").headline(),
+                l("unboxed_rate").headline(),
+            ],
+        }
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Generations
+    }
+
+    /// Each question as a zero-shot prompt in the task's own layout.
+    fn inputs(&self) -> Result<Vec<TaskInput>> {
+        let texts: Vec<String> = match &self.loaded.data {
+            GenerationData::MmluPro { test, .. } => {
+                test.iter().map(|q| mmlu_pro_prompt(q, &[])).collect()
+            }
+            GenerationData::Gsm8k(problems) => problems.iter().map(gsm8k_prompt).collect(),
+            GenerationData::Math(problems) => problems.iter().map(math_prompt).collect(),
+        };
+        Ok(texts
+            .into_iter()
+            .map(|text| TaskInput {
+                text,
+                role: crate::engine::Role::Query,
+                instruction: None,
+            })
+            .collect())
+    }
+
+    fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
+        let Engine::Generator {
+            generator,
+            settings,
+        } = engine
+        else {
+            return Err(wrong_engine(&self.spec, self.needs()));
+        };
+        run(&self.spec, &self.loaded, generator, settings)
+    }
+}
+
+fn run(
     spec: &TaskSpec,
     loaded: &Loaded,
     generator: &dyn Generator,
@@ -292,15 +397,11 @@ pub fn run(
     Ok(TaskResult {
         task: spec.name.clone(),
         task_name: spec.name.clone(),
-        family: match spec.family() {
-            crate::spec::TaskFamily::Gsm8k => "gsm8k",
-            crate::spec::TaskFamily::Math => "math",
-            _ => "mmlu-pro",
-        }
-        .into(),
+        family: spec.family().into(),
         split: spec.dataset.split.clone(),
         main_score: main.into(),
         scores,
+        measures: Vec::new(),
         dataset: DatasetRecord {
             origin: loaded.origin.clone(),
             fingerprint: loaded.fingerprint.clone(),
@@ -329,10 +430,9 @@ fn mmlu_pro(
     generator: &dyn Generator,
     settings: &GenerationSettings,
 ) -> Result<Outcome> {
-    let section = spec
-        .mmlu_pro
-        .as_ref()
-        .expect("family MmluPro has [mmlu_pro]");
+    let TaskKind::MmluPro(section) = &spec.kind else {
+        unreachable!("MMLU-Pro data comes from an [mmlu_pro] spec")
+    };
     let categories: Vec<&str> = test.iter().map(|t| t.category.as_str()).collect();
     let chosen = choose(&categories, settings);
     if settings.loglikelihood {
@@ -501,7 +601,9 @@ fn gsm8k(
     generator: &dyn Generator,
     settings: &GenerationSettings,
 ) -> Result<Outcome> {
-    let section = spec.gsm8k.as_ref().expect("family Gsm8k has [gsm8k]");
+    let TaskKind::Gsm8k(section) = &spec.kind else {
+        unreachable!("GSM8K data comes from a [gsm8k] spec")
+    };
     let chosen = choose(&vec![""; problems.len()], settings);
     let prompts: Vec<String> = chosen.iter().map(|&i| gsm8k_prompt(&problems[i])).collect();
     let params = answer_params(settings, section.max_tokens, &["Question:"]);
@@ -549,7 +651,9 @@ fn math(
     generator: &dyn Generator,
     settings: &GenerationSettings,
 ) -> Result<Outcome> {
-    let section = spec.math.as_ref().expect("family Math has [math]");
+    let TaskKind::Math(section) = &spec.kind else {
+        unreachable!("MATH data comes from a [math] spec")
+    };
     let subjects: Vec<&str> = problems.iter().map(|p| p.subject.as_str()).collect();
     let chosen = choose(&subjects, settings);
     let prompts: Vec<String> = chosen.iter().map(|&i| math_prompt(&problems[i])).collect();

@@ -8,42 +8,127 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::data::image_text::ImageTextDataset;
+use crate::data::image_text::{load_coco, load_karpathy, ImageTextDataset};
+use crate::data::DataSource;
 use crate::engine::{Embedder, ImageInput, Role};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
+use crate::eval::task::{wrong_engine, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, EmbedStats, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::mean_ci;
 use crate::metrics::image_text::{caption_ranks, image_ranks};
-use crate::spec::TaskSpec;
+use crate::spec::{DatasetFormat, ImageTextSpec, TaskSpec};
 use crate::store::EmbeddingCache;
 
 /// Ids of the best-ranked items kept per sample.
 const SAMPLE_TOP: usize = 5;
 
-pub fn run(
+/// Captions and images retrieving each other.
+pub struct ImageTextTask {
+    spec: TaskSpec,
+    section: ImageTextSpec,
+    data: ImageTextDataset,
+}
+
+impl ImageTextTask {
+    /// Image-text data is read from a local folder (hub copies keep images in Parquet).
+    pub fn load(
+        spec: &TaskSpec,
+        section: &ImageTextSpec,
+        source: &DataSource,
+    ) -> Result<ImageTextTask> {
+        let DataSource::Local(dir) = source else {
+            return Err(Error::Usage(format!(
+                "task {}: image-text datasets are read from a local folder; put `{}` under --data-root",
+                spec.name, spec.dataset.local
+            )));
+        };
+        let data = match (spec.dataset.format, &section.file) {
+            (DatasetFormat::Karpathy, Some(file)) => {
+                let images = dir.join(section.images.as_deref().unwrap_or("."));
+                load_karpathy(&dir.join(file), &images, &spec.dataset.split)?
+            }
+            _ => load_coco(dir, &spec.dataset.split)?,
+        };
+        Ok(ImageTextTask {
+            spec: spec.clone(),
+            section: section.clone(),
+            data,
+        })
+    }
+}
+
+impl Task for ImageTextTask {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    fn measures(&self) -> Vec<Measure> {
+        let main = &self.section.main_score;
+        let mut all = vec![Measure::higher(main.clone())];
+        for name in ["image_retrieval_recall", "text_retrieval_recall"] {
+            for k in &self.section.k_values {
+                let metric = format!("{name}@{k}");
+                if &metric != main {
+                    all.push(Measure::higher(metric).headline());
+                }
+            }
+        }
+        all
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Embeddings
+    }
+
+    /// The captions (images are not texts).
+    fn inputs(&self) -> Result<Vec<TaskInput>> {
+        Ok(caption_inputs(&self.section, &self.data))
+    }
+
+    fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
+        let Engine::Embedder {
+            embedder,
+            cache,
+            settings,
+        } = engine
+        else {
+            return Err(wrong_engine(&self.spec, self.needs()));
+        };
+        run(
+            &self.spec,
+            &self.section,
+            &self.data,
+            embedder,
+            cache,
+            settings,
+        )
+    }
+}
+
+fn caption_inputs(section: &ImageTextSpec, data: &ImageTextDataset) -> Vec<TaskInput> {
+    data.captions
+        .iter()
+        .map(|c| TaskInput {
+            text: c.text.clone(),
+            role: Role::Query,
+            instruction: section.instruction.clone(),
+        })
+        .collect()
+}
+
+fn run(
     spec: &TaskSpec,
+    section: &ImageTextSpec,
     data: &ImageTextDataset,
     embedder: &dyn Embedder,
     cache: &mut EmbeddingCache,
     settings: &RunSettings,
 ) -> Result<TaskResult> {
     let started = Instant::now();
-    let section = spec
-        .image_text
-        .as_ref()
-        .expect("family ImageText has [image_text]");
-    let texts: Vec<String> = data
-        .captions
+    let texts: Vec<String> = caption_inputs(section, data)
         .iter()
-        .map(|c| {
-            TaskInput {
-                text: c.text.clone(),
-                role: Role::Query,
-                instruction: section.instruction.clone(),
-            }
-            .prepared(embedder)
-        })
+        .map(|i| i.prepared(embedder))
         .collect();
     let (captions, mut stats) =
         embed_all(embedder, cache, &texts, settings.batch_size, &spec.name)?;
@@ -129,6 +214,7 @@ pub fn run(
         split: spec.dataset.split.clone(),
         main_score: section.main_score.clone(),
         scores,
+        measures: Vec::new(),
         dataset: DatasetRecord {
             origin: data.origin.clone(),
             fingerprint: data.fingerprint.clone(),

@@ -1,11 +1,14 @@
-//! One runner per task family: (spec, dataset, engine) -> TaskResult. Runners never know
-//! whether the engine is local or remote.
+//! Task families: each implements [`Task`] (spec + dataset -> inputs, run through an
+//! engine, scores, declared measures). Tasks never know whether the engine is local or
+//! remote.
 
 pub mod embed;
 pub mod generation;
 pub mod image_text;
 pub mod retrieval;
 pub mod sts;
+pub mod suite;
+pub mod task;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Embedder, Role};
 use crate::metrics::bootstrap::Interval;
 pub use embed::EmbedStats;
+pub use task::{Engine, Measure, Needs, Task};
 
 /// One score with its bootstrap 95% confidence interval over items.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -32,6 +36,10 @@ pub struct TaskResult {
     pub split: String,
     pub main_score: String,
     pub scores: BTreeMap<String, Score>,
+    /// The task's declared measures (direction, headline), main first: what `compare`,
+    /// `gate` and `report` read.
+    #[serde(default)]
+    pub measures: Vec<Measure>,
     pub dataset: DatasetRecord,
     pub embedding: EmbedStats,
     pub seconds: f64,
@@ -43,6 +51,24 @@ pub struct TaskResult {
 impl TaskResult {
     pub fn main_value(&self) -> Option<f64> {
         self.scores.get(&self.main_score).map(|s| s.value)
+    }
+
+    /// Whether more of `measure` is better, as the task declared it.
+    pub fn higher_is_better(&self, measure: &str) -> bool {
+        task::higher_is_better(&self.measures, measure)
+    }
+
+    /// The measures for a summary table: the main score, then the declared headlines.
+    pub fn headline_measures(&self) -> Vec<&str> {
+        let mut names = vec![self.main_score.as_str()];
+        names.extend(
+            self.measures
+                .iter()
+                .filter(|m| m.headline && m.name != self.main_score)
+                .filter(|m| self.scores.contains_key(&m.name))
+                .map(|m| m.name.as_str()),
+        );
+        names
     }
 }
 

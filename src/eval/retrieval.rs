@@ -6,24 +6,100 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::data::BeirDataset;
+use crate::data::{BeirDataset, DataSource};
 use crate::engine::{Embedder, Role};
 use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
+use crate::eval::task::{wrong_engine, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::mean_ci;
 use crate::metrics::ranking::{evaluate, mean_scores, Run};
 use crate::search::top_k;
-use crate::spec::TaskSpec;
+use crate::spec::{RetrievalSpec, TaskSpec};
 use crate::store::EmbeddingCache;
 
 /// Retrieved ids kept per query in `samples.jsonl`.
 const SAMPLE_HITS: usize = 10;
 
+/// A BEIR-style retrieval task with its corpus, queries and judgments.
+pub struct RetrievalTask {
+    spec: TaskSpec,
+    section: RetrievalSpec,
+    data: BeirDataset,
+}
+
+impl RetrievalTask {
+    pub fn load(
+        spec: &TaskSpec,
+        section: &RetrievalSpec,
+        source: &DataSource,
+    ) -> Result<RetrievalTask> {
+        Ok(RetrievalTask {
+            spec: spec.clone(),
+            section: section.clone(),
+            data: BeirDataset::load(&spec.dataset, source)?,
+        })
+    }
+}
+
+impl Task for RetrievalTask {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    fn measures(&self) -> Vec<Measure> {
+        let main = &self.section.main_score;
+        let headline = ["map_at_10", "mrr_at_10", "recall_at_100", "precision_at_1"];
+        let mut all = vec![Measure::higher(main.clone())];
+        for measure in ["ndcg", "map", "mrr", "recall", "precision"] {
+            for k in &self.section.k_values {
+                let name = format!("{measure}_at_{k}");
+                if &name != main {
+                    let m = Measure::higher(name.clone());
+                    all.push(if headline.contains(&name.as_str()) {
+                        m.headline()
+                    } else {
+                        m
+                    });
+                }
+            }
+        }
+        all
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Embeddings
+    }
+
+    /// The queries, then the documents.
+    fn inputs(&self) -> Result<Vec<TaskInput>> {
+        let (docs, queries) = inputs(&self.section, &self.data);
+        Ok(queries.into_iter().chain(docs).collect())
+    }
+
+    fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
+        let Engine::Embedder {
+            embedder,
+            cache,
+            settings,
+        } = engine
+        else {
+            return Err(wrong_engine(&self.spec, self.needs()));
+        };
+        run(
+            &self.spec,
+            &self.section,
+            &self.data,
+            embedder,
+            cache,
+            settings,
+        )
+    }
+}
+
 /// The documents (MTEB: `title + separator + text`, stripped) and the queries (with the
 /// task's instruction).
-pub fn inputs(spec: &TaskSpec, data: &BeirDataset) -> Result<(Vec<TaskInput>, Vec<TaskInput>)> {
-    let retrieval = section(spec)?;
+fn inputs(retrieval: &RetrievalSpec, data: &BeirDataset) -> (Vec<TaskInput>, Vec<TaskInput>) {
     let sep = &retrieval.title_separator;
     let docs = data
         .corpus
@@ -43,26 +119,19 @@ pub fn inputs(spec: &TaskSpec, data: &BeirDataset) -> Result<(Vec<TaskInput>, Ve
             instruction: retrieval.query_instruction.clone(),
         })
         .collect();
-    Ok((docs, queries))
+    (docs, queries)
 }
 
-fn section(spec: &TaskSpec) -> Result<&crate::spec::RetrievalSpec> {
-    spec.retrieval.as_ref().ok_or_else(|| Error::Spec {
-        path: format!("tasks/{}.toml", spec.name).into(),
-        message: "missing [retrieval] section".into(),
-    })
-}
-
-pub fn run(
+fn run(
     spec: &TaskSpec,
+    retrieval: &RetrievalSpec,
     data: &BeirDataset,
     embedder: &dyn Embedder,
     cache: &mut EmbeddingCache,
     settings: &RunSettings,
 ) -> Result<TaskResult> {
     let started = Instant::now();
-    let retrieval = section(spec)?;
-    let (docs, queries) = inputs(spec, data)?;
+    let (docs, queries) = inputs(retrieval, data);
     let doc_texts: Vec<String> = docs.iter().map(|i| i.prepared(embedder)).collect();
     let query_texts: Vec<String> = queries.iter().map(|i| i.prepared(embedder)).collect();
     let (doc_vectors, mut stats) = embed_all(
@@ -153,6 +222,7 @@ pub fn run(
         split: spec.dataset.split.clone(),
         main_score: retrieval.main_score.clone(),
         scores,
+        measures: Vec::new(),
         dataset: DatasetRecord {
             origin: data.origin.clone(),
             fingerprint: data.fingerprint.clone(),

@@ -5,20 +5,79 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::data::StsDataset;
+use crate::data::{DataSource, StsDataset};
 use crate::engine::{Embedder, Role};
 use crate::error::Result;
 use crate::eval::embed::embed_all;
+use crate::eval::task::{wrong_engine, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::statistic_ci;
 use crate::metrics::correlation::{pearson, spearman};
+use crate::spec::StsSpec;
 use crate::spec::TaskSpec;
 use crate::store::EmbeddingCache;
 
+/// An STS task with its pairs.
+pub struct StsTask {
+    spec: TaskSpec,
+    section: StsSpec,
+    data: StsDataset,
+}
+
+impl StsTask {
+    pub fn load(spec: &TaskSpec, section: &StsSpec, source: &DataSource) -> Result<StsTask> {
+        Ok(StsTask {
+            spec: spec.clone(),
+            section: section.clone(),
+            data: StsDataset::load(&spec.dataset, section, source)?,
+        })
+    }
+}
+
+impl Task for StsTask {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    fn measures(&self) -> Vec<Measure> {
+        vec![
+            Measure::higher("cosine_spearman"),
+            Measure::higher("cosine_pearson").headline(),
+        ]
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Embeddings
+    }
+
+    fn inputs(&self) -> Result<Vec<TaskInput>> {
+        Ok(inputs(&self.section, &self.data))
+    }
+
+    fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
+        let Engine::Embedder {
+            embedder,
+            cache,
+            settings,
+        } = engine
+        else {
+            return Err(wrong_engine(&self.spec, self.needs()));
+        };
+        run(
+            &self.spec,
+            &self.section,
+            &self.data,
+            embedder,
+            cache,
+            settings,
+        )
+    }
+}
+
 /// Every first sentence, then every second sentence. STS is symmetric: both sides are
 /// embedded as queries, as MTEB does.
-pub fn inputs(spec: &TaskSpec, data: &StsDataset) -> Vec<TaskInput> {
-    let instruction = spec.sts.as_ref().and_then(|s| s.instruction.clone());
+fn inputs(section: &StsSpec, data: &StsDataset) -> Vec<TaskInput> {
+    let instruction = section.instruction.clone();
     let input = |text: &String| TaskInput {
         text: text.clone(),
         role: Role::Query,
@@ -29,15 +88,16 @@ pub fn inputs(spec: &TaskSpec, data: &StsDataset) -> Vec<TaskInput> {
     all
 }
 
-pub fn run(
+fn run(
     spec: &TaskSpec,
+    section: &StsSpec,
     data: &StsDataset,
     embedder: &dyn Embedder,
     cache: &mut EmbeddingCache,
     settings: &RunSettings,
 ) -> Result<TaskResult> {
     let started = Instant::now();
-    let texts: Vec<String> = inputs(spec, data)
+    let texts: Vec<String> = inputs(section, data)
         .iter()
         .map(|i| i.prepared(embedder))
         .collect();
@@ -87,6 +147,7 @@ pub fn run(
         split: spec.dataset.split.clone(),
         main_score: "cosine_spearman".into(),
         scores,
+        measures: Vec::new(),
         dataset: DatasetRecord {
             origin: data.origin.clone(),
             fingerprint: data.fingerprint.clone(),

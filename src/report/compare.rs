@@ -12,11 +12,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::eval::TaskResult;
 use crate::metrics::bootstrap::{statistic_ci, two_sample_ci, Interval};
 use crate::metrics::correlation::{pearson, spearman};
 use crate::metrics::quantile::percentile_sorted;
 use crate::report::runs::{EvalRun, Run, RunKind};
-use crate::store::run::TaskRecord;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricDelta {
@@ -74,9 +74,16 @@ pub struct Comparison {
     pub unmatched: Vec<String>,
 }
 
-/// Lower is better for these (share of unparsed answers, failures).
-pub fn higher_is_better(metric: &str) -> bool {
-    !(metric.contains("unparsed") || metric.contains("unboxed") || metric.contains("error_rate"))
+/// The measure's direction as the task declared it in the candidate's record, else in
+/// the baseline's (records older than declared measures: higher is better).
+fn higher_is_better(base: &TaskResult, cand: &TaskResult, metric: &str) -> bool {
+    let declared = |r: &TaskResult| {
+        r.measures
+            .iter()
+            .find(|m| m.name == metric)
+            .map(|m| m.higher_is_better)
+    };
+    declared(cand).or_else(|| declared(base)).unwrap_or(true)
 }
 
 pub fn compare(base: &Run, cand: &Run, resamples: usize, seed: u64) -> Result<Comparison> {
@@ -123,7 +130,7 @@ fn metric_deltas(
             let Some(other) = tb.result.scores.get(metric) else {
                 continue;
             };
-            let (ci95, n) = paired_ci(ta, metric, &items, resamples, seed);
+            let (ci95, n) = paired_ci(metric, &items, resamples, seed);
             let delta = other.value - score.value;
             out.push(MetricDelta {
                 task: name.clone(),
@@ -134,7 +141,7 @@ fn metric_deltas(
                 significant: ci95.low > 0.0 || ci95.high < 0.0,
                 ci95,
                 items: n,
-                higher_is_better: higher_is_better(metric),
+                higher_is_better: higher_is_better(&ta.result, &tb.result, metric),
             });
         }
     }
@@ -191,7 +198,6 @@ fn id_of(sample: &Value) -> String {
 /// covers. Means use each item's own value (`scores` in the sample); STS correlations are
 /// recomputed on every resample from the gold scores and both runs' cosines.
 fn paired_ci(
-    task: &TaskRecord,
     metric: &str,
     items: &[(&Value, &Value)],
     resamples: usize,
@@ -227,7 +233,7 @@ fn paired_ci(
         })
         .collect();
     match correlation {
-        Some(corr) if task.result.family == "sts" && !triples.is_empty() => {
+        Some(corr) if !triples.is_empty() => {
             let ci = statistic_ci(triples.len(), resamples, seed, |idx| {
                 let gold: Vec<f64> = idx.iter().map(|&i| triples[i].0).collect();
                 let ca: Vec<f64> = idx.iter().map(|&i| triples[i].1).collect();

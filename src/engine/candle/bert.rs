@@ -9,9 +9,9 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use crate::engine::candle::bert_model::{BertConfig, BertModel};
 use crate::engine::candle::load::{has_normalize_module, LocalInfo, ModelFiles};
 use crate::engine::candle::pooling::{normalize, Pooling};
+use crate::engine::ModelRef;
 use crate::engine::{Embedder, EmbedderInfo};
 use crate::error::{Error, Result};
-use crate::spec::ModelRef;
 
 /// Bump when a code change alters the vectors, so cached embeddings are not reused.
 const IMPLEMENTATION_VERSION: u32 = 2;

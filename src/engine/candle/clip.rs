@@ -19,9 +19,9 @@ use crate::engine::candle::load::{encode, token_lengths, vision_dtype, LocalInfo
 use crate::engine::candle::pooling::normalize;
 use crate::engine::image::ImageInput;
 use crate::engine::preprocess::ProcessorConfig;
+use crate::engine::ModelRef;
 use crate::engine::{Embedder, EmbedderInfo};
 use crate::error::{Error, Result};
-use crate::spec::ModelRef;
 
 /// Bump when a code change alters the vectors, so cached embeddings are not reused.
 const IMPLEMENTATION_VERSION: u32 = 1;

@@ -15,9 +15,9 @@ use crate::engine::candle::decoder_model::{padded_batch, DecoderConfig, DecoderM
 use crate::engine::candle::load::{encode, token_lengths, LocalInfo, ModelFiles};
 use crate::engine::candle::pooling::{normalize, Pooling};
 use crate::engine::profile::{EndToken, Profile};
+use crate::engine::ModelRef;
 use crate::engine::{Embedder, EmbedderInfo, Role};
 use crate::error::{Error, Result};
-use crate::spec::ModelRef;
 
 /// Bump when a code change alters the vectors, so cached embeddings are not reused.
 const IMPLEMENTATION_VERSION: u32 = 1;

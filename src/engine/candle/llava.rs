@@ -18,9 +18,9 @@ use crate::engine::candle::pooling::{normalize, Pooling};
 use crate::engine::image::ImageInput;
 use crate::engine::preprocess::{best_resolution, ProcessorConfig, Tiles};
 use crate::engine::profile::Profile;
+use crate::engine::ModelRef;
 use crate::engine::{Embedder, EmbedderInfo, Role};
 use crate::error::{Error, Result};
-use crate::spec::ModelRef;
 
 /// Bump when a code change alters the vectors, so cached embeddings are not reused.
 const IMPLEMENTATION_VERSION: u32 = 1;

@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use crate::data::hub::HubRepo;
+use crate::engine::ModelRef;
 use crate::error::{Error, Result};
-use crate::spec::ModelRef;
 
 /// The files of a local or hub model that the candle engines read.
 #[derive(Debug, Clone)]
@@ -38,6 +38,9 @@ impl ModelFiles {
             ModelRef::Hf { repo, revision } => {
                 Self::from_hub(&HubRepo::model(repo, revision.as_deref()))
             }
+            ModelRef::OpenAi(_) => Err(Error::Usage(format!(
+                "model `{model}` is an endpoint: local weights are dir:PATH or hf:ORG/NAME"
+            ))),
         }
     }
 

@@ -20,8 +20,8 @@ pub use pooling::Pooling;
 
 use crate::engine::profile::Profile;
 use crate::engine::Embedder;
+use crate::engine::ModelRef;
 use crate::error::{Error, Result};
-use crate::spec::ModelRef;
 
 /// Loads the right local embedder for the model's architecture (`config.json`).
 pub fn load_embedder(model: &ModelRef, options: &LocalOptions) -> Result<Box<dyn Embedder>> {

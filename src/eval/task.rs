@@ -1,0 +1,124 @@
+//! The one abstraction every task family implements: a spec with its loaded data that
+//! lists what it sends to a model, runs through an engine and scores, and declares its
+//! measures (name, direction, main). Runners, `compare`, `gate` and `report` learn
+//! everything family-specific from here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DataSource;
+use crate::engine::{Embedder, Generator};
+use crate::error::{Error, Result};
+use crate::eval::generation::GenerationSettings;
+use crate::eval::{RunSettings, TaskInput, TaskResult};
+use crate::spec::{TaskKind, TaskSpec};
+use crate::store::EmbeddingCache;
+
+/// One measure a task reports, and which way is better.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Measure {
+    pub name: String,
+    pub higher_is_better: bool,
+    /// Printed in the run's summary table (the main score always is).
+    #[serde(default)]
+    pub headline: bool,
+}
+
+impl Measure {
+    /// A score where more is better (accuracy, nDCG, correlation).
+    pub fn higher(name: impl Into<String>) -> Measure {
+        Measure {
+            name: name.into(),
+            higher_is_better: true,
+            headline: false,
+        }
+    }
+
+    /// A rate where less is better (unparsed answers, errors).
+    pub fn lower(name: impl Into<String>) -> Measure {
+        Measure {
+            higher_is_better: false,
+            ..Measure::higher(name)
+        }
+    }
+
+    /// Shown in the summary table.
+    pub fn headline(self) -> Measure {
+        Measure {
+            headline: true,
+            ..self
+        }
+    }
+}
+
+/// The model a task runs through, with what the task family needs beside it.
+pub enum Engine<'a> {
+    Embedder {
+        embedder: &'a dyn Embedder,
+        cache: &'a mut EmbeddingCache,
+        settings: &'a RunSettings,
+    },
+    Generator {
+        generator: &'a dyn Generator,
+        settings: &'a GenerationSettings,
+    },
+}
+
+/// What a task needs a model to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Embeddings,
+    Generations,
+}
+
+/// A task family's behaviour over one spec and its loaded dataset.
+pub trait Task: Send + Sync {
+    fn spec(&self) -> &TaskSpec;
+
+    /// Every measure it reports, the main score first.
+    fn measures(&self) -> Vec<Measure>;
+
+    fn needs(&self) -> Needs;
+
+    /// The texts it sends to a model, before the model's own prompt is applied (what
+    /// `parity` compares and `bench --inputs-from-task` sends).
+    fn inputs(&self) -> Result<Vec<TaskInput>>;
+
+    /// Runs every item through the engine and scores the results.
+    fn run(&self, engine: Engine<'_>) -> Result<TaskResult>;
+}
+
+/// Loads a spec's dataset into the task its family defines. The one place that maps
+/// family to implementation.
+pub fn load(spec: &TaskSpec, source: &DataSource) -> Result<Box<dyn Task>> {
+    tracing::info!(task = %spec.name, source = %source.describe(), "loading dataset");
+    Ok(match &spec.kind {
+        TaskKind::Sts(section) => Box::new(super::sts::StsTask::load(spec, section, source)?),
+        TaskKind::Retrieval(section) => Box::new(super::retrieval::RetrievalTask::load(
+            spec, section, source,
+        )?),
+        TaskKind::ImageText(section) => Box::new(super::image_text::ImageTextTask::load(
+            spec, section, source,
+        )?),
+        TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) => {
+            Box::new(super::generation::GenerationTask::load(spec, source)?)
+        }
+    })
+}
+
+/// The error for a task given an engine of the other kind.
+pub(crate) fn wrong_engine(spec: &TaskSpec, needs: Needs) -> Error {
+    let what = match needs {
+        Needs::Embeddings => "an embedding model",
+        Needs::Generations => "a chat or completion model",
+    };
+    Error::Usage(format!("task {} needs {what}", spec.name))
+}
+
+/// A measure's direction as the task declared it in a record; higher is better for one
+/// it did not declare (records written before measures were).
+pub fn higher_is_better(measures: &[Measure], name: &str) -> bool {
+    measures
+        .iter()
+        .find(|m| m.name == name)
+        .is_none_or(|m| m.higher_is_better)
+}
