@@ -19,9 +19,10 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::eval::{DatasetRecord, EmbedStats, Score, TaskResult};
-use crate::metrics::answer::{self, Gsm8kMode, Level, PyRandom};
+use crate::metrics::answer::{self, Gsm8kMode, Level};
 use crate::metrics::bootstrap::mean_ci;
 use crate::metrics::math_equiv;
+use crate::metrics::rng::PyRandom;
 use crate::spec::TaskSpec;
 
 /// How prompts reach the model.
