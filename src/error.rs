@@ -65,6 +65,10 @@ pub enum Error {
     /// A helper process (e.g. the onnxruntime reference in `bench-embed`) failed.
     #[error("{0}")]
     External(String),
+
+    /// A metric rejected its input (or could not score it).
+    #[error("{0}")]
+    Metric(#[from] crate::metrics::MetricError),
 }
 
 impl Error {
@@ -116,6 +120,11 @@ impl Error {
             | Error::Tokenizer(_) => 2,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 2,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => 2,
+            // Bad data or settings handed to a metric; a numerical breakdown is not.
+            Error::Metric(e) => match e {
+                crate::metrics::MetricError::NumericalFailure { .. } => 1,
+                _ => 2,
+            },
             _ => 1,
         }
     }

@@ -6,7 +6,8 @@
 
 mod common;
 
-use assay::metrics::answer::{mmlu_pro, Level, PyRandom};
+use assay::metrics::answer::{mmlu_pro, Level};
+use assay::metrics::rng::PyRandom;
 
 #[test]
 fn official_mmlu_pro_extraction_reproduced_exactly() {

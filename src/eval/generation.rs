@@ -24,9 +24,10 @@ use crate::error::{Error, Result};
 use crate::eval::task::{wrong_engine, Engine, Measure, Needs, Task};
 use crate::eval::TaskInput;
 use crate::eval::{DatasetRecord, EmbedStats, Score, TaskResult};
-use crate::metrics::answer::{self, Gsm8kMode, Level, PyRandom};
+use crate::metrics::answer::{self, Gsm8kMode, Level};
 use crate::metrics::bootstrap::mean_ci;
 use crate::metrics::math_equiv;
+use crate::metrics::rng::PyRandom;
 use crate::spec::{TaskKind, TaskSpec};
 
 /// How prompts reach the model.

@@ -4,7 +4,8 @@
 //! `answer is (X)`; level `l2` falls back to the last `Answer: X` on the first line that
 //! has one, then to the last standalone letter A–J anywhere. An answer none of them finds
 //! is "unparsed"; the official script then draws a letter with CPython's
-//! `random.choice` after `random.seed(12345)`, which `PyRandom` reproduces bit for bit.
+//! `random.choice` after `random.seed(12345)`, which [`super::rng::PyRandom`] reproduces
+//! bit for bit.
 //!
 //! GSM8K (lm-evaluation-harness `gsm8k`): `strict` takes the first `#### N`, `flexible` the
 //! last number; both compared after dropping `,`, `$` and a trailing `.`.
@@ -53,39 +54,6 @@ pub fn mmlu_pro(text: &str, level: Level) -> Option<char> {
 /// lm-evaluation-harness's `mmlu_pro` filter: the first `answer is (X)`, nothing else.
 pub fn mmlu_pro_lm_eval(text: &str) -> Option<char> {
     mmlu_pro(text, Level::L1)
-}
-
-/// CPython's `random` module: MT19937 seeded as `random.seed(n)` seeds it for a
-/// non-negative int, and `choice` as CPython draws (rejection sampling on `getrandbits`).
-pub struct PyRandom(rand_mt::Mt);
-
-impl PyRandom {
-    pub fn seed(n: u32) -> Self {
-        // CPython turns the int into 32-bit words (least significant first) and calls
-        // init_by_array; 0 becomes the key [0].
-        PyRandom(rand_mt::Mt::new_with_key([n]))
-    }
-
-    fn getrandbits(&mut self, k: u32) -> u32 {
-        debug_assert!((1..=32).contains(&k));
-        self.0.next_u32() >> (32 - k)
-    }
-
-    /// `random.randrange(n)` / the index `random.choice` picks for a sequence of length n.
-    pub fn below(&mut self, n: u32) -> u32 {
-        assert!(n > 0, "empty sequence");
-        let k = 32 - n.leading_zeros();
-        loop {
-            let r = self.getrandbits(k);
-            if r < n {
-                return r;
-            }
-        }
-    }
-
-    pub fn choice<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u32) as usize]
-    }
 }
 
 /// GSM8K extraction modes.
@@ -144,16 +112,6 @@ mod tests {
         );
         assert_eq!(mmlu_pro("ABCD and K", Level::L2), None);
         assert_eq!(mmlu_pro_lm_eval("The answer is J"), Some('J'));
-    }
-
-    #[test]
-    fn python_random_matches_cpython() {
-        // python3 -c "import random; random.seed(12345);
-        //   print([random.choice('ABCDEFGHIJ') for _ in range(12)])"
-        let mut r = PyRandom::seed(12345);
-        let letters: Vec<char> = "ABCDEFGHIJ".chars().collect();
-        let drawn: String = (0..12).map(|_| r.choice(&letters)).collect();
-        assert_eq!(drawn, "GAEFDEJGCFBG");
     }
 
     #[test]
