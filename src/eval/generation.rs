@@ -21,7 +21,7 @@ use crate::engine::{
     ChatMessage, Generation, GenerationParams, GenerationRequest, Generator, Prompt,
 };
 use crate::error::{Error, Result};
-use crate::eval::task::{wrong_engine, Engine, Measure, Needs, Task};
+use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::TaskInput;
 use crate::eval::{DatasetRecord, EmbedStats, Score, TaskResult};
 use crate::metrics::answer::{self, Gsm8kMode, Level};
@@ -369,13 +369,7 @@ impl Task for GenerationTask {
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
-        let Engine::Generator {
-            generator,
-            settings,
-        } = engine
-        else {
-            return Err(wrong_engine(&self.spec, self.needs()));
-        };
+        let (generator, settings) = engine.generator(&self.spec)?;
         run(&self.spec, &self.loaded, generator, settings)
     }
 }

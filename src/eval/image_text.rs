@@ -13,7 +13,7 @@ use crate::data::DataSource;
 use crate::engine::{Embedder, ImageInput, Role};
 use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
-use crate::eval::task::{wrong_engine, Engine, Measure, Needs, Task};
+use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, EmbedStats, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::mean_ci;
 use crate::metrics::image_text::{caption_ranks, image_ranks};
@@ -87,14 +87,7 @@ impl Task for ImageTextTask {
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
-        let Engine::Embedder {
-            embedder,
-            cache,
-            settings,
-        } = engine
-        else {
-            return Err(wrong_engine(&self.spec, self.needs()));
-        };
+        let (embedder, cache, settings) = engine.embedder(&self.spec)?;
         run(
             &self.spec,
             &self.section,

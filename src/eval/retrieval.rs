@@ -10,7 +10,7 @@ use crate::data::{BeirDataset, DataSource};
 use crate::engine::{Embedder, Role};
 use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
-use crate::eval::task::{wrong_engine, Engine, Measure, Needs, Task};
+use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::mean_ci;
 use crate::metrics::ranking::{evaluate, mean_scores, Run};
@@ -78,14 +78,7 @@ impl Task for RetrievalTask {
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
-        let Engine::Embedder {
-            embedder,
-            cache,
-            settings,
-        } = engine
-        else {
-            return Err(wrong_engine(&self.spec, self.needs()));
-        };
+        let (embedder, cache, settings) = engine.embedder(&self.spec)?;
         run(
             &self.spec,
             &self.section,

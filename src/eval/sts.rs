@@ -9,7 +9,7 @@ use crate::data::{DataSource, StsDataset};
 use crate::engine::{Embedder, Role};
 use crate::error::Result;
 use crate::eval::embed::embed_all;
-use crate::eval::task::{wrong_engine, Engine, Measure, Needs, Task};
+use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::statistic_ci;
 use crate::metrics::correlation::{pearson, spearman};
@@ -55,14 +55,7 @@ impl Task for StsTask {
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
-        let Engine::Embedder {
-            embedder,
-            cache,
-            settings,
-        } = engine
-        else {
-            return Err(wrong_engine(&self.spec, self.needs()));
-        };
+        let (embedder, cache, settings) = engine.embedder(&self.spec)?;
         run(
             &self.spec,
             &self.section,

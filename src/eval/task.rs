@@ -63,6 +63,34 @@ pub enum Engine<'a> {
     },
 }
 
+impl<'a> Engine<'a> {
+    /// The embedder and what goes with it; an error naming the task if this is a generator.
+    pub fn embedder(
+        self,
+        spec: &TaskSpec,
+    ) -> Result<(&'a dyn Embedder, &'a mut EmbeddingCache, &'a RunSettings)> {
+        match self {
+            Engine::Embedder {
+                embedder,
+                cache,
+                settings,
+            } => Ok((embedder, cache, settings)),
+            Engine::Generator { .. } => Err(wrong_engine(spec, Needs::Embeddings)),
+        }
+    }
+
+    /// The generator and its settings; an error naming the task if this is an embedder.
+    pub fn generator(self, spec: &TaskSpec) -> Result<(&'a dyn Generator, &'a GenerationSettings)> {
+        match self {
+            Engine::Generator {
+                generator,
+                settings,
+            } => Ok((generator, settings)),
+            Engine::Embedder { .. } => Err(wrong_engine(spec, Needs::Generations)),
+        }
+    }
+}
+
 /// What a task needs a model to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
@@ -106,7 +134,7 @@ pub fn load(spec: &TaskSpec, source: &DataSource) -> Result<Box<dyn Task>> {
 }
 
 /// The error for a task given an engine of the other kind.
-pub(crate) fn wrong_engine(spec: &TaskSpec, needs: Needs) -> Error {
+fn wrong_engine(spec: &TaskSpec, needs: Needs) -> Error {
     let what = match needs {
         Needs::Embeddings => "an embedding model",
         Needs::Generations => "a chat or completion model",
