@@ -387,68 +387,44 @@ impl MoreThuente {
         }
 
         let mut new_stp = s;
-        if !self.stage_two && f <= self.fx && f > f_test {
-            // Work on the auxiliary function psi(a) = f(a) - f(0) - ftol*a*f'(0)
-            // while the sufficient-decrease test has not yet been met.
-            let gt = self.g_test;
-            let mut lx = Trial {
-                stp: self.stx,
-                f: self.fx - self.stx * gt,
-                g: self.gx - gt,
-            };
-            let mut ly = Trial {
-                stp: self.sty,
-                f: self.fy - self.sty * gt,
-                g: self.gy - gt,
-            };
-            let cur = Trial {
-                stp: s,
-                f: f - s * gt,
-                g: g - gt,
-            };
-            safeguarded_step(
-                &mut lx,
-                &mut ly,
-                &mut new_stp,
-                cur,
-                &mut self.bracketed,
-                self.lo,
-                self.hi,
-            );
-            self.stx = lx.stp;
-            self.fx = lx.f + lx.stp * gt;
-            self.gx = lx.g + gt;
-            self.sty = ly.stp;
-            self.fy = ly.f + ly.stp * gt;
-            self.gy = ly.g + gt;
+        // While the sufficient-decrease test has not yet been met, work on the auxiliary
+        // function psi(a) = f(a) - f(0) - ftol*a*f'(0): the same step on values shifted by
+        // the test's slope (a shift of 0 leaves them as they are).
+        let gt = if !self.stage_two && f <= self.fx && f > f_test {
+            self.g_test
         } else {
-            let mut lx = Trial {
-                stp: self.stx,
-                f: self.fx,
-                g: self.gx,
-            };
-            let mut ly = Trial {
-                stp: self.sty,
-                f: self.fy,
-                g: self.gy,
-            };
-            let cur = Trial { stp: s, f, g };
-            safeguarded_step(
-                &mut lx,
-                &mut ly,
-                &mut new_stp,
-                cur,
-                &mut self.bracketed,
-                self.lo,
-                self.hi,
-            );
-            self.stx = lx.stp;
-            self.fx = lx.f;
-            self.gx = lx.g;
-            self.sty = ly.stp;
-            self.fy = ly.f;
-            self.gy = ly.g;
-        }
+            0.0
+        };
+        let mut lx = Trial {
+            stp: self.stx,
+            f: self.fx - self.stx * gt,
+            g: self.gx - gt,
+        };
+        let mut ly = Trial {
+            stp: self.sty,
+            f: self.fy - self.sty * gt,
+            g: self.gy - gt,
+        };
+        let cur = Trial {
+            stp: s,
+            f: f - s * gt,
+            g: g - gt,
+        };
+        safeguarded_step(
+            &mut lx,
+            &mut ly,
+            &mut new_stp,
+            cur,
+            &mut self.bracketed,
+            self.lo,
+            self.hi,
+        );
+        self.stx = lx.stp;
+        self.fx = lx.f + lx.stp * gt;
+        self.gx = lx.g + gt;
+        self.sty = ly.stp;
+        self.fy = ly.f + ly.stp * gt;
+        self.gy = ly.g + gt;
 
         // Bisect if the interval is not shrinking fast enough.
         if self.bracketed {
