@@ -123,9 +123,13 @@ pub struct RunArgs {
         long = "task",
         env = "ASSAY_TASKS",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "suite"
     )]
     pub tasks: Vec<String>,
+    /// Suite name (from `<tasks>/suites`) or path to a suite file: runs its tasks (and any
+    /// --task) and records its aggregates.
+    #[arg(long, env = "ASSAY_SUITE")]
+    pub suite: Option<String>,
     /// Model: dir:PATH, hf:ORG/NAME[@REV] or openai:BASE_URL#MODEL.
     #[arg(long, env = "ASSAY_MODEL")]
     pub model: ModelRef,

@@ -30,6 +30,10 @@ pub enum TaskKind {
     MmluPro(MmluProSpec),
     Gsm8k(Gsm8kSpec),
     Math(MathSpec),
+    Classification(ClassificationSpec),
+    PairClassification(PairClassificationSpec),
+    Clustering(ClusteringSpec),
+    Summarization(SummarizationSpec),
 }
 
 impl TaskKind {
@@ -42,6 +46,10 @@ impl TaskKind {
             TaskKind::MmluPro(_) => "mmlu-pro",
             TaskKind::Gsm8k(_) => "gsm8k",
             TaskKind::Math(_) => "math",
+            TaskKind::Classification(_) => "classification",
+            TaskKind::PairClassification(_) => "pair-classification",
+            TaskKind::Clustering(_) => "clustering",
+            TaskKind::Summarization(_) => "summarization",
         }
     }
 
@@ -76,6 +84,14 @@ struct SpecFile {
     gsm8k: Option<Gsm8kSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     math: Option<MathSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    classification: Option<ClassificationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pair_classification: Option<PairClassificationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    clustering: Option<ClusteringSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    summarization: Option<SummarizationSpec>,
 }
 
 impl TryFrom<SpecFile> for TaskSpec {
@@ -89,6 +105,10 @@ impl TryFrom<SpecFile> for TaskSpec {
         kinds.extend(f.mmlu_pro.map(TaskKind::MmluPro));
         kinds.extend(f.gsm8k.map(TaskKind::Gsm8k));
         kinds.extend(f.math.map(TaskKind::Math));
+        kinds.extend(f.classification.map(TaskKind::Classification));
+        kinds.extend(f.pair_classification.map(TaskKind::PairClassification));
+        kinds.extend(f.clustering.map(TaskKind::Clustering));
+        kinds.extend(f.summarization.map(TaskKind::Summarization));
         if kinds.len() > 1 {
             let names: Vec<String> = kinds.iter().map(|k| format!("[{}]", k.section())).collect();
             return Err(format!(
@@ -97,7 +117,7 @@ impl TryFrom<SpecFile> for TaskSpec {
             ));
         }
         let kind = kinds.pop().ok_or(
-            "needs one family section: [sts], [retrieval], [image_text], [mmlu_pro], [gsm8k] or [math]",
+            "needs one family section: [sts], [retrieval], [classification], [pair_classification], [clustering], [summarization], [image_text], [mmlu_pro], [gsm8k] or [math]",
         )?;
         Ok(TaskSpec {
             name: f.name,
@@ -122,6 +142,10 @@ impl From<TaskSpec> for SpecFile {
             mmlu_pro: None,
             gsm8k: None,
             math: None,
+            classification: None,
+            pair_classification: None,
+            clustering: None,
+            summarization: None,
         };
         match t.kind {
             TaskKind::Sts(x) => f.sts = Some(x),
@@ -130,6 +154,10 @@ impl From<TaskSpec> for SpecFile {
             TaskKind::MmluPro(x) => f.mmlu_pro = Some(x),
             TaskKind::Gsm8k(x) => f.gsm8k = Some(x),
             TaskKind::Math(x) => f.math = Some(x),
+            TaskKind::Classification(x) => f.classification = Some(x),
+            TaskKind::PairClassification(x) => f.pair_classification = Some(x),
+            TaskKind::Clustering(x) => f.clustering = Some(x),
+            TaskKind::Summarization(x) => f.summarization = Some(x),
         }
         f
     }
@@ -233,6 +261,36 @@ pub struct DatasetSpec {
     /// The same for the hub copy, when its layout differs from the local one.
     #[serde(default)]
     pub hub_file: Option<String>,
+    /// Field separator of a delimited table when the extension does not say it
+    /// (`.csv` is `,`, `.tsv` and `.txt` are tab).
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// Column names of a delimited table without a header row.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Whether `"` quotes fields of a delimited table (CSV-style); false reads quotes as
+    /// text.
+    #[serde(default = "yes")]
+    pub quoting: bool,
+    /// Subsets scored separately (e.g. languages), each replacing `{subset}` in `file`
+    /// (by its `local` value when given) and in `hub_file` (by its name).
+    #[serde(default)]
+    pub subsets: Vec<SubsetSpec>,
+}
+
+/// One separately scored part of a dataset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetSpec {
+    /// Name in scores and in the hub layout, e.g. `en`.
+    pub name: String,
+    /// What `{subset}` becomes in local file names, when it differs (e.g. `EN`).
+    #[serde(default)]
+    pub local: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,6 +367,140 @@ fn default_title_separator() -> String {
     " ".into()
 }
 
+/// Classification by a linear probe on frozen embeddings (MTEB's protocol).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassificationSpec {
+    #[serde(default = "default_text")]
+    pub text: String,
+    #[serde(default = "default_label")]
+    pub label: String,
+    /// Split the probe is trained on (the dataset's `split` is scored).
+    #[serde(default = "default_train_split")]
+    pub train_split: String,
+    /// Training rows drawn per label in each experiment (mteb: 8; Emotion 16).
+    #[serde(default = "default_samples_per_label")]
+    pub samples_per_label: usize,
+    #[serde(default = "default_experiments")]
+    pub n_experiments: usize,
+    /// Seed of mteb's undersampling (numpy `RandomState`).
+    #[serde(default = "default_task_seed")]
+    pub seed: u32,
+    /// Logistic regression's iteration budget (sklearn's default, 100).
+    #[serde(default = "default_max_iter")]
+    pub max_iter: usize,
+    #[serde(default)]
+    pub instruction: Option<String>,
+}
+
+/// Pair classification: is each sentence pair a positive (paraphrase, duplicate)?
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairClassificationSpec {
+    #[serde(default = "default_sentence1")]
+    pub sentence1: String,
+    #[serde(default = "default_sentence2")]
+    pub sentence2: String,
+    #[serde(default = "default_label")]
+    pub label: String,
+    #[serde(default)]
+    pub label_format: PairLabelFormat,
+    #[serde(default)]
+    pub instruction: Option<String>,
+}
+
+/// How a pair's label is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairLabelFormat {
+    /// `0` or `1`.
+    #[default]
+    Binary,
+    /// Annotator votes `(n,6)` as in the Twitter URL and PIT-2015 corpora: positive
+    /// when n >= 4, negative when n <= 2, and a tie (n = 3) is left out.
+    Votes,
+}
+
+/// Clustering: k-means with k = number of labels, scored by v-measure (mteb's
+/// current evaluator: bootstrap draws of the embedded documents).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusteringSpec {
+    #[serde(default = "default_text")]
+    pub text: String,
+    #[serde(default = "default_label")]
+    pub label: String,
+    #[serde(default = "default_task_seed")]
+    pub seed: u32,
+    /// Fraction of documents embedded (mteb's default 0.04; absent embeds all).
+    #[serde(default)]
+    pub max_fraction_of_documents_to_embed: Option<f64>,
+    /// Documents drawn (with replacement) for each experiment.
+    #[serde(default = "default_documents_per_experiment")]
+    pub max_documents_per_cluster: usize,
+    #[serde(default = "default_experiments")]
+    pub n_experiments: usize,
+    #[serde(default = "default_kmeans_batch")]
+    pub k_mean_batch_size: usize,
+    #[serde(default)]
+    pub instruction: Option<String>,
+}
+
+/// Summarization: machine summaries scored by their closest human summary, correlated
+/// with expert scores per article.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummarizationSpec {
+    #[serde(default = "default_human_summaries")]
+    pub human_summaries: String,
+    #[serde(default = "default_machine_summaries")]
+    pub machine_summaries: String,
+    /// The expert score list correlated against (one per machine summary).
+    #[serde(default = "default_relevance")]
+    pub score: String,
+    /// Range of the expert scores (min-max normalised as mteb does).
+    pub score_range: [f64; 2],
+    #[serde(default)]
+    pub instruction: Option<String>,
+}
+
+fn default_text() -> String {
+    "text".into()
+}
+fn default_label() -> String {
+    "label".into()
+}
+fn default_train_split() -> String {
+    "train".into()
+}
+fn default_samples_per_label() -> usize {
+    8
+}
+fn default_experiments() -> usize {
+    10
+}
+fn default_task_seed() -> u32 {
+    42
+}
+fn default_max_iter() -> usize {
+    100
+}
+fn default_documents_per_experiment() -> usize {
+    16_384
+}
+fn default_kmeans_batch() -> usize {
+    512
+}
+fn default_human_summaries() -> String {
+    "human_summaries".into()
+}
+fn default_machine_summaries() -> String {
+    "machine_summaries".into()
+}
+fn default_relevance() -> String {
+    "relevance".into()
+}
+
 impl TaskKind {
     /// The section that names this family in a spec file.
     fn section(&self) -> &'static str {
@@ -319,6 +511,10 @@ impl TaskKind {
             TaskKind::MmluPro(_) => "mmlu_pro",
             TaskKind::Gsm8k(_) => "gsm8k",
             TaskKind::Math(_) => "math",
+            TaskKind::Classification(_) => "classification",
+            TaskKind::PairClassification(_) => "pair_classification",
+            TaskKind::Clustering(_) => "clustering",
+            TaskKind::Summarization(_) => "summarization",
         }
     }
 }
@@ -383,6 +579,46 @@ impl TaskSpec {
                     return Err("an STS task needs format stsb-tsv or table".into());
                 }
             }
+            TaskKind::Classification(c) => {
+                table_format(format)?;
+                if c.samples_per_label == 0 || c.n_experiments == 0 || c.max_iter == 0 {
+                    return Err(
+                        "[classification] samples_per_label, n_experiments and max_iter must be at least 1"
+                            .into(),
+                    );
+                }
+            }
+            TaskKind::PairClassification(_) => table_format(format)?,
+            TaskKind::Clustering(c) => {
+                table_format(format)?;
+                if let Some(f) = c.max_fraction_of_documents_to_embed {
+                    if !(f > 0.0 && f <= 1.0) {
+                        return Err(format!(
+                            "[clustering] max_fraction_of_documents_to_embed must be in (0, 1], got {f}"
+                        ));
+                    }
+                }
+                if c.max_documents_per_cluster == 0
+                    || c.n_experiments == 0
+                    || c.k_mean_batch_size == 0
+                {
+                    return Err(
+                        "[clustering] max_documents_per_cluster, n_experiments and k_mean_batch_size must be at least 1"
+                            .into(),
+                    );
+                }
+            }
+            TaskKind::Summarization(s) => {
+                table_format(format)?;
+                if s.score_range[0] >= s.score_range[1]
+                    || s.score_range.iter().any(|x| !x.is_finite())
+                {
+                    return Err(format!(
+                        "[summarization] score_range must be [low, high] with low < high, got {:?}",
+                        s.score_range
+                    ));
+                }
+            }
             TaskKind::Retrieval(r) => {
                 if format != DatasetFormat::Beir {
                     return Err("a retrieval task needs format beir".into());
@@ -404,9 +640,26 @@ impl TaskSpec {
         Ok(())
     }
 
+    /// The subsets scored separately; one unnamed subset when the dataset has none.
+    pub fn subsets(&self) -> Vec<Option<&SubsetSpec>> {
+        if self.dataset.subsets.is_empty() {
+            vec![None]
+        } else {
+            self.dataset.subsets.iter().map(Some).collect()
+        }
+    }
+
     /// Name for reports and the MTEB layout.
     pub fn display_name(&self) -> &str {
         self.mteb_name.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// The new families read generic tables (or JSONL).
+fn table_format(format: DatasetFormat) -> std::result::Result<(), String> {
+    match format {
+        DatasetFormat::Table | DatasetFormat::Jsonl => Ok(()),
+        _ => Err("this family reads format table (or jsonl)".into()),
     }
 }
 
@@ -461,6 +714,107 @@ pub fn find(tasks_dir: &Path, name_or_path: &str) -> Result<TaskSpec> {
     Err(Error::Usage(format!(
         "unknown task `{name_or_path}` (no {}); known tasks: {known}",
         path.display()
+    )))
+}
+
+/// A suite (`tasks/suites/<name>.toml`): tasks run together and how their scores
+/// combine into aggregates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSpec {
+    pub name: String,
+    pub description: String,
+    pub aggregate: Aggregate,
+    /// The task measure aggregated; each task's main score when absent.
+    #[serde(default)]
+    pub measure: Option<String>,
+    pub tasks: Vec<String>,
+}
+
+/// How a suite combines its tasks' scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aggregate {
+    /// MTEB's: the mean per task type (family), then the mean over types (`mean`); also
+    /// the mean over tasks (`mean_task`).
+    Mteb,
+    /// The plain mean over tasks (BEIR's mean nDCG@10).
+    Mean,
+}
+
+impl SuiteSpec {
+    pub fn load(path: &Path) -> Result<SuiteSpec> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let suite: SuiteSpec = toml::from_str(&text).map_err(|e| Error::Spec {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if suite.tasks.is_empty() {
+            return Err(Error::Spec {
+                path: path.to_path_buf(),
+                message: "a suite names at least one task in `tasks`".into(),
+            });
+        }
+        Ok(suite)
+    }
+
+    /// The suite's task specs; an unknown task is an error naming the suite file.
+    pub fn task_specs(&self, tasks_dir: &Path) -> Result<Vec<TaskSpec>> {
+        let path = suites_dir(tasks_dir).join(format!("{}.toml", self.name));
+        self.tasks
+            .iter()
+            .map(|name| {
+                find(tasks_dir, name).map_err(|e| match e {
+                    Error::Usage(message) => Error::Spec {
+                        path: path.clone(),
+                        message: format!("tasks: {message}"),
+                    },
+                    other => other,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `<tasks>/suites`.
+pub fn suites_dir(tasks_dir: &Path) -> PathBuf {
+    self::tasks_dir(tasks_dir).join("suites")
+}
+
+/// Every suite, sorted by name (none when the folder is absent).
+pub fn load_suites(tasks_dir: &Path) -> Result<Vec<SuiteSpec>> {
+    let dir = suites_dir(tasks_dir);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut suites = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            suites.push(SuiteSpec::load(&path)?);
+        }
+    }
+    suites.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(suites)
+}
+
+/// A suite by name, or from a path to its `.toml` file.
+pub fn find_suite(tasks_dir: &Path, name_or_path: &str) -> Result<SuiteSpec> {
+    if name_or_path.ends_with(".toml") {
+        return SuiteSpec::load(Path::new(name_or_path));
+    }
+    let path = suites_dir(tasks_dir).join(format!("{name_or_path}.toml"));
+    if path.is_file() {
+        return SuiteSpec::load(&path);
+    }
+    let known: Vec<String> = load_suites(tasks_dir)
+        .map(|s| s.into_iter().map(|s| s.name).collect())
+        .unwrap_or_default();
+    Err(Error::Usage(format!(
+        "unknown suite `{name_or_path}` (no {}); known suites: {}",
+        path.display(),
+        known.join(", ")
     )))
 }
 

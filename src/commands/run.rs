@@ -21,13 +21,24 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
     let started_at = chrono::Utc::now();
     let clock = Instant::now();
     // Check every spec and every dataset before spending time on the model.
-    let tasks: Vec<Box<dyn Task>> = args
-        .tasks
+    let suite = args
+        .suite
+        .as_deref()
+        .map(|s| spec::find_suite(&args.tasks_dir, s))
+        .transpose()?;
+    let mut specs = match &suite {
+        Some(suite) => suite.task_specs(&args.tasks_dir)?,
+        None => Vec::new(),
+    };
+    for t in &args.tasks {
+        let spec = spec::find(&args.tasks_dir, t)?;
+        if !specs.iter().any(|s| s.name == spec.name) {
+            specs.push(spec);
+        }
+    }
+    let tasks: Vec<Box<dyn Task>> = specs
         .iter()
-        .map(|t| {
-            let spec = spec::find(&args.tasks_dir, t)?;
-            task::load(&spec, &DataSource::resolve(&spec.dataset, &args.data_root)?)
-        })
+        .map(|spec| task::load(spec, &DataSource::resolve(&spec.dataset, &args.data_root)?))
         .collect::<Result<_>>()?;
     let needs = suite::needs(&tasks)?;
     let (model, settings) = match needs {
@@ -46,6 +57,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         started_at,
         clock,
         settings,
+        suite,
     };
     let dir = meta.dir.clone();
     let record = suite::run(&tasks, model, meta)?;
@@ -165,8 +177,16 @@ fn print_table(record: &RunRecord) {
         ),
         ModelInfo::Generator(g) => println!("\nmodel {}  ({} engine)", g.model, g.engine),
     }
+    let wide = record
+        .tasks
+        .iter()
+        .map(|t| t.result.task.len())
+        .chain(record.suite.iter().map(|s| s.name.len() + 6))
+        .max()
+        .unwrap_or(4)
+        .max(14);
     println!(
-        "{:<14} {:<16} {:>9}  {:<19}  {:>6}  {:>8}",
+        "{:<wide$} {:<18} {:>9}  {:<19}  {:>6}  {:>8}",
         "task", "measure", "value", "95% CI (bootstrap)", "items", "seconds"
     );
     for task in &record.tasks {
@@ -183,7 +203,18 @@ fn print_table(record: &RunRecord) {
                 ("", String::new(), String::new())
             };
             println!(
-                "{task_col:<14} {name:<16} {:>9.5}  [{:.5}, {:.5}]  {items:>6}  {secs:>8}",
+                "{task_col:<wide$} {name:<18} {:>9.5}  [{:.5}, {:.5}]  {items:>6}  {secs:>8}",
+                score.value, score.ci95.low, score.ci95.high
+            );
+        }
+    }
+    if let Some(suite) = &record.suite {
+        println!();
+        let label = format!("suite {}", suite.name);
+        for (i, (name, score)) in suite.scores.iter().enumerate() {
+            let first = if i == 0 { label.as_str() } else { "" };
+            println!(
+                "{first:<wide$} {name:<18} {:>9.5}  [{:.5}, {:.5}]",
                 score.value, score.ci95.low, score.ci95.high
             );
         }

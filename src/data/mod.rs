@@ -8,6 +8,7 @@ pub mod image_text;
 pub mod lines;
 pub mod source;
 pub mod sts;
+pub mod table;
 
 pub use beir::{BeirDataset, Document, Query};
 pub use source::DataSource;

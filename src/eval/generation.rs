@@ -404,6 +404,7 @@ fn run(
             corpus_size: None,
             selection: Some(selection),
         },
+        replicates: Vec::new(),
         embedding: EmbedStats::default(),
         seconds: started.elapsed().as_secs_f64(),
         samples,

@@ -215,6 +215,7 @@ fn run(
             corpus_size: Some(data.images.len()),
             selection: None,
         },
+        replicates: Vec::new(),
         embedding: stats,
         seconds: started.elapsed().as_secs_f64(),
         samples,

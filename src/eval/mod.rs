@@ -2,12 +2,17 @@
 //! engine, scores, declared measures). Tasks never know whether the engine is local or
 //! remote.
 
+pub mod aggregate;
+pub mod classification;
+pub mod clustering;
 pub mod embed;
 pub mod generation;
 pub mod image_text;
+pub mod pair_classification;
 pub mod retrieval;
 pub mod sts;
 pub mod suite;
+pub mod summarization;
 pub mod task;
 
 use std::collections::BTreeMap;
@@ -41,6 +46,11 @@ pub struct TaskResult {
     #[serde(default)]
     pub measures: Vec<Measure>,
     pub dataset: DatasetRecord,
+    /// The main score on each bootstrap resample of the items (the run's seed and
+    /// resample count): what a suite's aggregate CI combines across tasks, and what a
+    /// gate pairs across two runs. Empty for families that do not provide it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicates: Vec<f64>,
     pub embedding: EmbedStats,
     pub seconds: f64,
     /// One JSON object per item (pair, query); written to `samples.jsonl`, not `run.json`.

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
 use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
-use crate::metrics::bootstrap::mean_ci;
+use crate::metrics::bootstrap::{mean_ci, mean_replicates};
 use crate::metrics::ranking::{evaluate, mean_scores, Run};
 use crate::search::top_k;
 use crate::spec::{RetrievalSpec, TaskSpec};
@@ -165,12 +165,17 @@ fn run(
     let per_query = evaluate(&data.qrels, &run, &retrieval.k_values);
     let means = mean_scores(&per_query);
 
+    // Per-query values in the dataset's query order, so resamples (and their pairing
+    // across runs) do not depend on hash order.
+    let per_query_values = |measure: &str| -> Vec<f64> {
+        data.queries
+            .iter()
+            .filter_map(|q| per_query.get(&q.id)?.get(measure).copied())
+            .collect()
+    };
     let mut scores = BTreeMap::new();
     for (measure, value) in &means {
-        let values: Vec<f64> = per_query
-            .values()
-            .filter_map(|m| m.get(measure).copied())
-            .collect();
+        let values = per_query_values(measure);
         scores.insert(
             measure.clone(),
             Score {
@@ -179,6 +184,11 @@ fn run(
             },
         );
     }
+    let replicates = mean_replicates(
+        &per_query_values(&retrieval.main_score),
+        settings.bootstrap_resamples,
+        settings.seed,
+    );
     if !scores.contains_key(&retrieval.main_score) {
         return Err(Error::Spec {
             path: format!("tasks/{}.toml", spec.name).into(),
@@ -223,6 +233,7 @@ fn run(
             corpus_size: Some(data.corpus.len()),
             selection: None,
         },
+        replicates,
         embedding: stats,
         seconds: started.elapsed().as_secs_f64(),
         samples,

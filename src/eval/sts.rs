@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::eval::embed::embed_all;
 use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
-use crate::metrics::bootstrap::statistic_ci;
+use crate::metrics::bootstrap::{interval, replicates};
 use crate::metrics::correlation::{pearson, spearman};
 use crate::spec::StsSpec;
 use crate::spec::TaskSpec;
@@ -100,8 +100,8 @@ fn run(
     let cosines: Vec<f64> = left.iter().zip(right).map(|(a, b)| cosine(a, b)).collect();
     let gold: Vec<f64> = data.pairs.iter().map(|p| p.score).collect();
 
-    let ci = |stat: fn(&[f64], &[f64]) -> f64| {
-        statistic_ci(
+    let resampled = |stat: fn(&[f64], &[f64]) -> f64| {
+        replicates(
             gold.len(),
             settings.bootstrap_resamples,
             settings.seed,
@@ -112,19 +112,20 @@ fn run(
             },
         )
     };
+    let spearman_replicates = resampled(spearman);
     let mut scores = BTreeMap::new();
     scores.insert(
         "cosine_spearman".to_string(),
         Score {
             value: spearman(&cosines, &gold),
-            ci95: ci(spearman),
+            ci95: interval(&spearman_replicates),
         },
     );
     scores.insert(
         "cosine_pearson".to_string(),
         Score {
             value: pearson(&cosines, &gold),
-            ci95: ci(pearson),
+            ci95: interval(&resampled(pearson)),
         },
     );
     let samples = data
@@ -148,6 +149,7 @@ fn run(
             corpus_size: None,
             selection: None,
         },
+        replicates: spearman_replicates,
         embedding: stats,
         seconds: started.elapsed().as_secs_f64(),
         samples,

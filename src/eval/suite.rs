@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use crate::engine::{Embedder, Generator, RequestRecord};
 use crate::error::{Error, Result};
+use crate::eval::aggregate::aggregate;
 use crate::eval::generation::GenerationSettings;
 use crate::eval::task::{Engine, Needs, Task};
 use crate::eval::RunSettings;
 use crate::load::stats::{self, Slo};
+use crate::spec::SuiteSpec;
 use crate::store::run::{self as record, Machine, ModelInfo, RunRecord, TaskRecord, ToolInfo};
 use crate::store::EmbeddingCache;
 
@@ -86,6 +88,8 @@ pub struct RunMeta {
     pub clock: Instant,
     /// The flags that shaped the run, as recorded in `run.json`.
     pub settings: serde_json::Value,
+    /// The suite being run, whose aggregates go in the record.
+    pub suite: Option<SuiteSpec>,
 }
 
 /// Runs every task in order and writes `run.json`, `samples.jsonl`, `perf.jsonl` and the
@@ -113,6 +117,11 @@ pub fn run(tasks: &[Box<dyn Task>], mut model: Model, meta: RunMeta) -> Result<R
             }
         }
     }
+    let suite = meta
+        .suite
+        .as_ref()
+        .map(|suite| aggregate(suite, &records))
+        .transpose()?;
     let requests = model.request_log();
     let summary = (!requests.is_empty())
         .then(|| stats::summarize(&requests.iter().collect::<Vec<_>>(), &Slo::default()));
@@ -127,6 +136,7 @@ pub fn run(tasks: &[Box<dyn Task>], mut model: Model, meta: RunMeta) -> Result<R
         machine: Machine::current(),
         settings: meta.settings,
         tasks: records,
+        suite,
         requests: summary,
     };
     record::write(&meta.dir, &run, &requests_json(requests))?;

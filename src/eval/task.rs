@@ -127,6 +127,18 @@ pub fn load(spec: &TaskSpec, source: &DataSource) -> Result<Box<dyn Task>> {
         TaskKind::ImageText(section) => Box::new(super::image_text::ImageTextTask::load(
             spec, section, source,
         )?),
+        TaskKind::Classification(section) => Box::new(
+            super::classification::ClassificationTask::load(spec, section, source)?,
+        ),
+        TaskKind::PairClassification(section) => Box::new(
+            super::pair_classification::PairClassificationTask::load(spec, section, source)?,
+        ),
+        TaskKind::Clustering(section) => Box::new(super::clustering::ClusteringTask::load(
+            spec, section, source,
+        )?),
+        TaskKind::Summarization(section) => Box::new(
+            super::summarization::SummarizationTask::load(spec, section, source)?,
+        ),
         TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) => {
             Box::new(super::generation::GenerationTask::load(spec, source)?)
         }

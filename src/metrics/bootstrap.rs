@@ -11,7 +11,7 @@ pub struct Interval {
 }
 
 impl Interval {
-    const NAN: Interval = Interval {
+    pub const NAN: Interval = Interval {
         low: f64::NAN,
         high: f64::NAN,
     };
@@ -21,9 +21,7 @@ impl Interval {
 /// Deterministic for a given `seed`. NaN interval when `values` is empty or
 /// `resamples` is 0.
 pub fn mean_ci(values: &[f64], resamples: usize, seed: u64) -> Interval {
-    statistic_ci(values.len(), resamples, seed, |idx| {
-        idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64
-    })
+    interval(&mean_replicates(values, resamples, seed))
 }
 
 /// 95% CI of any statistic over items, by the percentile bootstrap: `stat`
@@ -38,17 +36,53 @@ pub fn statistic_ci(
     seed: u64,
     stat: impl Fn(&[usize]) -> f64,
 ) -> Interval {
+    interval(&replicates(n_items, resamples, seed, stat))
+}
+
+/// The bootstrap distribution behind [`statistic_ci`]: the statistic on each of
+/// `resamples` resamples (NaN where undefined). Two runs over the same number of items
+/// with the same seed draw the same resamples, so their replicates pair up (a suite's
+/// aggregate combines tasks' replicates, and a gate compares two runs' replicates).
+pub fn replicates(
+    n_items: usize,
+    resamples: usize,
+    seed: u64,
+    stat: impl Fn(&[usize]) -> f64,
+) -> Vec<f64> {
     if n_items == 0 {
-        return Interval::NAN;
+        return Vec::new();
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut idx = vec![0; n_items];
-    percentile_interval(resamples, || {
-        for slot in idx.iter_mut() {
-            *slot = rng.random_range(0..n_items);
-        }
-        stat(&idx)
+    (0..resamples)
+        .map(|_| {
+            for slot in idx.iter_mut() {
+                *slot = rng.random_range(0..n_items);
+            }
+            stat(&idx)
+        })
+        .collect()
+}
+
+/// Mean of per-item values on each resample (the replicates behind [`mean_ci`]).
+pub fn mean_replicates(values: &[f64], resamples: usize, seed: u64) -> Vec<f64> {
+    replicates(values.len(), resamples, seed, |idx| {
+        idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64
     })
+}
+
+/// The central 95% of bootstrap replicates; NaN replicates are dropped, and the
+/// interval is NaN when none is left.
+pub fn interval(replicates: &[f64]) -> Interval {
+    let mut stats: Vec<f64> = replicates.iter().copied().filter(|s| !s.is_nan()).collect();
+    if stats.is_empty() {
+        return Interval::NAN;
+    }
+    stats.sort_by(f64::total_cmp);
+    Interval {
+        low: percentile(&stats, 2.5),
+        high: percentile(&stats, 97.5),
+    }
 }
 
 /// 95% CI of a statistic comparing two independent samples (e.g. a latency percentile of
@@ -76,18 +110,7 @@ pub fn two_sample_ci(
 /// The central 95% of `resamples` statistics drawn by `draw`; NaN draws (a statistic
 /// undefined on that resample) are dropped, and the interval is NaN when none is left.
 fn percentile_interval(resamples: usize, mut draw: impl FnMut() -> f64) -> Interval {
-    let mut stats: Vec<f64> = (0..resamples)
-        .map(|_| draw())
-        .filter(|s| !s.is_nan())
-        .collect();
-    if stats.is_empty() {
-        return Interval::NAN;
-    }
-    stats.sort_by(f64::total_cmp);
-    Interval {
-        low: percentile(&stats, 2.5),
-        high: percentile(&stats, 97.5),
-    }
+    interval(&(0..resamples).map(|_| draw()).collect::<Vec<_>>())
 }
 
 /// `np.percentile(sorted, p)` with numpy's default linear interpolation,

@@ -47,6 +47,9 @@ pub struct RunRecord {
     pub machine: Machine,
     pub settings: serde_json::Value,
     pub tasks: Vec<TaskRecord>,
+    /// The suite run (`--suite`) and its aggregates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<crate::eval::aggregate::SuiteResult>,
     /// Remote engines: latency and throughput of the run's requests (same measures as
     /// `assay bench`), from `perf.jsonl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
