@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::report::compare::{compare, Comparison, MetricDelta};
+use crate::report::compare::{compare, suite_delta, Comparison, MetricDelta};
 use crate::report::runs::{Run, RunKind};
 use crate::report::table::{perf_rows, PERF_METRICS};
 
@@ -255,7 +255,17 @@ fn show(v: f64) -> String {
 /// or an evaluation run's requests. Exactly one run may provide it.
 fn lookup(rule: &Rule, runs: &[Run]) -> Result<f64> {
     let mut found = Vec::new();
-    if let Some((task, score)) = rule.metric.split_once('.') {
+    if let Some((suite, key)) = suite_metric(&rule.metric) {
+        for run in runs {
+            if let Some(s) = run.eval().and_then(|e| e.suite.as_ref()) {
+                if s.name == suite {
+                    if let Some(score) = s.scores.get(key) {
+                        found.push((run.run_id.clone(), score.value));
+                    }
+                }
+            }
+        }
+    } else if let Some((task, score)) = rule.metric.split_once('.') {
         for run in runs {
             if let RunKind::Eval(eval) = &run.kind {
                 for t in eval.tasks.iter().filter(|t| t.result.task == task) {
@@ -303,6 +313,11 @@ fn lookup(rule: &Rule, runs: &[Run]) -> Result<f64> {
     }
 }
 
+/// `suite.<name>.<aggregate>` split into name and aggregate.
+fn suite_metric(metric: &str) -> Option<(&str, &str)> {
+    metric.strip_prefix("suite.")?.split_once('.')
+}
+
 fn perf_alias(metric: &str) -> &str {
     match metric {
         "p50_ms" => "latency_p50_ms",
@@ -316,7 +331,7 @@ fn perf_alias(metric: &str) -> &str {
 fn unknown_metric(rule: &Rule) -> Error {
     let perf: Vec<&str> = PERF_METRICS.iter().map(|(n, _)| *n).collect();
     Error::Usage(format!(
-        "`{}` is not in the candidate run{}: use <task>.<score> (e.g. stsb.cosine_spearman) or one of {}",
+        "`{}` is not in the candidate run{}: use <task>.<score> (e.g. stsb.cosine_spearman), suite.<suite>.<aggregate> (e.g. suite.mteb-lite.mean) or one of {}",
         rule.metric,
         rule.level.as_ref().map_or(String::new(), |l| format!(" at level `{l}`")),
         perf.join(", ")
@@ -331,6 +346,27 @@ fn regression(
     baseline: &[Run],
     comparisons: &mut Comparisons,
 ) -> Result<MetricDelta> {
+    if let Some((suite, key)) = suite_metric(&rule.metric) {
+        let has_suite = |run: &&Run| {
+            run.eval()
+                .and_then(|e| e.suite.as_ref())
+                .is_some_and(|s| s.name == suite)
+        };
+        let cand = candidate
+            .iter()
+            .find(has_suite)
+            .ok_or_else(|| unknown_metric(rule))?;
+        let base = baseline.iter().find(has_suite).ok_or_else(|| {
+            Error::Usage(format!(
+                "`{}`: no baseline run has suite `{suite}`",
+                rule.metric
+            ))
+        })?;
+        let (Some(b), Some(c)) = (base.eval(), cand.eval()) else {
+            return Err(unknown_metric(rule));
+        };
+        return suite_delta(b, c, key).ok_or_else(|| unknown_metric(rule));
+    }
     let Some((task, score)) = rule.metric.split_once('.') else {
         return Err(Error::Usage(format!(
             "`{}`: max_drop applies to scores (<task>.<score>), not to performance measures",

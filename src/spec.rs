@@ -26,6 +26,8 @@ pub struct TaskSpec {
 pub enum TaskKind {
     Sts(StsSpec),
     Retrieval(RetrievalSpec),
+    /// Retrieval restricted to each query's candidate list (`top_ranked`).
+    Reranking(RetrievalSpec),
     ImageText(ImageTextSpec),
     MmluPro(MmluProSpec),
     Gsm8k(Gsm8kSpec),
@@ -42,6 +44,7 @@ impl TaskKind {
         match self {
             TaskKind::Sts(_) => "sts",
             TaskKind::Retrieval(_) => "retrieval",
+            TaskKind::Reranking(_) => "reranking",
             TaskKind::ImageText(_) => "image-text",
             TaskKind::MmluPro(_) => "mmlu-pro",
             TaskKind::Gsm8k(_) => "gsm8k",
@@ -77,6 +80,8 @@ struct SpecFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retrieval: Option<RetrievalSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    reranking: Option<RetrievalSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     image_text: Option<ImageTextSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mmlu_pro: Option<MmluProSpec>,
@@ -101,6 +106,7 @@ impl TryFrom<SpecFile> for TaskSpec {
         let mut kinds: Vec<TaskKind> = Vec::new();
         kinds.extend(f.sts.map(TaskKind::Sts));
         kinds.extend(f.retrieval.map(TaskKind::Retrieval));
+        kinds.extend(f.reranking.map(TaskKind::Reranking));
         kinds.extend(f.image_text.map(TaskKind::ImageText));
         kinds.extend(f.mmlu_pro.map(TaskKind::MmluPro));
         kinds.extend(f.gsm8k.map(TaskKind::Gsm8k));
@@ -117,7 +123,7 @@ impl TryFrom<SpecFile> for TaskSpec {
             ));
         }
         let kind = kinds.pop().ok_or(
-            "needs one family section: [sts], [retrieval], [classification], [pair_classification], [clustering], [summarization], [image_text], [mmlu_pro], [gsm8k] or [math]",
+            "needs one family section: [sts], [retrieval], [reranking], [classification], [pair_classification], [clustering], [summarization], [image_text], [mmlu_pro], [gsm8k] or [math]",
         )?;
         Ok(TaskSpec {
             name: f.name,
@@ -138,6 +144,7 @@ impl From<TaskSpec> for SpecFile {
             dataset: t.dataset,
             sts: None,
             retrieval: None,
+            reranking: None,
             image_text: None,
             mmlu_pro: None,
             gsm8k: None,
@@ -150,6 +157,7 @@ impl From<TaskSpec> for SpecFile {
         match t.kind {
             TaskKind::Sts(x) => f.sts = Some(x),
             TaskKind::Retrieval(x) => f.retrieval = Some(x),
+            TaskKind::Reranking(x) => f.reranking = Some(x),
             TaskKind::ImageText(x) => f.image_text = Some(x),
             TaskKind::MmluPro(x) => f.mmlu_pro = Some(x),
             TaskKind::Gsm8k(x) => f.gsm8k = Some(x),
@@ -272,6 +280,10 @@ pub struct DatasetSpec {
     /// text.
     #[serde(default = "yes")]
     pub quoting: bool,
+    /// Columns renamed when read from the hub (hub name → the name the task uses), for
+    /// hub copies whose columns differ from the local files'.
+    #[serde(default)]
+    pub hub_rename: std::collections::BTreeMap<String, String>,
     /// Subsets scored separately (e.g. languages), each replacing `{subset}` in `file`
     /// (by its `local` value when given) and in `hub_file` (by its name).
     #[serde(default)]
@@ -355,6 +367,10 @@ pub struct RetrievalSpec {
     /// Separator between a document's title and text (sentence-transformers uses a space).
     #[serde(default = "default_title_separator")]
     pub title_separator: String,
+    /// Reranking: JSONL file (in the dataset folder; `{split}` replaced) of each query's
+    /// candidates, `{"query-id": ..., "corpus-ids": [...]}` as mteb v2 stores them.
+    #[serde(default)]
+    pub top_ranked: Option<String>,
 }
 
 fn default_k_values() -> Vec<usize> {
@@ -507,6 +523,7 @@ impl TaskKind {
         match self {
             TaskKind::Sts(_) => "sts",
             TaskKind::Retrieval(_) => "retrieval",
+            TaskKind::Reranking(_) => "reranking",
             TaskKind::ImageText(_) => "image_text",
             TaskKind::MmluPro(_) => "mmlu_pro",
             TaskKind::Gsm8k(_) => "gsm8k",
@@ -619,9 +636,20 @@ impl TaskSpec {
                     ));
                 }
             }
-            TaskKind::Retrieval(r) => {
+            TaskKind::Retrieval(r) | TaskKind::Reranking(r) => {
                 if format != DatasetFormat::Beir {
-                    return Err("a retrieval task needs format beir".into());
+                    return Err("a retrieval or reranking task needs format beir".into());
+                }
+                match (&self.kind, &r.top_ranked) {
+                    (TaskKind::Reranking(_), None) => {
+                        return Err("[reranking] names its candidate lists in `top_ranked`".into())
+                    }
+                    (TaskKind::Retrieval(_), Some(_)) => {
+                        return Err(
+                            "`top_ranked` belongs to a [reranking] task, not [retrieval]".into(),
+                        )
+                    }
+                    _ => {}
                 }
                 let known = ["ndcg", "map", "mrr", "recall", "precision"];
                 let valid = r.main_score.rsplit_once("_at_").is_some_and(|(m, k)| {
@@ -729,6 +757,9 @@ pub struct SuiteSpec {
     #[serde(default)]
     pub measure: Option<String>,
     pub tasks: Vec<String>,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 /// How a suite combines its tasks' scores.
@@ -745,10 +776,11 @@ pub enum Aggregate {
 impl SuiteSpec {
     pub fn load(path: &Path) -> Result<SuiteSpec> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let suite: SuiteSpec = toml::from_str(&text).map_err(|e| Error::Spec {
+        let mut suite: SuiteSpec = toml::from_str(&text).map_err(|e| Error::Spec {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        suite.path = path.to_path_buf();
         if suite.tasks.is_empty() {
             return Err(Error::Spec {
                 path: path.to_path_buf(),
@@ -760,13 +792,13 @@ impl SuiteSpec {
 
     /// The suite's task specs; an unknown task is an error naming the suite file.
     pub fn task_specs(&self, tasks_dir: &Path) -> Result<Vec<TaskSpec>> {
-        let path = suites_dir(tasks_dir).join(format!("{}.toml", self.name));
+        let path = &self.path;
         self.tasks
             .iter()
             .map(|name| {
                 find(tasks_dir, name).map_err(|e| match e {
                     Error::Usage(message) => Error::Spec {
-                        path: path.clone(),
+                        path: path.to_path_buf(),
                         message: format!("tasks: {message}"),
                     },
                     other => other,

@@ -391,3 +391,137 @@ fn generation_tasks_load_parquet_from_the_hub_with_mmlu_pro_shots() {
         }
     });
 }
+
+/// Rows of a delimited staged file as (field, ...) strings.
+fn table_rows(path: &Path, delimiter: u8) -> Vec<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_path(path)
+        .unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect()
+}
+
+fn jsonl(rows: impl IntoIterator<Item = serde_json::Value>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for row in rows {
+        writeln!(out, "{row}").unwrap();
+    }
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// The new families' datasets in the layout of their hub repositories (mteb's column
+/// names: `text`, `label`, `label_text`; pair sets as one row of three lists), made from
+/// the staged files, load to the same inputs as the local files.
+#[test]
+fn family_datasets_load_from_the_offline_hub_cache() {
+    use assay::eval::task;
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = tmp.path().join("hub");
+    let data = common::data_root();
+    let specs = [
+        "banking77",
+        "emotion",
+        "amazon-counterfactual",
+        "twitter-url-corpus",
+        "summeval",
+    ];
+    for name in specs {
+        let s = spec(name);
+        let repo = format!(
+            "datasets--{}",
+            s.dataset.hub.as_deref().unwrap().replace('/', "--")
+        );
+        let commit = s.dataset.hub_revision.clone().unwrap();
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        match name {
+            "banking77" | "emotion" => {
+                for split in ["train", "test"] {
+                    let (file, delimiter) = if name == "banking77" {
+                        (format!("banking77/{split}.csv"), b',')
+                    } else {
+                        (format!("emotion/{split}.txt"), b';')
+                    };
+                    let rows = table_rows(&data.join(file), delimiter);
+                    files.push((
+                        format!("{split}.jsonl"),
+                        jsonl(rows.iter().map(
+                            |r| serde_json::json!({"text": r[0], "label": 0, "label_text": r[1]}),
+                        )),
+                    ));
+                }
+            }
+            "amazon-counterfactual" => {
+                for (subset, local) in [
+                    ("en", "EN"),
+                    ("en-ext", "EN-ext"),
+                    ("de", "DE"),
+                    ("ja", "JP"),
+                ] {
+                    for split in ["train", "test"] {
+                        let path = data.join(format!("amazon_counterfactual/{local}_{split}.tsv"));
+                        let rows = table_rows(&path, b'\t');
+                        files.push((
+                            format!("{subset}/{split}.jsonl"),
+                            jsonl(rows.iter().map(|r| {
+                                serde_json::json!({"text": r[0], "label": r[1].parse::<i64>().unwrap()})
+                            })),
+                        ));
+                    }
+                }
+            }
+            "twitter-url-corpus" => {
+                let text = std::fs::read_to_string(
+                    data.join("twitter_url_corpus/Twitter_URL_Corpus_test.txt"),
+                )
+                .unwrap();
+                let (mut s1, mut s2, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    let f: Vec<&str> = line.split('\t').collect();
+                    let n: u32 = f[2][1..f[2].find(',').unwrap()].parse().unwrap();
+                    if n == 3 {
+                        continue;
+                    }
+                    s1.push(f[0]);
+                    s2.push(f[1]);
+                    labels.push(u8::from(n >= 4));
+                }
+                let row = serde_json::json!({"sent1": s1, "sent2": s2, "labels": labels});
+                files.push(("test.jsonl.gz".into(), gzip(&jsonl([row]))));
+            }
+            "summeval" => {
+                let bytes = std::fs::read(data.join("summeval/summeval.jsonl")).unwrap();
+                files.push(("test.jsonl.gz".into(), gzip(&bytes)));
+            }
+            _ => unreachable!(),
+        }
+        for (file, bytes) in files {
+            put(&hub, &repo, &commit, &file, &bytes);
+        }
+        put_ref(&hub, &repo, &commit, &commit);
+    }
+
+    with_hf_home(tmp.path(), || {
+        let empty_root = tmp.path().join("no-data-here");
+        for name in specs {
+            let s = spec(name);
+            let hub = DataSource::resolve(&s.dataset, &empty_root).unwrap();
+            assert!(matches!(hub, DataSource::Hub(_)));
+            let local = DataSource::resolve(&s.dataset, &data).unwrap();
+            let from_hub = task::load(&s, &hub).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let from_local = task::load(&s, &local).unwrap();
+            let (a, b) = (from_hub.inputs().unwrap(), from_local.inputs().unwrap());
+            assert!(!a.is_empty(), "{name}");
+            assert_eq!(a, b, "{name}: the hub copy gives the same inputs");
+            assert_eq!(from_hub.measures(), from_local.measures(), "{name}");
+        }
+    });
+}

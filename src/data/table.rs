@@ -50,7 +50,17 @@ impl Table {
             .replace("{split}", split)
             .replace("{subset}", subset_value.unwrap_or(""));
         let path = source.file(&relative)?;
-        Table::read(&path, dataset)
+        let mut table = Table::read(&path, dataset)?;
+        if matches!(source, DataSource::Hub(_)) && !dataset.hub_rename.is_empty() {
+            for row in &mut table.rows {
+                for (from, to) in &dataset.hub_rename {
+                    if let Some(v) = row.fields.remove(from) {
+                        row.fields.insert(to.clone(), v);
+                    }
+                }
+            }
+        }
+        Ok(table)
     }
 
     /// Reads one table file.

@@ -23,7 +23,11 @@ pub struct SuiteResult {
     #[serde(default)]
     pub types: BTreeMap<String, Vec<String>>,
     /// `mean` on each bootstrap resample: a gate pairs these across two runs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::metrics::bootstrap::nulls_as_nan"
+    )]
     pub replicates: Vec<f64>,
 }
 

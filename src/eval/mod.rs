@@ -27,6 +27,7 @@ pub use task::{Engine, Measure, Needs, Task};
 /// One score with its bootstrap 95% confidence interval over items.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Score {
+    #[serde(deserialize_with = "crate::metrics::bootstrap::null_as_nan")]
     pub value: f64,
     pub ci95: Interval,
 }
@@ -49,7 +50,11 @@ pub struct TaskResult {
     /// The main score on each bootstrap resample of the items (the run's seed and
     /// resample count): what a suite's aggregate CI combines across tasks, and what a
     /// gate pairs across two runs. Empty for families that do not provide it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::metrics::bootstrap::nulls_as_nan"
+    )]
     pub replicates: Vec<f64>,
     pub embedding: EmbedStats,
     pub seconds: f64,

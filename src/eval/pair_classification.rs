@@ -142,6 +142,7 @@ fn label_of(
                 format!("expected 0 or 1, found `{text}`"),
             )),
         },
+        PairLabelFormat::Votes if text == "0" || text == "1" => Ok(Some(u8::from(text == "1"))),
         PairLabelFormat::Votes => {
             let votes = text
                 .strip_prefix('(')

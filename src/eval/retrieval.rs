@@ -1,12 +1,12 @@
 //! BEIR-style retrieval: embed corpus and queries, exact top-k by cosine, then the
 //! ranking measures with trec_eval semantics (as MTEB computes them with pytrec_eval).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::data::{BeirDataset, DataSource};
+use crate::data::{lines, BeirDataset, DataSource};
 use crate::engine::{Embedder, Role};
 use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
@@ -21,11 +21,90 @@ use crate::store::EmbeddingCache;
 /// Retrieved ids kept per query in `samples.jsonl`.
 const SAMPLE_HITS: usize = 10;
 
-/// A BEIR-style retrieval task with its corpus, queries and judgments.
+/// A BEIR-style retrieval task with its corpus, queries and judgments; a reranking task
+/// when each query ranks only its own candidates.
 pub struct RetrievalTask {
     spec: TaskSpec,
     section: RetrievalSpec,
     data: BeirDataset,
+    candidates: Option<Candidates>,
+}
+
+/// Reranking: the documents any query ranks, and each query's own candidates (positions
+/// in `docs`).
+struct Candidates {
+    docs: Vec<usize>,
+    per_query: Vec<HashSet<usize>>,
+}
+
+impl Candidates {
+    /// Reads `{"query-id": ..., "corpus-ids": [...]}` lines; every judged query needs a
+    /// list and every id must be in the corpus.
+    fn load(
+        file: &str,
+        data: &BeirDataset,
+        spec: &TaskSpec,
+        source: &DataSource,
+    ) -> Result<Candidates> {
+        let path = source.file(&file.replace("{split}", &spec.dataset.split))?;
+        let bytes = lines::read_bytes(&path)?;
+        let doc_index: HashMap<&str, usize> = data
+            .corpus
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.id.as_str(), i))
+            .collect();
+        let mut lists: HashMap<String, Vec<usize>> = HashMap::new();
+        for (line, obj) in lines::json_objects(&path, &bytes)? {
+            let query = lines::str_field(&path, line, &obj, "query-id")?;
+            let Some(Value::Array(ids)) = obj.get("corpus-ids") else {
+                return Err(Error::record(
+                    &path,
+                    line,
+                    "corpus-ids",
+                    "missing or not a list",
+                ));
+            };
+            let mut docs = Vec::with_capacity(ids.len());
+            for id in ids {
+                let id = match id {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return Err(Error::record(&path, line, "corpus-ids", "expected ids")),
+                };
+                let d = doc_index.get(id.as_str()).ok_or_else(|| {
+                    Error::record(
+                        &path,
+                        line,
+                        "corpus-ids",
+                        format!("`{id}` is not in the corpus"),
+                    )
+                })?;
+                docs.push(*d);
+            }
+            lists.insert(query, docs);
+        }
+        let all: BTreeSet<usize> = lists.values().flatten().copied().collect();
+        let docs: Vec<usize> = all.into_iter().collect();
+        let position: HashMap<usize, usize> =
+            docs.iter().enumerate().map(|(p, &d)| (d, p)).collect();
+        let per_query = data
+            .queries
+            .iter()
+            .map(|q| {
+                lists
+                    .get(&q.id)
+                    .map(|l| l.iter().map(|d| position[d]).collect())
+                    .ok_or_else(|| {
+                        Error::input(
+                            &path,
+                            format!("judged query `{}` has no candidate list", q.id),
+                        )
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Candidates { docs, per_query })
+    }
 }
 
 impl RetrievalTask {
@@ -34,10 +113,17 @@ impl RetrievalTask {
         section: &RetrievalSpec,
         source: &DataSource,
     ) -> Result<RetrievalTask> {
+        let data = BeirDataset::load(&spec.dataset, source)?;
+        let candidates = section
+            .top_ranked
+            .as_deref()
+            .map(|file| Candidates::load(file, &data, spec, source))
+            .transpose()?;
         Ok(RetrievalTask {
             spec: spec.clone(),
             section: section.clone(),
-            data: BeirDataset::load(&spec.dataset, source)?,
+            data,
+            candidates,
         })
     }
 }
@@ -73,30 +159,31 @@ impl Task for RetrievalTask {
 
     /// The queries, then the documents.
     fn inputs(&self) -> Result<Vec<TaskInput>> {
-        let (docs, queries) = inputs(&self.section, &self.data);
+        let (docs, queries) = inputs(&self.section, &self.data, self.candidates.as_ref());
         Ok(queries.into_iter().chain(docs).collect())
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
         let (embedder, cache, settings) = engine.embedder(&self.spec)?;
-        run(
-            &self.spec,
-            &self.section,
-            &self.data,
-            embedder,
-            cache,
-            settings,
-        )
+        run(self, embedder, cache, settings)
     }
 }
 
 /// The documents (MTEB: `title + separator + text`, stripped) and the queries (with the
 /// task's instruction).
-fn inputs(retrieval: &RetrievalSpec, data: &BeirDataset) -> (Vec<TaskInput>, Vec<TaskInput>) {
+fn inputs(
+    retrieval: &RetrievalSpec,
+    data: &BeirDataset,
+    candidates: Option<&Candidates>,
+) -> (Vec<TaskInput>, Vec<TaskInput>) {
     let sep = &retrieval.title_separator;
-    let docs = data
-        .corpus
+    let ranked: Vec<usize> = match candidates {
+        Some(c) => c.docs.clone(),
+        None => (0..data.corpus.len()).collect(),
+    };
+    let docs = ranked
         .iter()
+        .map(|&i| &data.corpus[i])
         .map(|d| TaskInput {
             text: format!("{}{sep}{}", d.title, d.text).trim().to_string(),
             role: Role::Document,
@@ -116,15 +203,15 @@ fn inputs(retrieval: &RetrievalSpec, data: &BeirDataset) -> (Vec<TaskInput>, Vec
 }
 
 fn run(
-    spec: &TaskSpec,
-    retrieval: &RetrievalSpec,
-    data: &BeirDataset,
+    task: &RetrievalTask,
     embedder: &dyn Embedder,
     cache: &mut EmbeddingCache,
     settings: &RunSettings,
 ) -> Result<TaskResult> {
+    let (spec, retrieval, data) = (&task.spec, &task.section, &task.data);
+    let candidates = task.candidates.as_ref();
     let started = Instant::now();
-    let (docs, queries) = inputs(retrieval, data);
+    let (docs, queries) = inputs(retrieval, data, candidates);
     let doc_texts: Vec<String> = docs.iter().map(|i| i.prepared(embedder)).collect();
     let query_texts: Vec<String> = queries.iter().map(|i| i.prepared(embedder)).collect();
     let (doc_vectors, mut stats) = embed_all(
@@ -144,10 +231,14 @@ fn run(
     stats.add(&query_stats);
 
     let k = retrieval.k_values.iter().copied().max().unwrap_or(10);
-    let doc_ids: Vec<String> = data.corpus.iter().map(|d| d.id.clone()).collect();
+    let doc_ids: Vec<String> = match candidates {
+        Some(c) => c.docs.iter().map(|&i| data.corpus[i].id.clone()).collect(),
+        None => data.corpus.iter().map(|d| d.id.clone()).collect(),
+    };
     let ignore_identical = retrieval.ignore_identical_ids;
     let hits = top_k(&query_vectors, &doc_vectors, &doc_ids, k, |q, d| {
-        ignore_identical && data.queries[q].id == doc_ids[d]
+        let outside = candidates.is_some_and(|c| !c.per_query[q].contains(&d));
+        outside || (ignore_identical && data.queries[q].id == doc_ids[d])
     })?;
 
     let run: Run = data
@@ -221,7 +312,7 @@ fn run(
     Ok(TaskResult {
         task: spec.name.clone(),
         task_name: spec.display_name().to_string(),
-        family: "retrieval".into(),
+        family: spec.family().into(),
         split: spec.dataset.split.clone(),
         main_score: retrieval.main_score.clone(),
         scores,
@@ -230,7 +321,7 @@ fn run(
             origin: data.origin.clone(),
             fingerprint: data.fingerprint.clone(),
             items: data.queries.len(),
-            corpus_size: Some(data.corpus.len()),
+            corpus_size: Some(doc_ids.len()),
             selection: None,
         },
         replicates,

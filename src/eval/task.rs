@@ -121,9 +121,9 @@ pub fn load(spec: &TaskSpec, source: &DataSource) -> Result<Box<dyn Task>> {
     tracing::info!(task = %spec.name, source = %source.describe(), "loading dataset");
     Ok(match &spec.kind {
         TaskKind::Sts(section) => Box::new(super::sts::StsTask::load(spec, section, source)?),
-        TaskKind::Retrieval(section) => Box::new(super::retrieval::RetrievalTask::load(
-            spec, section, source,
-        )?),
+        TaskKind::Retrieval(section) | TaskKind::Reranking(section) => Box::new(
+            super::retrieval::RetrievalTask::load(spec, section, source)?,
+        ),
         TaskKind::ImageText(section) => Box::new(super::image_text::ImageTextTask::load(
             spec, section, source,
         )?),

@@ -6,8 +6,23 @@ use rand_chacha::ChaCha8Rng;
 /// A confidence interval; both ends NaN when it cannot be computed.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Interval {
+    #[serde(deserialize_with = "null_as_nan")]
     pub low: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub high: f64,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, and this reads `null` back as NaN.
+pub fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// [`null_as_nan`] for every element of a list.
+pub fn nulls_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Ok(<Vec<Option<f64>> as serde::Deserialize>::deserialize(d)?
+        .into_iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
 }
 
 impl Interval {

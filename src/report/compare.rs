@@ -145,12 +145,52 @@ fn metric_deltas(
             });
         }
     }
+    if let (Some(sa), Some(sb)) = (&a.suite, &b.suite) {
+        if sa.name == sb.name {
+            out.extend(sa.scores.keys().filter_map(|key| suite_delta(a, b, key)));
+        }
+    }
     for tb in &b.tasks {
         if !a.tasks.iter().any(|t| t.result.task == tb.result.task) {
             unmatched.push(format!("task {}: candidate only", tb.result.task));
         }
     }
     Ok(out)
+}
+
+/// The change in one suite aggregate (`mean`, `mean[sts]`, ...), reported as task
+/// `suite.<name>`. Its CI pairs the two runs' bootstrap replicates of `mean` (same seed
+/// and items draw the same resamples); other aggregates get no CI.
+pub fn suite_delta(a: &EvalRun, b: &EvalRun, key: &str) -> Option<MetricDelta> {
+    let (sa, sb) = (a.suite.as_ref()?, b.suite.as_ref()?);
+    let (base, cand) = (sa.scores.get(key)?, sb.scores.get(key)?);
+    let paired =
+        key == "mean" && !sa.replicates.is_empty() && sa.replicates.len() == sb.replicates.len();
+    let ci95 = if paired {
+        let deltas: Vec<f64> = sb
+            .replicates
+            .iter()
+            .zip(&sa.replicates)
+            .map(|(c, b)| c - b)
+            .collect();
+        crate::metrics::bootstrap::interval(&deltas)
+    } else {
+        Interval {
+            low: f64::NAN,
+            high: f64::NAN,
+        }
+    };
+    Some(MetricDelta {
+        task: format!("suite.{}", sa.name),
+        metric: key.to_string(),
+        baseline: base.value,
+        candidate: cand.value,
+        delta: cand.value - base.value,
+        significant: ci95.low > 0.0 || ci95.high < 0.0,
+        ci95,
+        items: b.tasks.iter().map(|t| t.result.dataset.items).sum(),
+        higher_is_better: true,
+    })
 }
 
 /// Each item's sample in both runs, by id; an error unless both ran exactly the same items.

@@ -237,6 +237,34 @@ fn plots(runs: &[Run], dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
         ));
     }
 
+    // Suites: each aggregate (mean per task type, overall mean) per run.
+    let suite_scores: Vec<plot::TaskScore> = runs
+        .iter()
+        .filter_map(|r| Some((r, r.eval()?.suite.as_ref()?)))
+        .flat_map(|(r, suite)| {
+            suite.scores.iter().map(move |(name, s)| plot::TaskScore {
+                task: match name.strip_prefix("mean[").and_then(|n| n.strip_suffix(']')) {
+                    Some(family) => family.to_string(),
+                    None => format!("{} ({name})", suite.name),
+                },
+                metric: String::new(),
+                model: r.label.clone(),
+                value: s.value,
+                low: s.ci95.low,
+                high: s.ci95.high,
+            })
+        })
+        .collect();
+    if !suite_scores.is_empty() {
+        let title = "Suite aggregates: mean main score per task type, and overall";
+        let files = plot::scores_by_task(&dir.join("suite_by_type"), title, &suite_scores)?;
+        out.push((
+            "Suite aggregates with bootstrap 95% CI (items resampled within each task), per model"
+                .into(),
+            files,
+        ));
+    }
+
     let points = cost_points(runs);
     if !points.is_empty() {
         let files = plot::cost_vs_quality(

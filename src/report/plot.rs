@@ -640,6 +640,13 @@ fn draw_legend<DB: DrawingBackend>(
             draw_stroke(area, vec![(sx0, y), (sx1, y)], entry.colour, entry.stroke)?;
         }
         draw_marker(area, ((sx0 + sx1) / 2, y), entry.marker, entry.colour)?;
+        // Shrink the font before shortening a run's name.
+        let mut style = style.clone();
+        let mut pt = size;
+        while pt > 10.0 && area.estimate_text_size(&entry.label, &style)?.0 as i32 > text_w {
+            pt -= 1.0;
+            style = font(pt, TEXT).pos(Pos::new(HPos::Left, VPos::Center));
+        }
         let label = fit_text(area, &entry.label, &style, text_w)?;
         area.draw_text(&label, &style, (sx1 + 12, y))?;
     }
@@ -667,7 +674,9 @@ fn fitted_font<DB: DrawingBackend>(
 }
 
 /// `text` with its middle replaced by an ellipsis until it fits in `max_w` pixels: labels
-/// often differ only at the end (`...-bf16` vs `...-fp8`), so both ends are kept.
+/// often differ only at the end (`...-bf16` vs `...-fp8`), so both ends are kept. Whole
+/// words (between `-`, `_`, `/`, `.`, ` `) go first; a word is cut only when one word
+/// alone does not fit.
 fn fit_text<DB: DrawingBackend, CT: CoordTranslate>(
     area: &DrawingArea<DB, CT>,
     text: &str,
@@ -679,6 +688,15 @@ fn fit_text<DB: DrawingBackend, CT: CoordTranslate>(
     };
     if fits(text)? {
         return Ok(text.to_string());
+    }
+    let words = split_words(text);
+    for keep in (2..words.len()).rev() {
+        let head: String = words[..keep.div_ceil(2)].concat();
+        let tail: String = words[words.len() - keep / 2..].concat();
+        let candidate = format!("{head}…{tail}");
+        if fits(&candidate)? {
+            return Ok(candidate);
+        }
     }
     let chars: Vec<char> = text.chars().collect();
     for keep in (1..chars.len()).rev() {
@@ -692,6 +710,22 @@ fn fit_text<DB: DrawingBackend, CT: CoordTranslate>(
     Ok("…".to_string())
 }
 
+/// Words with their trailing separator (`-`, `_`, `/`, `.`, ` `, `(`).
+fn split_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        word.push(c);
+        if matches!(c, '-' | '_' | '/' | '.' | ' ' | '(') {
+            words.push(std::mem::take(&mut word));
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
 /// Splits `text` into at most `max_lines` lines of `max_w` pixels, breaking after
 /// `-`, `_`, `/`, `.` or a space; what still does not fit is shortened.
 fn wrap_text<DB: DrawingBackend, CT: CoordTranslate>(
@@ -702,18 +736,7 @@ fn wrap_text<DB: DrawingBackend, CT: CoordTranslate>(
     max_lines: usize,
 ) -> DrawResult<Vec<String>, DB> {
     let mut lines: Vec<String> = Vec::new();
-    let mut token = String::new();
-    let mut tokens = Vec::new();
-    for c in text.chars() {
-        token.push(c);
-        if matches!(c, '-' | '_' | '/' | '.' | ' ') {
-            tokens.push(std::mem::take(&mut token));
-        }
-    }
-    if !token.is_empty() {
-        tokens.push(token);
-    }
-    for token in tokens {
+    for token in split_words(text) {
         let joined = match lines.last() {
             Some(line) => format!("{line}{token}"),
             None => token.clone(),
@@ -1260,8 +1283,10 @@ fn group_labels<DB: DrawingBackend>(
             .map(|l| (l, task_style.clone()))
             .collect();
         if !metric.is_empty() {
-            let metric = fit_text(area, &format!("({metric})"), &metric_style, max_w)?;
-            lines.push((metric, metric_style.clone()));
+            // The measure in full, over two lines if need be (`(cosine_` `spearman)`).
+            for line in wrap_text(area, &format!("({metric})"), &metric_style, max_w, 2)? {
+                lines.push((line, metric_style.clone()));
+            }
         }
         out.push(lines);
     }

@@ -39,6 +39,8 @@ pub enum RunKind {
 #[derive(Debug, Clone)]
 pub struct EvalRun {
     pub tasks: Vec<TaskRecord>,
+    /// The suite's aggregates, when the run was a suite.
+    pub suite: Option<crate::eval::aggregate::SuiteResult>,
     /// `samples.jsonl`, by task name, in file order.
     pub samples: BTreeMap<String, Vec<Value>>,
     /// Latency and throughput of a remote engine's requests.
@@ -208,6 +210,7 @@ pub fn load(dir: &Path) -> Result<Run> {
             let detail = eval_detail(model);
             let eval = EvalRun {
                 tasks: record.tasks,
+                suite: record.suite,
                 samples,
                 requests: record.requests,
                 model_info: model.clone(),

@@ -18,7 +18,8 @@ fn polars_err(context: &str) -> impl Fn(PolarsError) -> Error + '_ {
     }
 }
 
-/// One row per (model, engine, task, metric): value and bootstrap 95% CI over items.
+/// One row per (model, engine, task, metric): value and bootstrap 95% CI over items; a
+/// suite's aggregates follow its tasks as task `suite.<name>`.
 pub fn quality(runs: &[Run]) -> Result<DataFrame> {
     let mut c = QualityColumns::default();
     for run in runs {
@@ -38,6 +39,22 @@ pub fn quality(runs: &[Run]) -> Result<DataFrame> {
                 c.low.push(finite(score.ci95.low));
                 c.high.push(finite(score.ci95.high));
                 c.items.push(r.dataset.items as u64);
+            }
+        }
+        // A suite's aggregates as rows of task `suite.<name>` (`mean` is its main score).
+        if let Some(suite) = &eval.suite {
+            let items: usize = eval.tasks.iter().map(|t| t.result.dataset.items).sum();
+            for (name, score) in &suite.scores {
+                c.model.push(run.label.clone());
+                c.engine.push(run.engine.clone());
+                c.run_id.push(run.run_id.clone());
+                c.task.push(format!("suite.{}", suite.name));
+                c.metric.push(name.clone());
+                c.main.push(name == "mean");
+                c.value.push(finite(score.value));
+                c.low.push(finite(score.ci95.low));
+                c.high.push(finite(score.ci95.high));
+                c.items.push(items as u64);
             }
         }
     }
