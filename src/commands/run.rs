@@ -185,8 +185,21 @@ fn print_table(record: &RunRecord) {
         .max()
         .unwrap_or(4)
         .max(14);
+    let measure_w = record
+        .tasks
+        .iter()
+        .flat_map(|t| t.result.headline_measures().into_iter().map(str::len))
+        .chain(
+            record
+                .suite
+                .iter()
+                .flat_map(|s| s.scores.keys().map(String::len)),
+        )
+        .max()
+        .unwrap_or(7)
+        .max(16);
     println!(
-        "{:<wide$} {:<18} {:>9}  {:<19}  {:>6}  {:>8}",
+        "{:<wide$} {:<measure_w$} {:>9}  {:<19}  {:>6}  {:>8}",
         "task", "measure", "value", "95% CI (bootstrap)", "items", "seconds"
     );
     for task in &record.tasks {
@@ -203,8 +216,9 @@ fn print_table(record: &RunRecord) {
                 ("", String::new(), String::new())
             };
             println!(
-                "{task_col:<wide$} {name:<18} {:>9.5}  [{:.5}, {:.5}]  {items:>6}  {secs:>8}",
-                score.value, score.ci95.low, score.ci95.high
+                "{task_col:<wide$} {name:<measure_w$} {:>9.5}  {:<19}  {items:>6}  {secs:>8}",
+                score.value,
+                show_ci(&score.ci95)
             );
         }
     }
@@ -214,10 +228,20 @@ fn print_table(record: &RunRecord) {
         for (i, (name, score)) in suite.scores.iter().enumerate() {
             let first = if i == 0 { label.as_str() } else { "" };
             println!(
-                "{first:<wide$} {name:<18} {:>9.5}  [{:.5}, {:.5}]",
-                score.value, score.ci95.low, score.ci95.high
+                "{first:<wide$} {name:<measure_w$} {:>9.5}  {}",
+                score.value,
+                show_ci(&score.ci95)
             );
         }
+    }
+}
+
+/// `[low, high]`, or blank for a measure without a CI.
+fn show_ci(ci: &crate::metrics::bootstrap::Interval) -> String {
+    if ci.low.is_finite() && ci.high.is_finite() {
+        format!("[{:.5}, {:.5}]", ci.low, ci.high)
+    } else {
+        String::new()
     }
 }
 
