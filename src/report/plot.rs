@@ -710,13 +710,13 @@ fn fit_text<DB: DrawingBackend, CT: CoordTranslate>(
     Ok("…".to_string())
 }
 
-/// Words with their trailing separator (`-`, `_`, `/`, `.`, ` `, `(`).
+/// Words with their trailing separator (`-`, `_`, `/`, `.`, ` `).
 fn split_words(text: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     for c in text.chars() {
         word.push(c);
-        if matches!(c, '-' | '_' | '/' | '.' | ' ' | '(') {
+        if matches!(c, '-' | '_' | '/' | '.' | ' ') {
             words.push(std::mem::take(&mut word));
         }
     }
@@ -1273,12 +1273,33 @@ fn group_labels<DB: DrawingBackend>(
     groups: &[(&str, &str)],
     group_w: i32,
 ) -> DrawResult<Vec<Vec<(String, TextStyle<'static>)>>, DB> {
-    let task_style = font(TICK_PT + 1.0, TEXT);
-    let metric_style = font(TICK_PT - 1.0, MUTED);
     let max_w = (group_w - 8).max(20);
+    // One size for every group, the largest at which each word of every task name fits
+    // (names wrap between words and are cut only below 9 pt).
+    let mut size = TICK_PT + 1.0;
+    while size > 9.0 {
+        let mut fits = true;
+        for (task, _) in groups {
+            for word in split_words(task) {
+                if area
+                    .estimate_text_size(word.trim_end(), &font(size, TEXT))?
+                    .0 as i32
+                    > max_w
+                {
+                    fits = false;
+                }
+            }
+        }
+        if fits {
+            break;
+        }
+        size -= 1.0;
+    }
+    let task_style = font(size, TEXT);
+    let metric_style = font(size.min(TICK_PT) - 1.0, MUTED);
     let mut out = Vec::with_capacity(groups.len());
     for (task, metric) in groups {
-        let mut lines: Vec<(String, TextStyle)> = wrap_text(area, task, &task_style, max_w, 2)?
+        let mut lines: Vec<(String, TextStyle)> = wrap_text(area, task, &task_style, max_w, 3)?
             .into_iter()
             .map(|l| (l, task_style.clone()))
             .collect();
