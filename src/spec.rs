@@ -20,42 +20,99 @@ pub struct TaskSpec {
     pub kind: TaskKind,
 }
 
-/// The task family and its settings: which eval runner drives the task.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    Sts(StsSpec),
-    Retrieval(RetrievalSpec),
+/// Every task family, once: its variant and settings type, the section that names it in
+/// a spec file, and its name in records. Adding a family is one line here (plus its
+/// settings struct and its `eval` file).
+macro_rules! families {
+    ($($(#[$doc:meta])* $variant:ident($settings:ty) = $section:literal, $family:literal;)*) => {
+        /// The task family and its settings: which eval runner drives the task.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum TaskKind {
+            $($(#[$doc])* $variant($settings),)*
+        }
+
+        impl TaskKind {
+            /// The family's name in records and listings.
+            pub fn family(&self) -> &'static str {
+                match self {
+                    $(TaskKind::$variant(_) => $family,)*
+                }
+            }
+
+            /// The section that names this family in a spec file.
+            fn section(&self) -> &'static str {
+                match self {
+                    $(TaskKind::$variant(_) => $section,)*
+                }
+            }
+
+            /// Every family section, for error messages.
+            const SECTIONS: &'static [&'static str] = &[$($section),*];
+        }
+
+        /// A spec file as written: the family is whichever one section is present. Keeps
+        /// the TOML files flat (`[sts]` beside `[dataset]`) and unknown keys an error.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(non_snake_case)]
+        struct SpecFile {
+            name: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            mteb_name: Option<String>,
+            description: String,
+            dataset: DatasetSpec,
+            $(
+                #[serde(default, skip_serializing_if = "Option::is_none", rename = $section)]
+                $variant: Option<$settings>,
+            )*
+        }
+
+        impl SpecFile {
+            /// The family sections present.
+            fn kinds(self) -> (SpecFile, Vec<TaskKind>) {
+                let mut f = self;
+                let mut kinds = Vec::new();
+                $(kinds.extend(f.$variant.take().map(TaskKind::$variant));)*
+                (f, kinds)
+            }
+
+            fn with_kind(mut self, kind: TaskKind) -> SpecFile {
+                match kind {
+                    $(TaskKind::$variant(x) => self.$variant = Some(x),)*
+                }
+                self
+            }
+
+            fn empty(name: String, mteb_name: Option<String>, description: String, dataset: DatasetSpec) -> SpecFile {
+                SpecFile {
+                    name,
+                    mteb_name,
+                    description,
+                    dataset,
+                    $($variant: None,)*
+                }
+            }
+        }
+    };
+}
+
+families! {
+    Sts(StsSpec) = "sts", "sts";
+    Retrieval(RetrievalSpec) = "retrieval", "retrieval";
     /// Retrieval restricted to each query's candidate list (`top_ranked`).
-    Reranking(RetrievalSpec),
-    ImageText(ImageTextSpec),
-    MmluPro(MmluProSpec),
-    Gsm8k(Gsm8kSpec),
-    Math(MathSpec),
-    Classification(ClassificationSpec),
-    PairClassification(PairClassificationSpec),
-    Clustering(ClusteringSpec),
-    Summarization(SummarizationSpec),
+    Reranking(RetrievalSpec) = "reranking", "reranking";
+    Classification(ClassificationSpec) = "classification", "classification";
+    PairClassification(PairClassificationSpec) = "pair_classification", "pair-classification";
+    Clustering(ClusteringSpec) = "clustering", "clustering";
+    Summarization(SummarizationSpec) = "summarization", "summarization";
+    ImageText(ImageTextSpec) = "image_text", "image-text";
+    MmluPro(MmluProSpec) = "mmlu_pro", "mmlu-pro";
+    Gsm8k(Gsm8kSpec) = "gsm8k", "gsm8k";
+    Math(MathSpec) = "math", "math";
 }
 
 impl TaskKind {
-    /// The family's name in records and listings.
-    pub fn family(&self) -> &'static str {
-        match self {
-            TaskKind::Sts(_) => "sts",
-            TaskKind::Retrieval(_) => "retrieval",
-            TaskKind::Reranking(_) => "reranking",
-            TaskKind::ImageText(_) => "image-text",
-            TaskKind::MmluPro(_) => "mmlu-pro",
-            TaskKind::Gsm8k(_) => "gsm8k",
-            TaskKind::Math(_) => "math",
-            TaskKind::Classification(_) => "classification",
-            TaskKind::PairClassification(_) => "pair-classification",
-            TaskKind::Clustering(_) => "clustering",
-            TaskKind::Summarization(_) => "summarization",
-        }
-    }
-
     /// Whether the task is answered by generating text (else by embedding).
     pub fn generates(&self) -> bool {
         matches!(
@@ -65,56 +122,11 @@ impl TaskKind {
     }
 }
 
-/// A spec file as written: the family is whichever one section is present. Keeps the
-/// TOML files flat (`[sts]` beside `[dataset]`) and unknown keys an error.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpecFile {
-    name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    mteb_name: Option<String>,
-    description: String,
-    dataset: DatasetSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sts: Option<StsSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    retrieval: Option<RetrievalSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reranking: Option<RetrievalSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    image_text: Option<ImageTextSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    mmlu_pro: Option<MmluProSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    gsm8k: Option<Gsm8kSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    math: Option<MathSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    classification: Option<ClassificationSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pair_classification: Option<PairClassificationSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    clustering: Option<ClusteringSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    summarization: Option<SummarizationSpec>,
-}
-
 impl TryFrom<SpecFile> for TaskSpec {
     type Error = String;
 
     fn try_from(f: SpecFile) -> std::result::Result<Self, String> {
-        let mut kinds: Vec<TaskKind> = Vec::new();
-        kinds.extend(f.sts.map(TaskKind::Sts));
-        kinds.extend(f.retrieval.map(TaskKind::Retrieval));
-        kinds.extend(f.reranking.map(TaskKind::Reranking));
-        kinds.extend(f.image_text.map(TaskKind::ImageText));
-        kinds.extend(f.mmlu_pro.map(TaskKind::MmluPro));
-        kinds.extend(f.gsm8k.map(TaskKind::Gsm8k));
-        kinds.extend(f.math.map(TaskKind::Math));
-        kinds.extend(f.classification.map(TaskKind::Classification));
-        kinds.extend(f.pair_classification.map(TaskKind::PairClassification));
-        kinds.extend(f.clustering.map(TaskKind::Clustering));
-        kinds.extend(f.summarization.map(TaskKind::Summarization));
+        let (f, mut kinds) = f.kinds();
         if kinds.len() > 1 {
             let names: Vec<String> = kinds.iter().map(|k| format!("[{}]", k.section())).collect();
             return Err(format!(
@@ -122,9 +134,13 @@ impl TryFrom<SpecFile> for TaskSpec {
                 names.join(" and ")
             ));
         }
-        let kind = kinds.pop().ok_or(
-            "needs one family section: [sts], [retrieval], [reranking], [classification], [pair_classification], [clustering], [summarization], [image_text], [mmlu_pro], [gsm8k] or [math]",
-        )?;
+        let kind = kinds.pop().ok_or_else(|| {
+            let sections: Vec<String> = TaskKind::SECTIONS
+                .iter()
+                .map(|s| format!("[{s}]"))
+                .collect();
+            format!("needs one family section: {}", sections.join(", "))
+        })?;
         Ok(TaskSpec {
             name: f.name,
             mteb_name: f.mteb_name,
@@ -137,37 +153,7 @@ impl TryFrom<SpecFile> for TaskSpec {
 
 impl From<TaskSpec> for SpecFile {
     fn from(t: TaskSpec) -> SpecFile {
-        let mut f = SpecFile {
-            name: t.name,
-            mteb_name: t.mteb_name,
-            description: t.description,
-            dataset: t.dataset,
-            sts: None,
-            retrieval: None,
-            reranking: None,
-            image_text: None,
-            mmlu_pro: None,
-            gsm8k: None,
-            math: None,
-            classification: None,
-            pair_classification: None,
-            clustering: None,
-            summarization: None,
-        };
-        match t.kind {
-            TaskKind::Sts(x) => f.sts = Some(x),
-            TaskKind::Retrieval(x) => f.retrieval = Some(x),
-            TaskKind::Reranking(x) => f.reranking = Some(x),
-            TaskKind::ImageText(x) => f.image_text = Some(x),
-            TaskKind::MmluPro(x) => f.mmlu_pro = Some(x),
-            TaskKind::Gsm8k(x) => f.gsm8k = Some(x),
-            TaskKind::Math(x) => f.math = Some(x),
-            TaskKind::Classification(x) => f.classification = Some(x),
-            TaskKind::PairClassification(x) => f.pair_classification = Some(x),
-            TaskKind::Clustering(x) => f.clustering = Some(x),
-            TaskKind::Summarization(x) => f.summarization = Some(x),
-        }
-        f
+        SpecFile::empty(t.name, t.mteb_name, t.description, t.dataset).with_kind(t.kind)
     }
 }
 
@@ -515,25 +501,6 @@ fn default_machine_summaries() -> String {
 }
 fn default_relevance() -> String {
     "relevance".into()
-}
-
-impl TaskKind {
-    /// The section that names this family in a spec file.
-    fn section(&self) -> &'static str {
-        match self {
-            TaskKind::Sts(_) => "sts",
-            TaskKind::Retrieval(_) => "retrieval",
-            TaskKind::Reranking(_) => "reranking",
-            TaskKind::ImageText(_) => "image_text",
-            TaskKind::MmluPro(_) => "mmlu_pro",
-            TaskKind::Gsm8k(_) => "gsm8k",
-            TaskKind::Math(_) => "math",
-            TaskKind::Classification(_) => "classification",
-            TaskKind::PairClassification(_) => "pair_classification",
-            TaskKind::Clustering(_) => "clustering",
-            TaskKind::Summarization(_) => "summarization",
-        }
-    }
 }
 
 impl TaskSpec {

@@ -27,6 +27,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rayon::prelude::*;
+
 use super::logistic::{self, LogisticParams};
 use super::rng::RandomState;
 use super::vectors::{check_finite_row, check_rows, check_shape};
@@ -223,7 +225,7 @@ fn mean_scores(all: &[ClassificationScores]) -> ClassificationScores {
 /// `Vec<Vec<f32>>` or `flat.chunks(dim).collect::<Vec<_>>()`), one label per
 /// row. Every test row must be finite; a train row only when an experiment
 /// samples it, since mteb never looks at the others.
-pub fn probe<R: AsRef<[f32]>>(
+pub fn probe<R: AsRef<[f32]> + Sync>(
     train: &[R],
     train_labels: &[i64],
     test: &[R],
@@ -262,9 +264,9 @@ pub fn probe<R: AsRef<[f32]>>(
     // Fail before fitting anything if average precision will be undefined.
     positive_label_check(test_labels)?;
 
-    let test_x: Vec<Vec<f64>> = test
+    let test_x: Vec<f64> = test
         .iter()
-        .map(|r| r.as_ref().iter().map(|&v| f64::from(v)).collect())
+        .flat_map(|r| r.as_ref().iter().map(|&v| f64::from(v)))
         .collect();
     let params = LogisticParams {
         c: config.c,
@@ -278,8 +280,10 @@ pub fn probe<R: AsRef<[f32]>>(
         config.n_experiments,
         config.seed,
     );
-    let mut experiments = Vec::with_capacity(selections.len());
-    for (experiment, picked) in selections.into_iter().enumerate() {
+    // The experiments are independent once their rows are picked: fit them in
+    // parallel (each one's arithmetic is unchanged) and report the first error
+    // in experiment order, as a sequential loop would.
+    let run = |experiment: usize, picked: Vec<usize>| -> Result<ExperimentResult, MetricError> {
         let mut x = Vec::with_capacity(picked.len() * dim);
         let mut y = Vec::with_capacity(picked.len());
         for &i in &picked {
@@ -297,16 +301,23 @@ pub fn probe<R: AsRef<[f32]>>(
         if !finite {
             return Err(MetricError::NumericalFailure { experiment });
         }
-        let predictions: Vec<i64> = test_x.iter().map(|r| model.predict_row(r)).collect();
+        let predictions = model.predict(&test_x);
         let scores = classification_scores(test_labels, &predictions)?;
-        experiments.push(ExperimentResult {
+        Ok(ExperimentResult {
             train_indices: picked,
             scores,
             predictions,
             n_iter: model.n_iter(),
             converged: model.converged(),
-        });
-    }
+        })
+    };
+    let experiments = selections
+        .into_par_iter()
+        .enumerate()
+        .map(|(experiment, picked)| run(experiment, picked))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect::<Result<Vec<ExperimentResult>, MetricError>>()?;
 
     let all: Vec<ClassificationScores> = experiments.iter().map(|e| e.scores).collect();
     let mean = mean_scores(&all);

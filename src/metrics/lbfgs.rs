@@ -93,8 +93,24 @@ pub struct LbfgsOutcome {
     pub status: LbfgsStatus,
 }
 
+/// `Iterator::sum`'s starting value (-0.0): the hand-fused loops below start
+/// from it so that they add exactly like `iter().map(..).sum()` would.
+fn sum_start() -> f64 {
+    std::iter::empty::<f64>().sum()
+}
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `(dot(a, b), dot(b, b))` in one pass (two independent sums, each in order).
+fn dot_and_sq(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let (mut ab, mut bb) = (sum_start(), sum_start());
+    for (x, y) in a.iter().zip(b) {
+        ab += x * y;
+        bb += y * y;
+    }
+    (ab, bb)
 }
 
 fn max_abs(v: &[f64]) -> f64 {
@@ -114,31 +130,63 @@ struct Pair {
     rho: f64,
 }
 
-/// `-H g` by the two-loop recursion; `h0` is the initial inverse-Hessian scale.
-fn direction(g: &[f64], pairs: &std::collections::VecDeque<Pair>, h0: f64) -> Vec<f64> {
-    let mut q = g.to_vec();
-    let mut alphas = vec![0.0; pairs.len()];
-    for (k, p) in pairs.iter().enumerate().rev() {
-        let a = p.rho * dot(&p.s, &q);
+/// `-H g` by the two-loop recursion, written into `q`; `h0` is the initial
+/// inverse-Hessian scale and `pairs` is not empty. Each vector update is
+/// fused with the dot product that follows it (same values, same order).
+fn direction(
+    g: &[f64],
+    pairs: &std::collections::VecDeque<Pair>,
+    h0: f64,
+    alphas: &mut Vec<f64>,
+    q: &mut [f64],
+) {
+    let m = pairs.len();
+    debug_assert!(m > 0);
+    q.copy_from_slice(g);
+    alphas.clear();
+    alphas.resize(m, 0.0);
+    let mut sq = dot(&pairs[m - 1].s, q);
+    for k in (0..m).rev() {
+        let p = &pairs[k];
+        let a = p.rho * sq;
         alphas[k] = a;
-        for (qi, yi) in q.iter_mut().zip(&p.y) {
-            *qi -= a * yi;
+        let mut acc = sum_start();
+        if k > 0 {
+            let s_next = &pairs[k - 1].s;
+            for ((qi, yi), si) in q.iter_mut().zip(&p.y).zip(s_next) {
+                *qi -= a * yi;
+                acc += si * *qi;
+            }
+        } else {
+            // last update, the scaling by h0, and the second loop's first dot
+            for (qi, yi) in q.iter_mut().zip(&p.y) {
+                *qi -= a * yi;
+                *qi *= h0;
+            }
+            for (qi, yi) in q.iter().zip(&pairs[0].y) {
+                acc += yi * qi;
+            }
         }
+        sq = acc;
     }
-    for qi in q.iter_mut() {
-        *qi *= h0;
-    }
-    for (k, p) in pairs.iter().enumerate() {
-        let b = p.rho * dot(&p.y, &q);
+    for k in 0..m {
+        let p = &pairs[k];
+        let b = p.rho * sq;
         let coeff = alphas[k] - b;
-        for (qi, si) in q.iter_mut().zip(&p.s) {
-            *qi += coeff * si;
+        if k + 1 < m {
+            let y_next = &pairs[k + 1].y;
+            let mut acc = sum_start();
+            for ((qi, si), yi) in q.iter_mut().zip(&p.s).zip(y_next) {
+                *qi += coeff * si;
+                acc += yi * *qi;
+            }
+            sq = acc;
+        } else {
+            for (qi, si) in q.iter_mut().zip(&p.s) {
+                *qi = -(*qi + coeff * si);
+            }
         }
     }
-    for qi in q.iter_mut() {
-        *qi = -*qi;
-    }
-    q
 }
 
 /// Minimise `fg` from `x0`. `fg(x, grad)` returns the objective at `x` and
@@ -172,20 +220,28 @@ where
     // Scale of the initial Hessian approximation, y'y / s'y of the newest pair.
     let mut theta = 1.0_f64;
     let mut n_iter = 0_usize;
+    // Buffers reused across iterations.
+    let mut d = vec![0.0; n];
+    let mut x_old = vec![0.0; n];
+    let mut g_old = vec![0.0; n];
+    let mut alphas = Vec::with_capacity(memory);
+    let mut spare: Option<Pair> = None;
 
     loop {
-        let d = if pairs.is_empty() {
-            g.iter().map(|gi| -gi / theta).collect::<Vec<f64>>()
+        if pairs.is_empty() {
+            for (di, gi) in d.iter_mut().zip(&g) {
+                *di = -gi / theta;
+            }
         } else {
-            direction(&g, &pairs, 1.0 / theta)
-        };
+            direction(&g, &pairs, 1.0 / theta, &mut alphas, &mut d);
+        }
 
         // ---- line search along d ----
-        let x_old = x.clone();
-        let g_old = g.clone();
+        x_old.copy_from_slice(&x);
+        g_old.copy_from_slice(&g);
         let f_old = f;
-        let gd_old = dot(&g, &d);
-        let dnorm = dot(&d, &d).sqrt();
+        let (gd_old, dd) = dot_and_sq(&g, &d);
+        let dnorm = dd.sqrt();
         let step_max = 1e10;
         let mut stp = if n_iter == 0 {
             (1.0 / dnorm).min(step_max)
@@ -229,13 +285,14 @@ where
             return done(x_old, f_old, n_iter, n_eval, LbfgsStatus::NonFinite);
         }
         if !search_ok {
-            x = x_old;
-            g = g_old;
+            x.copy_from_slice(&x_old);
+            g.copy_from_slice(&g_old);
             f = f_old;
             if pairs.is_empty() {
                 return done(x, f, n_iter, n_eval, LbfgsStatus::LineSearchFailed);
             }
             // Drop the curvature memory and retry from the same point along -g.
+            spare = pairs.pop_back();
             pairs.clear();
             theta = 1.0;
             continue;
@@ -258,8 +315,6 @@ where
         }
 
         // ---- curvature pair ----
-        let y: Vec<f64> = g.iter().zip(&g_old).map(|(a, b)| a - b).collect();
-        let yy = dot(&y, &y);
         let (sy, guard) = if stp == 1.0 {
             (gd - gd_old, -gd_old)
         } else {
@@ -268,15 +323,27 @@ where
         if sy <= f64::EPSILON * guard {
             continue;
         }
-        let s: Vec<f64> = d.iter().map(|di| di * stp).collect();
-        if pairs.len() == memory {
-            pairs.pop_front();
+        // Reuse the oldest pair's (or a dropped pair's) storage.
+        let mut pair = if pairs.len() == memory {
+            pairs.pop_front()
+        } else {
+            spare.take()
         }
-        pairs.push_back(Pair {
-            s,
-            y,
-            rho: 1.0 / sy,
+        .unwrap_or_else(|| Pair {
+            s: vec![0.0; n],
+            y: vec![0.0; n],
+            rho: 0.0,
         });
+        let mut yy = sum_start();
+        for ((yi, a), b) in pair.y.iter_mut().zip(&g).zip(&g_old) {
+            *yi = a - b;
+            yy += *yi * *yi;
+        }
+        for (si, di) in pair.s.iter_mut().zip(&d) {
+            *si = di * stp;
+        }
+        pair.rho = 1.0 / sy;
+        pairs.push_back(pair);
         theta = yy / sy;
     }
 }
