@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::BenchArgs;
@@ -23,7 +22,9 @@ use crate::load::stats::{self, Distribution, LevelSummary, Slo};
 use crate::load::target::Target;
 use crate::load::workload::{read_inputs, Workload, WorkloadKind};
 use crate::spec;
-use crate::store::run::{self as record, write_atomic, Machine, ToolInfo};
+use crate::store;
+use crate::store::bench::{BenchRecord, Level, PerfLine};
+use crate::store::run::{self as record, Machine, ToolInfo};
 
 /// The definitions printed under every table and stored in `run.json`.
 pub const DEFINITIONS: &[(&str, &str)] = &[
@@ -36,34 +37,6 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ("goodput", "successful requests per second that met every SLO bound"),
     ("percentiles", "exact, linear interpolation between order statistics (numpy's default); warm-up requests excluded"),
 ];
-
-#[derive(Debug, Serialize)]
-pub struct Level {
-    pub label: String,
-    pub plan: LevelPlan,
-    pub summary: LevelSummary,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
-    pub abandoned: usize,
-}
-
-#[derive(Debug, Serialize)]
-pub struct BenchRecord {
-    pub schema: String,
-    pub run_id: String,
-    pub tool: ToolInfo,
-    pub machine: Machine,
-    pub started: String,
-    pub finished: String,
-    pub model: serde_json::Value,
-    pub workload: Workload,
-    pub slo: Slo,
-    pub pricing: Pricing,
-    pub levels: Vec<Level>,
-    pub cost: Option<CostEstimate>,
-    pub interrupted: bool,
-    pub definitions: serde_json::Value,
-}
 
 pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     let started = chrono::Utc::now();
@@ -200,7 +173,11 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
             .into(),
     };
     let dir = record::run_dir(&args.reports, &run_id);
-    write(&dir, &bench, &all_samples)?;
+    let perf: Vec<PerfLine> = all_samples
+        .into_iter()
+        .map(|(level, sample)| PerfLine::new(Some(level), sample.warmup, sample.record))
+        .collect();
+    store::bench::write(&dir, &bench, &perf)?;
     print(&bench, kind);
     println!("\nrun record: {}", dir.display());
     Ok(dir)
@@ -317,22 +294,6 @@ fn spinner() -> indicatif::ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
-}
-
-fn write(dir: &std::path::Path, bench: &BenchRecord, samples: &[(usize, Sample)]) -> Result<()> {
-    let mut lines = Vec::new();
-    for (level, sample) in samples {
-        let r = &sample.record;
-        let mut value = serde_json::to_value(sample).map_err(|e| Error::External(e.to_string()))?;
-        value["level"] = json!(level);
-        value["latency"] = json!(stats::latency(r));
-        value["service_latency"] = json!(stats::service_latency(r));
-        serde_json::to_writer(&mut lines, &value).map_err(|e| Error::External(e.to_string()))?;
-        lines.push(b'\n');
-    }
-    write_atomic(&dir.join("perf.jsonl"), &lines)?;
-    let json = serde_json::to_vec_pretty(bench).map_err(|e| Error::External(e.to_string()))?;
-    write_atomic(&dir.join("run.json"), &json)
 }
 
 fn ms(d: &Option<Distribution>, pick: fn(&Distribution) -> f64) -> String {

@@ -13,8 +13,7 @@ use crate::data::table::Table;
 use crate::data::DataSource;
 use crate::engine::Role;
 use crate::error::{Error, Result};
-use crate::eval::embed::embed_all;
-use crate::eval::task::{Engine, Measure, Needs, Task};
+use crate::eval::task::{Embedded, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::{interval, mean_replicates};
 use crate::metrics::classification::{probe, undersample_experiments, ProbeConfig};
@@ -228,20 +227,13 @@ impl Task for ClassificationTask {
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
-        let (embedder, cache, settings) = engine.embedder(&self.spec)?;
         let started = Instant::now();
-        let texts: Vec<String> = self
-            .inputs()?
-            .iter()
-            .map(|i| i.prepared(embedder))
-            .collect();
-        let (vectors, stats) = embed_all(
-            embedder,
-            cache,
-            &texts,
-            settings.batch_size,
-            &self.spec.name,
-        )?;
+        let Embedded {
+            vectors,
+            stats,
+            settings,
+        } = engine.embed(&self.spec, &self.inputs()?)?;
+        let dim = vectors.first().map_or(0, Vec::len);
         let mut vectors = vectors.into_iter();
 
         let config = self.config();
@@ -251,7 +243,6 @@ impl Task for ClassificationTask {
         let mut samples = Vec::new();
         for subset in &self.subsets {
             let drawn = self.drawn(subset);
-            let dim = embedder.info().dim;
             let zero = vec![0f32; dim];
             let mut train: Vec<&[f32]> = vec![zero.as_slice(); subset.train.texts.len()];
             let drawn_vectors: Vec<Vec<f32>> = vectors.by_ref().take(drawn.len()).collect();

@@ -12,8 +12,7 @@ use crate::data::table::Table;
 use crate::data::DataSource;
 use crate::engine::Role;
 use crate::error::Result;
-use crate::eval::embed::embed_all;
-use crate::eval::task::{Engine, Measure, Needs, Task};
+use crate::eval::task::{Embedded, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::{interval, mean_replicates, Interval};
 use crate::metrics::clustering::{documents_to_embed, evaluate_clustering, ClusteringConfig};
@@ -121,21 +120,13 @@ impl Task for ClusteringTask {
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
-        let (embedder, cache, settings) = engine.embedder(&self.spec)?;
         let started = Instant::now();
         let (chosen, mut rng) = self.embedded()?;
-        let texts: Vec<String> = self
-            .inputs()?
-            .iter()
-            .map(|i| i.prepared(embedder))
-            .collect();
-        let (vectors, stats) = embed_all(
-            embedder,
-            cache,
-            &texts,
-            settings.batch_size,
-            &self.spec.name,
-        )?;
+        let Embedded {
+            vectors,
+            stats,
+            settings,
+        } = engine.embed(&self.spec, &self.inputs()?)?;
         let labels: Vec<Vec<usize>> = chosen.iter().map(|&i| vec![self.labels[i]]).collect();
         let result = evaluate_clustering(&vectors, &labels, &self.config(), &mut rng)?;
 

@@ -12,6 +12,7 @@ use crate::eval::task::{Engine, Needs, Task};
 use crate::eval::RunSettings;
 use crate::load::stats::{self, Slo};
 use crate::spec::SuiteSpec;
+use crate::store::bench::PerfLine;
 use crate::store::run::{self as record, Machine, ModelInfo, RunRecord, TaskRecord, ToolInfo};
 use crate::store::EmbeddingCache;
 
@@ -143,10 +144,10 @@ pub fn run(tasks: &[Box<dyn Task>], mut model: Model, meta: RunMeta) -> Result<R
     Ok(run)
 }
 
-fn requests_json(records: Vec<RequestRecord>) -> Vec<serde_json::Value> {
+fn requests_json(records: Vec<RequestRecord>) -> Vec<PerfLine> {
     records
         .into_iter()
-        .filter_map(|r| serde_json::to_value(r).ok())
+        .map(|r| PerfLine::new(None, false, r))
         .collect()
 }
 

@@ -13,8 +13,7 @@ use crate::data::table::Table;
 use crate::data::DataSource;
 use crate::engine::Role;
 use crate::error::{Error, Result};
-use crate::eval::embed::embed_all;
-use crate::eval::task::{Engine, Measure, Needs, Task};
+use crate::eval::task::{Embedded, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::{interval, mean_replicates, Interval};
 use crate::metrics::correlation::spearman;
@@ -133,20 +132,12 @@ impl Task for SummarizationTask {
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
-        let (embedder, cache, settings) = engine.embedder(&self.spec)?;
         let started = Instant::now();
-        let texts: Vec<String> = self
-            .inputs()?
-            .iter()
-            .map(|i| i.prepared(embedder))
-            .collect();
-        let (vectors, stats) = embed_all(
-            embedder,
-            cache,
-            &texts,
-            settings.batch_size,
-            &self.spec.name,
-        )?;
+        let Embedded {
+            vectors,
+            stats,
+            settings,
+        } = engine.embed(&self.spec, &self.inputs()?)?;
         let mut vectors = vectors.into_iter();
         let (mut human, mut machine) = (Vec::new(), Vec::new());
         for a in &self.articles {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataSource;
 use crate::engine::{Embedder, Generator};
 use crate::error::{Error, Result};
+use crate::eval::embed::{embed_all, EmbedStats};
 use crate::eval::generation::GenerationSettings;
 use crate::eval::{RunSettings, TaskInput, TaskResult};
 use crate::spec::{TaskKind, TaskSpec};
@@ -79,6 +80,19 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Embeds a task's inputs (prepared for the model, through the cache, batched): one
+    /// vector per input, in order, with the run's settings.
+    pub fn embed(self, spec: &TaskSpec, inputs: &[TaskInput]) -> Result<Embedded<'a>> {
+        let (embedder, cache, settings) = self.embedder(spec)?;
+        let texts: Vec<String> = inputs.iter().map(|i| i.prepared(embedder)).collect();
+        let (vectors, stats) = embed_all(embedder, cache, &texts, settings.batch_size, &spec.name)?;
+        Ok(Embedded {
+            vectors,
+            stats,
+            settings,
+        })
+    }
+
     /// The generator and its settings; an error naming the task if this is an embedder.
     pub fn generator(self, spec: &TaskSpec) -> Result<(&'a dyn Generator, &'a GenerationSettings)> {
         match self {
@@ -89,6 +103,13 @@ impl<'a> Engine<'a> {
             Engine::Embedder { .. } => Err(wrong_engine(spec, Needs::Generations)),
         }
     }
+}
+
+/// A task's inputs embedded: what [`Engine::embed`] returns.
+pub struct Embedded<'a> {
+    pub vectors: Vec<Vec<f32>>,
+    pub stats: EmbedStats,
+    pub settings: &'a RunSettings,
 }
 
 /// What a task needs a model to do.

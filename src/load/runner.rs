@@ -22,10 +22,12 @@ use crate::load::target::{Payload, Target};
 use crate::metrics::quantile::percentile;
 
 /// Bounds and guards of one level.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LevelPlan {
     pub load: LoadModel,
-    /// Seconds measured after the warm-up (infinite: bounded by `requests` only).
+    /// Seconds measured after the warm-up (infinite: bounded by `requests` only; JSON
+    /// writes that as `null`).
+    #[serde(deserialize_with = "null_as_infinite")]
     pub duration: f64,
     /// Measured requests at most.
     pub requests: Option<usize>,
@@ -42,6 +44,11 @@ pub struct LevelPlan {
     /// so a server's prompt cache cannot serve one level the prompts of another.
     #[serde(skip)]
     pub first_payload: usize,
+}
+
+/// Reads back a duration JSON wrote as `null` (infinite).
+fn null_as_infinite<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 /// One request as the level saw it.

@@ -20,6 +20,16 @@ pub enum WorkloadKind {
     Completions,
 }
 
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WorkloadKind::Embed => "embed",
+            WorkloadKind::Chat => "chat",
+            WorkloadKind::Completions => "completions",
+        })
+    }
+}
+
 impl std::str::FromStr for WorkloadKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -58,7 +68,7 @@ impl std::str::FromStr for Lengths {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Workload {
     pub kind: WorkloadKind,
     /// Texts per embedding request.

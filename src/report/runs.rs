@@ -5,14 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cost::{Capacity, CostEstimate, Pricing};
 use crate::engine::RequestRecord;
 use crate::error::{Error, Result};
-use crate::load::schedule::LoadModel;
 use crate::load::stats::LevelSummary;
+use crate::store::bench::read_perf;
+pub use crate::store::bench::{BenchRecord, Level, PerfLine};
 use crate::store::run::{RunRecord, TaskRecord};
 
 /// One run directory, loaded.
@@ -33,7 +32,7 @@ pub struct Run {
 #[derive(Debug, Clone)]
 pub enum RunKind {
     Eval(Box<EvalRun>),
-    Bench(Box<BenchRun>),
+    Bench(Box<BenchRecord>),
 }
 
 #[derive(Debug, Clone)]
@@ -47,86 +46,6 @@ pub struct EvalRun {
     pub requests: Option<LevelSummary>,
     /// Model settings that change scores (pooling, truncation, dtype), for labels.
     pub model_info: Value,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct BenchRun {
-    pub workload: BenchWorkload,
-    #[serde(default)]
-    pub pricing: Pricing,
-    pub levels: Vec<BenchLevel>,
-    /// Cost at the level with the best goodput (`assay bench` picks it).
-    pub cost: Option<CostEstimate>,
-    #[serde(default)]
-    pub interrupted: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct BenchWorkload {
-    pub kind: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct BenchLevel {
-    pub label: String,
-    pub plan: BenchPlan,
-    pub summary: LevelSummary,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct BenchPlan {
-    pub load: LoadModel,
-}
-
-impl BenchLevel {
-    /// Offered load: concurrency, or requests per second for an open loop.
-    pub fn offered(&self) -> f64 {
-        match self.plan.load {
-            LoadModel::Closed { concurrency } => concurrency as f64,
-            LoadModel::Open { rate, .. } => rate,
-        }
-    }
-
-    /// Cost of this level's capacity at the run's prices (`None` without `--price-per-hour`).
-    pub fn cost(&self, pricing: &Pricing) -> Option<CostEstimate> {
-        pricing.per_hour?;
-        Some(crate::cost::estimate(
-            &self.label,
-            Capacity::within_slo(&self.summary),
-            pricing,
-        ))
-    }
-}
-
-impl BenchRun {
-    /// The level the cost was measured at (best goodput), else the last one.
-    pub fn capacity_level(&self) -> Option<(usize, &BenchLevel)> {
-        let wanted = self.cost.as_ref().map(|c| c.at_level.as_str());
-        self.levels
-            .iter()
-            .enumerate()
-            .find(|(_, l)| Some(l.label.as_str()) == wanted)
-            .or_else(|| self.levels.iter().enumerate().next_back())
-    }
-
-    /// Whether levels differ by concurrency (closed loop) or by rate (open loop).
-    pub fn open_loop(&self) -> bool {
-        self.levels
-            .iter()
-            .any(|l| matches!(l.plan.load, LoadModel::Open { .. }))
-    }
-}
-
-/// One line of `perf.jsonl`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PerfLine {
-    /// Bench runs: the index of the load level.
-    #[serde(default)]
-    pub level: Option<usize>,
-    #[serde(default)]
-    pub warmup: bool,
-    #[serde(flatten)]
-    pub record: RequestRecord,
 }
 
 impl Run {
@@ -145,7 +64,7 @@ impl Run {
         }
     }
 
-    pub fn bench(&self) -> Option<&BenchRun> {
+    pub fn bench(&self) -> Option<&BenchRecord> {
         match &self.kind {
             RunKind::Bench(b) => Some(b),
             RunKind::Eval(_) => None,
@@ -218,9 +137,9 @@ pub fn load(dir: &Path) -> Result<Run> {
             (RunKind::Eval(Box::new(eval)), detail)
         }
         crate::store::run::BENCH_SCHEMA => {
-            let bench: BenchRun = serde_json::from_value(value.clone())
+            let bench: BenchRecord = serde_json::from_value(value.clone())
                 .map_err(|e| Error::record(&path, 1, "(bench record)", e.to_string()))?;
-            let detail = bench.workload.kind.clone();
+            let detail = bench.workload.kind.to_string();
             (RunKind::Bench(Box::new(bench)), detail)
         }
         other => {
@@ -284,20 +203,6 @@ pub fn short_name(model: &str) -> String {
     } else {
         name.to_string()
     }
-}
-
-fn read_perf(path: &Path) -> Result<Vec<PerfLine>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let bytes = crate::data::lines::read_bytes(path)?;
-    let mut out = Vec::new();
-    for (line, text) in crate::data::lines::utf8_lines(path, &bytes)? {
-        let record: PerfLine = serde_json::from_str(text)
-            .map_err(|e| Error::record(path, line, "(request record)", e.to_string()))?;
-        out.push(record);
-    }
-    Ok(out)
 }
 
 /// Samples by task; a record of one task may leave `task` out of its samples.

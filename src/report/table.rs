@@ -109,7 +109,7 @@ pub fn perf_rows(runs: &[Run]) -> Vec<PerfRow<'_>> {
                     let cost = level.cost(&bench.pricing);
                     rows.push(PerfRow {
                         run,
-                        workload: bench.workload.kind.clone(),
+                        workload: bench.workload.kind.to_string(),
                         level: level.label.clone(),
                         offered: Some(level.offered()),
                         summary: &level.summary,

@@ -1,5 +1,6 @@
 //! What survives a run: the embedding cache (resume) and the run record.
 
+pub mod bench;
 pub mod cache;
 pub mod run;
 

@@ -11,6 +11,7 @@ use crate::engine::EmbedderInfo;
 use crate::error::{Error, Result};
 use crate::eval::TaskResult;
 use crate::spec::TaskSpec;
+use crate::store::bench::{write_perf, PerfLine};
 
 /// The model a run evaluated: an embedder or a generator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,7 +129,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes the whole run record into `dir`; `perf` (one JSON object per request to a
 /// remote engine) goes to `perf.jsonl` when there is any.
-pub fn write(dir: &Path, record: &RunRecord, perf: &[serde_json::Value]) -> Result<()> {
+pub fn write(dir: &Path, record: &RunRecord, perf: &[PerfLine]) -> Result<()> {
     let json = serde_json::to_vec_pretty(record).expect("run record serialises");
     let mut samples = Vec::new();
     for task in &record.tasks {
@@ -152,22 +153,9 @@ pub fn write(dir: &Path, record: &RunRecord, perf: &[serde_json::Value]) -> Resu
     write_atomic(&dir.join("run.json"), &json)
 }
 
-/// Writes `perf.jsonl` (one line per request) when there is any.
-pub fn write_perf(dir: &Path, perf: &[serde_json::Value]) -> Result<()> {
-    if perf.is_empty() {
-        return Ok(());
-    }
-    let mut lines = Vec::new();
-    for request in perf {
-        serde_json::to_writer(&mut lines, request).expect("perf record serialises");
-        lines.push(b'\n');
-    }
-    write_atomic(&dir.join("perf.jsonl"), &lines)
-}
-
 /// A run that stopped on an error: `error.json` says why, `perf.jsonl` keeps every request
 /// made (with the failed ones' reasons); no `run.json`, since there are no scores.
-pub fn write_failure(dir: &Path, error: &str, perf: &[serde_json::Value]) -> Result<()> {
+pub fn write_failure(dir: &Path, error: &str, perf: &[PerfLine]) -> Result<()> {
     let body = serde_json::json!({ "schema": "assay.run-error/1", "error": error });
     write_perf(dir, perf)?;
     write_atomic(

@@ -1,0 +1,154 @@
+//! The `assay bench` record (`run.json`, schema `assay.bench/1`) and the request lines of
+//! `perf.jsonl` (bench and evaluation runs alike): written by the commands and read back
+//! by `report`, `compare` and `gate` through these same types.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cost::{Capacity, CostEstimate, Pricing};
+use crate::engine::RequestRecord;
+use crate::error::{Error, Result};
+use crate::load::runner::LevelPlan;
+use crate::load::schedule::LoadModel;
+use crate::load::stats::{self, LevelSummary, Slo};
+use crate::load::workload::Workload;
+use crate::store::run::{write_atomic, Machine, ToolInfo};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchRecord {
+    pub schema: String,
+    pub run_id: String,
+    pub tool: ToolInfo,
+    pub machine: Machine,
+    pub started: String,
+    pub finished: String,
+    pub model: serde_json::Value,
+    pub workload: Workload,
+    pub slo: Slo,
+    #[serde(default)]
+    pub pricing: Pricing,
+    pub levels: Vec<Level>,
+    /// Cost at the level with the best goodput (where capacity at the SLO was measured).
+    pub cost: Option<CostEstimate>,
+    #[serde(default)]
+    pub interrupted: bool,
+    pub definitions: serde_json::Value,
+}
+
+/// One load level: what was planned and what was measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Level {
+    pub label: String,
+    pub plan: LevelPlan,
+    pub summary: LevelSummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    #[serde(default)]
+    pub abandoned: usize,
+}
+
+impl Level {
+    /// Offered load: concurrency, or requests per second for an open loop.
+    pub fn offered(&self) -> f64 {
+        match self.plan.load {
+            LoadModel::Closed { concurrency } => concurrency as f64,
+            LoadModel::Open { rate, .. } => rate,
+        }
+    }
+
+    /// Cost of this level's capacity at the run's prices (`None` without `--price-per-hour`).
+    pub fn cost(&self, pricing: &Pricing) -> Option<CostEstimate> {
+        pricing.per_hour?;
+        Some(crate::cost::estimate(
+            &self.label,
+            Capacity::within_slo(&self.summary),
+            pricing,
+        ))
+    }
+}
+
+impl BenchRecord {
+    /// The level the cost was measured at (best goodput), else the last one.
+    pub fn capacity_level(&self) -> Option<(usize, &Level)> {
+        let wanted = self.cost.as_ref().map(|c| c.at_level.as_str());
+        self.levels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| Some(l.label.as_str()) == wanted)
+            .or_else(|| self.levels.iter().enumerate().next_back())
+    }
+
+    /// Whether levels differ by concurrency (closed loop) or by rate (open loop).
+    pub fn open_loop(&self) -> bool {
+        self.levels
+            .iter()
+            .any(|l| matches!(l.plan.load, LoadModel::Open { .. }))
+    }
+}
+
+/// One line of `perf.jsonl`: a request with its timing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PerfLine {
+    /// Bench runs: the index of the load level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<usize>,
+    #[serde(default)]
+    pub warmup: bool,
+    #[serde(flatten)]
+    pub record: RequestRecord,
+    /// Scheduled send to the end (derived, for readers of the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<f64>,
+    /// Actual send to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_latency: Option<f64>,
+}
+
+impl PerfLine {
+    pub fn new(level: Option<usize>, warmup: bool, record: RequestRecord) -> PerfLine {
+        PerfLine {
+            level,
+            warmup,
+            latency: Some(stats::latency(&record)),
+            service_latency: Some(stats::service_latency(&record)),
+            record,
+        }
+    }
+}
+
+/// Writes `perf.jsonl` (one line per request) when there is any.
+pub fn write_perf(dir: &Path, perf: &[PerfLine]) -> Result<()> {
+    if perf.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    for line in perf {
+        serde_json::to_writer(&mut lines, line).map_err(|e| Error::External(e.to_string()))?;
+        lines.push(b'\n');
+    }
+    write_atomic(&dir.join("perf.jsonl"), &lines)
+}
+
+/// Reads `perf.jsonl` back (none when the file is absent).
+pub fn read_perf(path: &Path) -> Result<Vec<PerfLine>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let bytes = crate::data::lines::read_bytes(path)?;
+    let mut out = Vec::new();
+    for (line, text) in crate::data::lines::utf8_lines(path, &bytes)? {
+        let record: PerfLine = serde_json::from_str(text)
+            .map_err(|e| Error::record(path, line, "(request record)", e.to_string()))?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+/// Writes a bench run: `perf.jsonl`, then `run.json` (last: its presence marks a
+/// complete record).
+pub fn write(dir: &Path, bench: &BenchRecord, perf: &[PerfLine]) -> Result<()> {
+    write_perf(dir, perf)?;
+    let json = serde_json::to_vec_pretty(bench).map_err(|e| Error::External(e.to_string()))?;
+    write_atomic(&dir.join("run.json"), &json)
+}
