@@ -11,7 +11,6 @@ use serde_json::json;
 
 use crate::data::table::Table;
 use crate::data::DataSource;
-use crate::engine::Role;
 use crate::error::{Error, Result};
 use crate::eval::task::{Embedded, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, Score, TaskInput, TaskResult};
@@ -181,11 +180,7 @@ impl ClassificationTask {
     }
 
     fn input(&self, text: &str) -> TaskInput {
-        TaskInput {
-            text: text.to_string(),
-            role: Role::Query,
-            instruction: self.section.instruction.clone(),
-        }
+        TaskInput::query(text, &self.section.instruction)
     }
 
     fn binary(&self) -> bool {

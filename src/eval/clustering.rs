@@ -10,7 +10,6 @@ use serde_json::json;
 
 use crate::data::table::Table;
 use crate::data::DataSource;
-use crate::engine::Role;
 use crate::error::Result;
 use crate::eval::task::{Embedded, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, Score, TaskInput, TaskResult};
@@ -88,6 +87,14 @@ impl ClusteringTask {
             rng,
         ))
     }
+
+    /// The chosen documents as inputs, in order.
+    fn inputs_of(&self, chosen: &[usize]) -> Vec<TaskInput> {
+        chosen
+            .iter()
+            .map(|&i| TaskInput::query(&self.texts[i], &self.section.instruction))
+            .collect()
+    }
 }
 
 impl Task for ClusteringTask {
@@ -107,16 +114,7 @@ impl Task for ClusteringTask {
     }
 
     fn inputs(&self) -> Result<Vec<TaskInput>> {
-        Ok(self
-            .embedded()?
-            .0
-            .into_iter()
-            .map(|i| TaskInput {
-                text: self.texts[i].clone(),
-                role: Role::Query,
-                instruction: self.section.instruction.clone(),
-            })
-            .collect())
+        Ok(self.inputs_of(&self.embedded()?.0))
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
@@ -126,7 +124,7 @@ impl Task for ClusteringTask {
             vectors,
             stats,
             settings,
-        } = engine.embed(&self.spec, &self.inputs()?)?;
+        } = engine.embed(&self.spec, &self.inputs_of(&chosen))?;
         let labels: Vec<Vec<usize>> = chosen.iter().map(|&i| vec![self.labels[i]]).collect();
         let result = evaluate_clustering(&vectors, &labels, &self.config(), &mut rng)?;
 

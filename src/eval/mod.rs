@@ -116,6 +116,16 @@ pub struct TaskInput {
 }
 
 impl TaskInput {
+    /// A text embedded as a query, with the task's instruction (symmetric tasks embed
+    /// both sides this way, as MTEB does).
+    pub fn query(text: &str, instruction: &Option<String>) -> TaskInput {
+        TaskInput {
+            text: text.to_string(),
+            role: Role::Query,
+            instruction: instruction.clone(),
+        }
+    }
+
     /// The exact text this embedder sees.
     pub fn prepared(&self, embedder: &dyn Embedder) -> String {
         embedder.prepare(&self.text, self.role, self.instruction.as_deref())

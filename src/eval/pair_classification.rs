@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use crate::data::table::Table;
 use crate::data::DataSource;
-use crate::engine::Role;
 use crate::error::{Error, Result};
 use crate::eval::task::{Embedded, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, Score, TaskInput, TaskResult};
@@ -195,11 +194,7 @@ impl Task for PairClassificationTask {
     }
 
     fn inputs(&self) -> Result<Vec<TaskInput>> {
-        let input = |text: &String| TaskInput {
-            text: text.clone(),
-            role: Role::Query,
-            instruction: self.section.instruction.clone(),
-        };
+        let input = |text: &String| TaskInput::query(text, &self.section.instruction);
         let mut all: Vec<TaskInput> = self.pairs.iter().map(|p| input(&p.sentence1)).collect();
         all.extend(self.pairs.iter().map(|p| input(&p.sentence2)));
         Ok(all)

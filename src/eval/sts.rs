@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::data::{DataSource, StsDataset};
-use crate::engine::{Embedder, Role};
+use crate::engine::Embedder;
 use crate::error::Result;
 use crate::eval::embed::embed_all;
 use crate::eval::task::{Engine, Measure, Needs, Task};
@@ -70,12 +70,7 @@ impl Task for StsTask {
 /// Every first sentence, then every second sentence. STS is symmetric: both sides are
 /// embedded as queries, as MTEB does.
 fn inputs(section: &StsSpec, data: &StsDataset) -> Vec<TaskInput> {
-    let instruction = section.instruction.clone();
-    let input = |text: &String| TaskInput {
-        text: text.clone(),
-        role: Role::Query,
-        instruction: instruction.clone(),
-    };
+    let input = |text: &String| TaskInput::query(text, &section.instruction);
     let mut all: Vec<TaskInput> = data.pairs.iter().map(|p| input(&p.sentence1)).collect();
     all.extend(data.pairs.iter().map(|p| input(&p.sentence2)));
     all

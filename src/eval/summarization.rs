@@ -11,7 +11,6 @@ use serde_json::json;
 
 use crate::data::table::Table;
 use crate::data::DataSource;
-use crate::engine::Role;
 use crate::error::{Error, Result};
 use crate::eval::task::{Embedded, Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, Score, TaskInput, TaskResult};
@@ -119,11 +118,7 @@ impl Task for SummarizationTask {
 
     /// Every article's human summaries, then its machine summaries.
     fn inputs(&self) -> Result<Vec<TaskInput>> {
-        let input = |text: &String| TaskInput {
-            text: text.clone(),
-            role: Role::Query,
-            instruction: self.section.instruction.clone(),
-        };
+        let input = |text: &String| TaskInput::query(text, &self.section.instruction);
         Ok(self
             .articles
             .iter()
