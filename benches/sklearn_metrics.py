@@ -110,10 +110,12 @@ DIM = 384
 
 def read_cache(path: Path):
     raw = path.read_bytes()
-    if raw[:8] != b"ASSAYEMB" or int.from_bytes(raw[8:12], "little") != 1:
-        raise SystemExit(f"{path}: not an assay embedding cache (version 1)")
+    version = int.from_bytes(raw[8:12], "little")
+    if raw[:8] != b"ASSAYEMB" or version not in (1, 2):
+        raise SystemExit(f"{path}: not an assay embedding cache (version 1 or 2)")
     dim = int.from_bytes(raw[12:16], "little")
-    rec = 32 + 4 * dim
+    # Version 2 ends each record with a CRC-32 of key and vector.
+    rec = 32 + 4 * dim + (4 if version == 2 else 0)
     n = (len(raw) - 16) // rec
     index = {raw[16 + i * rec : 16 + i * rec + 32]: i for i in range(n)}
 

@@ -114,6 +114,11 @@ pub struct RemoteArgs {
     /// local chat model, used when none lies beside the weights.
     #[arg(long, env = "ASSAY_TOKENIZER")]
     pub tokenizer: Option<PathBuf>,
+    /// Largest response body to accept, in bytes. By default each request gets a cap
+    /// derived from what it asks for (inputs × dimensions, max_tokens); a longer body is
+    /// abandoned with an error and not retried.
+    #[arg(long, env = "ASSAY_MAX_RESPONSE_BYTES")]
+    pub max_response_bytes: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,11 @@ pub enum Error {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 
+    /// A chat prompt for a model that has no chat template; the command that hit it
+    /// names its own flag for plain-text prompts (`hint`).
+    #[error("model {model}: no chat template (neither tokenizer_config.json nor the GGUF has one){hint}")]
+    NoChatTemplate { model: String, hint: String },
+
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
 
@@ -107,6 +112,17 @@ impl Error {
         }
     }
 
+    /// Names the flag that sends plain-text prompts, for a model without a chat template.
+    pub fn with_completion_flag(self, flag: &str) -> Self {
+        match self {
+            Error::NoChatTemplate { model, .. } => Error::NoChatTemplate {
+                model,
+                hint: format!(": send the prompt as plain text with {flag}"),
+            },
+            other => other,
+        }
+    }
+
     /// Exit code for the binary: 2 for bad input or usage (the user can fix it),
     /// 1 for everything else.
     pub fn exit_code(&self) -> i32 {
@@ -117,7 +133,8 @@ impl Error {
             | Error::Model { .. }
             | Error::Usage(_)
             | Error::Hub { .. }
-            | Error::Tokenizer(_) => 2,
+            | Error::Tokenizer(_)
+            | Error::NoChatTemplate { .. } => 2,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 2,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => 2,
             // Bad data or settings handed to a metric; a numerical breakdown is not.

@@ -22,7 +22,9 @@ fn main() {
     let cli = Cli::parse();
     let outcome: anyhow::Result<()> = match &cli.command {
         Command::Tasks(args) => commands::tasks::run(args).map_err(Into::into),
-        Command::Run(args) => commands::run::run(args).map(|_| ()).map_err(Into::into),
+        Command::Run(args) => commands::run::run(args)
+            .map(|_| ())
+            .map_err(|e| e.with_completion_flag("--prompt-style completion").into()),
         Command::Report(args) => commands::report::report(args).map_err(Into::into),
         Command::Compare(args) => commands::report::compare(args).map_err(Into::into),
         // 1 means "the gate failed": any error that stops the check is 2.
@@ -50,9 +52,23 @@ fn main() {
         let code = err
             .downcast_ref::<assay::Error>()
             .map_or(1, assay::Error::exit_code);
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", describe(&err));
         std::process::exit(code);
     }
+}
+
+/// The error and its causes, each said once: a cause whose text the message already
+/// holds (an OS error printed beside its path) is not repeated.
+fn describe(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 // candle allocates a fresh buffer for every op; glibc hands large ones back to the OS each

@@ -288,3 +288,31 @@ fn broken_generation_records_name_file_line_and_field() {
         &["test.jsonl:1", "`answer`", "missing"],
     );
 }
+
+#[test]
+fn an_os_error_is_stated_once() {
+    // A cache folder below a regular file: "Not a directory", said once beside its path.
+    let tmp = tempfile::tempdir().unwrap();
+    beir(
+        tmp.path(),
+        CORPUS.as_bytes(),
+        QUERIES.as_bytes(),
+        QRELS.as_bytes(),
+    );
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let (code, _, stderr) = common::output(
+        common::assay()
+            .args(["run", "--task", "scifact", "--model", &minilm()])
+            .arg("--data-root")
+            .arg(tmp.path())
+            .arg("--cache-dir")
+            .arg(file.join("cache"))
+            .arg("--reports")
+            .arg(tmp.path().join("reports")),
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("plain-file"), "names the path: {stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+}

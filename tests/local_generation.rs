@@ -221,6 +221,31 @@ fn unusable_models_and_prompts_are_clear_errors() {
         "{err}"
     );
 
+    // A GGUF without a chat template (its metadata key renamed in a copy): the message
+    // names generate's own flag, and with it the prompt goes through as plain text.
+    let bare = tmp.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    let mut bytes = std::fs::read(&gguf).unwrap();
+    let key = b"tokenizer.chat_template";
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the GGUF has a chat template");
+    bytes[at + key.len() - 1] = b'X';
+    std::fs::write(bare.join("model.gguf"), &bytes).unwrap();
+    drop(bytes);
+    std::fs::copy(tokenizer(), bare.join("tokenizer.json")).unwrap();
+    let (code, err) = generate(&model_arg(&bare), &["--prompt", "hi"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no chat template")
+            && err.contains("--completion")
+            && !err.contains("--prompt-style"),
+        "{err}"
+    );
+    let (code, out) = generate(&model_arg(&bare), &["--completion", "--prompt", "2+2="]);
+    assert_eq!(code, 0, "{out}");
+
     // The same folder with a working template answers.
     std::fs::remove_file(folder.join("tokenizer_config.json")).unwrap();
     let (code, out) = generate(&model_arg(&folder), &["--prompt", "What is 2+2?"]);

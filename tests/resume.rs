@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const RECORD_BYTES: u64 = 32 + 4 * 384;
+/// Key, 384 floats, CRC-32.
+const RECORD_BYTES: u64 = 32 + 4 * 384 + 4;
 const HEADER_BYTES: u64 = 16;
 const BATCH: u64 = 32;
 
@@ -151,4 +152,158 @@ fn killed_run_resumes_without_recomputing_and_scores_identically() {
         resumed["scores"], reference["scores"],
         "scores identical to the uninterrupted run"
     );
+}
+
+/// The arguments of `command`, for running the binary under another program.
+fn args(root: &Path, cache: &Path, reports: &Path, run_id: &str) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![env!("CARGO_BIN_EXE_assay").into()];
+    for a in [
+        "run",
+        "--task",
+        "scifact",
+        "--run-id",
+        run_id,
+        "--batch-size",
+    ] {
+        args.push(a.into());
+    }
+    args.push(BATCH.to_string().into());
+    args.push("--model".into());
+    args.push(common::minilm_ref().into());
+    for (flag, value) in [
+        ("--data-root", root),
+        ("--cache-dir", cache),
+        ("--reports", reports),
+    ] {
+        args.push(flag.into());
+        args.push(value.into());
+    }
+    args
+}
+
+/// Runs `args` with a `size` tmpfs (read-only if asked) mounted at `mount` in a private
+/// mount namespace, then copies what the run left there into `keep`: (exit code, stderr).
+fn on_small_fs(
+    mount: &Path,
+    size: &str,
+    read_only: bool,
+    keep: &Path,
+    args: &[std::ffi::OsString],
+) -> (i32, String) {
+    const SCRIPT: &str = r#"
+mount -t tmpfs -o size="$SIZE" tmpfs "$MNT" || exit 97
+if [ "$RO" = 1 ]; then mount -o remount,ro "$MNT" || exit 97; fi
+"$@"; rc=$?
+cp -a "$MNT"/. "$KEEP"/ || exit 97
+exit $rc
+"#;
+    std::fs::create_dir_all(mount).unwrap();
+    std::fs::create_dir_all(keep).unwrap();
+    let (code, _, stderr) = common::output(
+        std::process::Command::new("unshare")
+            .args(["--map-root-user", "--mount", "sh", "-c", SCRIPT, "sh"])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("MNT", mount)
+            .env("SIZE", size)
+            .env("RO", if read_only { "1" } else { "0" })
+            .env("KEEP", keep)
+            .env_remove("ASSAY_LOG"),
+    );
+    assert_ne!(
+        code, 97,
+        "this machine cannot mount a private tmpfs (unshare --map-root-user --mount): {stderr}"
+    );
+    (code, stderr)
+}
+
+/// `run.json` is absent or a whole record: never half-written.
+fn absent_or_whole(run_dir: &Path) {
+    if let Ok(text) = std::fs::read_to_string(run_dir.join("run.json")) {
+        serde_json::from_str::<serde_json::Value>(&text).expect("a whole run.json");
+    }
+}
+
+#[test]
+fn damaged_cache_full_disk_and_read_only_reports_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    scifact_slice(root);
+    let reports = root.join("reports");
+    let (code, _, stderr) = common::output(&mut command(root, &root.join("cache-a"), "clean"));
+    assert_eq!(code, 0, "{stderr}");
+    let reference = result(root, "clean");
+    let unique = reference["embedding"]["unique"].as_u64().unwrap();
+
+    // A bit flipped in the middle of the cache (not a torn tail): that record alone is
+    // dropped with a warning that counts it, computed again, and the scores are the same.
+    let file = cache_file(&root.join("cache-a")).unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = HEADER_BYTES + (unique / 2) * RECORD_BYTES + 100;
+    bytes[middle as usize] ^= 0x04;
+    std::fs::write(&file, &bytes).unwrap();
+    let (code, _, stderr) = common::output(&mut command(root, &root.join("cache-a"), "repaired"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("1 damaged record(s) failed their checksum"),
+        "{stderr}"
+    );
+    let repaired = result(root, "repaired");
+    assert_eq!(
+        repaired["embedding"]["computed"], 1,
+        "{}",
+        repaired["embedding"]
+    );
+    assert_eq!(repaired["scores"], reference["scores"]);
+
+    // Cache and reports on a 400 KB file system: the disk fills mid-run. A clear error,
+    // no half-written record, and the cache's whole records resume the run elsewhere.
+    let small = root.join("small");
+    let kept = root.join("kept-full");
+    let (code, stderr) = on_small_fs(
+        &small,
+        "400k",
+        false,
+        &kept,
+        &args(root, &small.join("cache"), &small.join("reports"), "full"),
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+    absent_or_whole(&kept.join("reports/full"));
+    let stored = (cache_file(&kept.join("cache"))
+        .unwrap()
+        .metadata()
+        .unwrap()
+        .len()
+        - HEADER_BYTES)
+        / RECORD_BYTES;
+    assert!(stored > 0 && stored < unique, "{stored} records stored");
+    let (code, _, stderr) = common::output(&mut command(root, &kept.join("cache"), "after-full"));
+    assert_eq!(code, 0, "{stderr}");
+    let resumed = result(root, "after-full");
+    assert_eq!(resumed["embedding"]["from_cache"], stored);
+    assert_eq!(resumed["scores"], reference["scores"]);
+
+    // A read-only reports folder: a clear error naming it; what was computed stays in the
+    // cache, and a run with a writable folder finishes from it with the same scores.
+    let kept = root.join("kept-ro");
+    let cache = root.join("cache-ro");
+    let (code, stderr) = on_small_fs(
+        &reports.join("ro"),
+        "1m",
+        true,
+        &kept,
+        &args(root, &cache, &reports.join("ro"), "read-only"),
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert!(stderr.contains("reports/ro"), "names the folder: {stderr}");
+    absent_or_whole(&kept.join("read-only"));
+    let (code, _, stderr) = common::output(&mut command(root, &cache, "after-ro"));
+    assert_eq!(code, 0, "{stderr}");
+    let after = result(root, "after-ro");
+    assert_eq!(after["scores"], reference["scores"]);
 }

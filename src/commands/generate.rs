@@ -38,7 +38,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             ignore_eos: false,
         },
     };
-    let answer = generator.generate(&request)?;
+    let answer = generator
+        .generate(&request)
+        .map_err(|e| e.with_completion_flag("--completion"))?;
     if args.json {
         let mut value =
             serde_json::to_value(&answer).map_err(|e| Error::External(e.to_string()))?;

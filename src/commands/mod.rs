@@ -182,6 +182,7 @@ fn remote_options(r: &RemoteArgs, concurrency: usize) -> Result<(Option<Secret>,
         },
         tokenizer,
         profile: None,
+        max_response_bytes: r.max_response_bytes,
     };
     Ok((key, options))
 }

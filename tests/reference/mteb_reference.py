@@ -16,9 +16,9 @@ mteb/_evaluators/*), with the same library calls where mteb calls numpy / scipy 
 scikit-learn, and numpy float32 stand-ins where mteb calls torch (row normalisation
 with eps 1e-12, f32 products): those two can differ from torch in the last bit.
 
-Vectors: assay's embedding cache, a 16-byte header (b"ASSAYEMB", u32 LE version 1,
+Vectors: assay's embedding cache, a 16-byte header (b"ASSAYEMB", u32 LE version 2,
 u32 LE dim) followed by records (32-byte sha256 of the exact UTF-8 text the model saw,
-dim little-endian f32). The model (all-MiniLM-L6-v2) sees the dataset text unchanged,
+dim little-endian f32, u32 LE CRC-32 of both; version 1 had no CRC). The model (all-MiniLM-L6-v2) sees the dataset text unchanged,
 so every text is looked up by sha256(text.encode()).
 
 Tasks and measures
@@ -153,9 +153,10 @@ class Vectors:
             raise SystemExit(f"{path}: not an assay embedding cache (bad magic)")
         version = int.from_bytes(head[8:12], "little")
         self.dim = int.from_bytes(head[12:16], "little")
-        if version != 1:
-            raise SystemExit(f"{path}: cache version {version}, expected 1")
-        self.record = 32 + 4 * self.dim
+        if version not in (1, 2):
+            raise SystemExit(f"{path}: cache version {version}, expected 1 or 2")
+        self.vector_end = 32 + 4 * self.dim
+        self.record = self.vector_end + (4 if version == 2 else 0)
         body = path.stat().st_size - 16
         self.n = body // self.record
         if body % self.record:
@@ -179,7 +180,7 @@ class Vectors:
             # Later duplicates of a key are copies; any one will do.
             if key in wanted and key not in self.found:
                 self.found[key] = np.frombuffer(
-                    self.raw[at + 32 : at + self.record].tobytes(), dtype="<f4"
+                    self.raw[at + 32 : at + self.vector_end].tobytes(), dtype="<f4"
                 ).astype(np.float32)
 
     def embed(self, texts):

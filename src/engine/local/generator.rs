@@ -202,10 +202,10 @@ impl LocalGenerator {
             Prompt::Chat(messages) => match &self.template {
                 Some(t) => t.render(messages)?,
                 None => {
-                    return Err(Error::model(
-                        &self.info.model,
-                        "no chat template (neither tokenizer_config.json nor the GGUF has one): use --prompt-style completion",
-                    ))
+                    return Err(Error::NoChatTemplate {
+                        model: self.info.model.clone(),
+                        hint: String::new(),
+                    })
                 }
             },
             Prompt::Text(text) => text.clone(),

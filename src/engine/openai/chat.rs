@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::engine::openai::client::{HttpClient, StreamState};
 use crate::engine::openai::{
-    count_tokens, Endpoint, RemoteOptions, RequestLog, RequestRecord, Secret,
+    count_tokens, Endpoint, RemoteOptions, RequestLog, RequestRecord, ResponseLimit, Secret,
 };
 use crate::engine::{Generation, GenerationRequest, Generator, GeneratorInfo, Prompt, TokenCounts};
 use crate::error::{Error, Result};
@@ -111,6 +111,21 @@ impl StreamState for Streamed {
     }
 }
 
+/// A streamed answer read from raw body chunks exactly as an attempt reads it: the text
+/// and why it finished, or the failure and whether it would be retried. Lets tests feed
+/// the parser any bytes, split anywhere.
+pub fn read_streamed_answer(
+    chunks: Vec<bytes::Bytes>,
+    max_tokens: usize,
+) -> std::result::Result<(String, Option<String>), (String, bool)> {
+    use futures_util::FutureExt;
+    let limit = ResponseLimit::generation(max_tokens, None);
+    let parsed = crate::engine::openai::client::parse_event_stream::<Streamed>(chunks, &limit)
+        .now_or_never()
+        .unwrap_or_else(|| Err(("an in-memory stream waited".into(), false)))?;
+    Ok((parsed.text, parsed.finish_reason))
+}
+
 impl RemoteGenerator {
     pub fn connect(
         endpoint: Endpoint,
@@ -180,10 +195,14 @@ impl RemoteGenerator {
             Prompt::Text(_) => ("completions", "completions"),
         };
         let body = self.body(request);
+        let limit = ResponseLimit::generation(
+            request.params.max_tokens as usize,
+            self.options.max_response_bytes,
+        );
         let (outcome, timing) = if request.params.stream {
             let (streamed, timing) = self
                 .client
-                .post_stream::<Streamed>(path, &body, scheduled)
+                .post_stream::<Streamed>(path, &body, &limit, scheduled)
                 .await;
             let outcome = streamed.map(|s| {
                 let chunks = Some(s.chunks);
@@ -193,7 +212,7 @@ impl RemoteGenerator {
         } else {
             let (response, timing) = self
                 .client
-                .post_json::<Response>(path, &body, scheduled)
+                .post_json::<Response>(path, &body, &limit, scheduled)
                 .await;
             let url = self.client.endpoint().url(path);
             let outcome = response.and_then(|r| {

@@ -3,6 +3,8 @@
 //! (connection errors, timeouts, 408, 429, 5xx, unreadable bodies), honouring
 //! `Retry-After`, within a cap on attempts and on total time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
@@ -12,7 +14,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::engine::openai::transport::{Reply, Transport};
+use crate::engine::openai::limits::{self, ReadError, ResponseLimit};
+use crate::engine::openai::transport::{ByteStream, Reply, Transport};
 use crate::engine::openai::{redact_url, Endpoint, Secret};
 pub use crate::engine::Timing;
 use crate::error::{Error, Result};
@@ -46,6 +49,10 @@ pub trait StreamState: Default {
     /// end without `[DONE]`.
     fn complete(&self) -> bool;
 }
+
+/// What the byte counter puts in the event stream when the cap is passed (the attempt
+/// reports the cap itself).
+const TOO_LARGE: &str = "response too large";
 
 /// Why one attempt failed, and whether another is worth making.
 #[derive(Debug)]
@@ -103,28 +110,34 @@ impl HttpClient {
     /// POSTs `body` to `<base>/<path>` and parses the JSON answer, retrying as the policy
     /// allows. Errors name the endpoint and path, never the key.
     /// `scheduled` is when the caller meant to send (open-loop load); default now. The
-    /// timing comes back whatever the outcome.
+    /// timing comes back whatever the outcome. A body longer than `limit` is abandoned
+    /// (and not retried).
     pub async fn post_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &impl serde::Serialize,
+        limit: &ResponseLimit,
         scheduled: Option<f64>,
     ) -> (Result<T>, Timing) {
-        self.with_retries(path, scheduled, || self.attempt::<T>(path, body))
+        self.with_retries(path, scheduled, || self.attempt::<T>(path, body, limit))
             .await
     }
 
     /// POSTs `body` (with `"stream": true`) and feeds each server-sent event to a fresh
     /// `S` per attempt. A stream that breaks, carries an unreadable event or ends before
-    /// the answer is complete is retried from the start like any failed request.
+    /// the answer is complete is retried from the start like any failed request; one that
+    /// passes `limit`'s bytes or events is abandoned and not retried.
     pub async fn post_stream<S: StreamState>(
         &self,
         path: &str,
         body: &impl serde::Serialize,
+        limit: &ResponseLimit,
         scheduled: Option<f64>,
     ) -> (Result<S>, Timing) {
-        self.with_retries(path, scheduled, || self.stream_attempt::<S>(path, body))
-            .await
+        self.with_retries(path, scheduled, || {
+            self.stream_attempt::<S>(path, body, limit)
+        })
+        .await
     }
 
     /// Runs attempts until one succeeds or the policy says stop.
@@ -221,7 +234,7 @@ impl HttpClient {
             return Ok(response);
         }
         let (status, wait) = (response.status, retry_after(&response.headers));
-        let bytes = response.bytes().await.unwrap_or_default();
+        let bytes = limits::read_error_body(response).await;
         Err(Failure {
             message: format!("HTTP {status}: {}", error_message(&bytes)),
             retry: retryable(status),
@@ -234,66 +247,57 @@ impl HttpClient {
         &self,
         path: &str,
         body: &impl serde::Serialize,
+        limit: &ResponseLimit,
     ) -> std::result::Result<(S, Timing), Failure> {
         let mut timing = Timing::default();
         let response = self.send(path, body, &mut timing).await?;
-        let broken = |message: String| Failure {
-            message,
-            retry: true,
-            wait: None,
-        };
-        let mut state = S::default();
-        let mut events = response.stream().eventsource();
-        let mut done = false;
-        while let Some(event) = events.next().await {
-            let event = event.map_err(|e| broken(format!("the event stream broke: {e}")))?;
-            let data = event.data.trim();
-            if data == "[DONE]" {
-                done = true;
-                break;
-            }
-            if data.is_empty() {
-                continue;
-            }
-            let now = self.now();
-            let carried_text = state.on_event(data).map_err(|e| {
-                broken(format!(
-                    "unreadable event in the stream ({e}): {}",
-                    snippet(data.as_bytes())
-                ))
-            })?;
-            if carried_text {
-                timing.first_token.get_or_insert(now);
-                timing.token_times.push(now);
-            }
+        if let Some(n) = limits::announced_length(&response).filter(|n| *n > limit.bytes) {
+            return Err(Failure {
+                message: limit.announced_too_long(n),
+                retry: false,
+                wait: None,
+            });
         }
-        if done {
+        let (state, rest) = read_events::<S>(response.stream(), limit, || {
+            let now = self.now();
+            timing.first_token.get_or_insert(now);
+            timing.token_times.push(now);
+        })
+        .await?;
+        if let Some(mut rest) = rest {
             // Read what follows `[DONE]` (the end of the chunked body) off the request's
             // path, so the connection can serve another request.
             tokio::spawn(async move {
-                let drain = async { while events.next().await.is_some() {} };
+                let drain = async { while let Some(Ok(_)) = rest.next().await {} };
                 let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
             });
-        } else if !state.complete() {
-            return Err(broken(
-                "the event stream ended before the answer was complete (no finish_reason, no [DONE])".into(),
-            ));
         }
         Ok((state, timing))
     }
+
     /// One plain attempt; the `Timing` returned holds only what this attempt saw.
     async fn attempt<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &impl serde::Serialize,
+        limit: &ResponseLimit,
     ) -> std::result::Result<(T, Timing), Failure> {
         let mut timing = Timing::default();
         let response = self.send(path, body, &mut timing).await?;
-        let bytes = response.bytes().await.map_err(|e| Failure {
-            message: format!("reading the response body: {e}"),
-            retry: true,
-            wait: None,
-        })?;
+        let bytes = limits::read_capped(response, limit)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge(message) => Failure {
+                    message,
+                    retry: false,
+                    wait: None,
+                },
+                ReadError::Broken(e) => Failure {
+                    message: format!("reading the response body: {e}"),
+                    retry: true,
+                    wait: None,
+                },
+            })?;
         let value = serde_json::from_slice(&bytes).map_err(|e| Failure {
             message: format!("unreadable JSON in the response ({e}): {}", snippet(&bytes)),
             retry: true,
@@ -311,6 +315,98 @@ impl HttpClient {
         let cap = exp.min(self.policy.max_delay);
         cap.mul_f64(rand::rng().random::<f64>())
     }
+}
+
+/// What is left of an event stream after `[DONE]`.
+type Rest =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::result::Result<(), String>> + Send>>;
+
+/// Reads server-sent events off `chunks` into a fresh `S` within `limit`'s bytes and
+/// events, calling `on_text` as each event that carried text arrives. Returns the state
+/// and, when the stream said `[DONE]`, what follows it (to be drained). A stream that
+/// breaks, carries an unreadable event or ends before the answer is complete is worth
+/// another attempt; one that passes a cap is not.
+async fn read_events<S: StreamState>(
+    chunks: ByteStream,
+    limit: &ResponseLimit,
+    mut on_text: impl FnMut(),
+) -> std::result::Result<(S, Option<Rest>), Failure> {
+    let broken = |message: String| Failure {
+        message,
+        retry: true,
+        wait: None,
+    };
+    let over = |message: String| Failure {
+        message,
+        retry: false,
+        wait: None,
+    };
+    // Bytes are counted before the event parser buffers them: a line that never ends or
+    // endless comments pass the cap as surely as endless events.
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let cap = limit.bytes;
+    let capped = chunks.map(move |chunk| {
+        let chunk = chunk?;
+        let total = counter.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+        if total > cap {
+            return Err(TOO_LARGE.to_string());
+        }
+        Ok(chunk)
+    });
+    let mut state = S::default();
+    let mut events = capped.eventsource();
+    let mut count = 0u64;
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| {
+            if received.load(Ordering::Relaxed) > cap {
+                over(limit.too_many_bytes())
+            } else {
+                broken(format!("the event stream broke: {e}"))
+            }
+        })?;
+        count += 1;
+        if count > limit.events {
+            return Err(over(limit.too_many_events()));
+        }
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            let rest = events.map(|e| e.map(drop).map_err(|e| e.to_string()));
+            return Ok((state, Some(Box::pin(rest))));
+        }
+        if data.is_empty() {
+            continue;
+        }
+        let carried_text = state.on_event(data).map_err(|e| {
+            broken(format!(
+                "unreadable event in the stream ({e}): {}",
+                snippet(data.as_bytes())
+            ))
+        })?;
+        if carried_text {
+            on_text();
+        }
+    }
+    if !state.complete() {
+        return Err(broken(
+            "the event stream ended before the answer was complete (no finish_reason, no [DONE])"
+                .into(),
+        ));
+    }
+    Ok((state, None))
+}
+
+/// Reads a whole streamed answer from `chunks` as an attempt would: the state, or why the
+/// attempt failed and whether another would be made. For tests of the parser on any input.
+pub async fn parse_event_stream<S: StreamState>(
+    chunks: Vec<bytes::Bytes>,
+    limit: &ResponseLimit,
+) -> std::result::Result<S, (String, bool)> {
+    let stream: ByteStream = Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)));
+    read_events::<S>(stream, limit, || {})
+        .await
+        .map(|(state, _)| state)
+        .map_err(|f| (f.message, f.retry))
 }
 
 /// 408, 429 and every 5xx are worth another try; other 4xx are the caller's mistake.

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::openai::client::HttpClient;
 use crate::engine::openai::{
-    count_tokens, Endpoint, RemoteOptions, RequestLog, RequestRecord, Secret,
+    count_tokens, Endpoint, RemoteOptions, RequestLog, RequestRecord, ResponseLimit, Secret,
 };
 use crate::engine::{Embedder, EmbedderInfo, ImageInput, Role};
 use crate::error::{Error, Result};
@@ -224,11 +224,17 @@ impl RemoteEmbedder {
         texts: &[String],
         scheduled: Option<f64>,
     ) -> (Result<Vec<Vec<f32>>>, RequestRecord) {
+        let expected = texts.len().max(1);
+        let known = (self.info.dim > 0).then_some(self.info.dim);
+        let limit = ResponseLimit::embeddings(
+            expected,
+            known.or(self.options.dimensions),
+            self.options.max_response_bytes,
+        );
         let (response, timing) = self
             .client
-            .post_json::<EmbeddingResponse>("embeddings", body, scheduled)
+            .post_json::<EmbeddingResponse>("embeddings", body, &limit, scheduled)
             .await;
-        let expected = texts.len().max(1);
         let mut record = RequestRecord {
             kind: "embeddings".into(),
             inputs: texts.len(),
@@ -254,7 +260,9 @@ impl RemoteEmbedder {
             };
             record.input_tokens = tokens;
             record.tokens_from = from.map(Into::into);
-            self.vectors(response.data, expected)
+            let url = self.client.endpoint().url("embeddings");
+            decode_vectors(response.data, expected, self.info.dim)
+                .map_err(|message| Error::Remote(format!("POST {url}: {message}")))
         });
         if let Err(e) = &outcome {
             record.error = Some(e.to_string());
@@ -271,68 +279,77 @@ impl RemoteEmbedder {
         self.client.epoch()
     }
 
-    /// Decodes and checks the vectors: one per input, in input order, one dimension,
-    /// finite values.
-    fn vectors(&self, mut data: Vec<EmbeddingItem>, expected: usize) -> Result<Vec<Vec<f32>>> {
-        let url = self.client.endpoint().url("embeddings");
-        let bad = |message: String| Error::Remote(format!("POST {url}: {message}"));
-        if data.len() != expected {
-            return Err(bad(format!(
-                "{} embeddings returned for {expected} inputs",
-                data.len()
-            )));
-        }
-        if data.iter().all(|d| d.index.is_some()) {
-            data.sort_by_key(|d| d.index);
-        }
-        let mut out = Vec::with_capacity(expected);
-        for (i, item) in data.into_iter().enumerate() {
-            let vector: Vec<f32> = match item.embedding {
-                Vector::Floats(v) => v.into_iter().map(|x| x as f32).collect(),
-                Vector::Base64(s) => {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(s.as_bytes())
-                        .map_err(|e| bad(format!("embedding {i}: invalid base64: {e}")))?;
-                    if bytes.len() % 4 != 0 {
-                        return Err(bad(format!(
-                            "embedding {i}: base64 data is not a list of f32"
-                        )));
-                    }
-                    bytes
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect()
-                }
-            };
-            if vector.is_empty() {
-                return Err(bad(format!("embedding {i} is empty")));
-            }
-            if let Some(first) = out
-                .first()
-                .map(Vec::len)
-                .or((self.info.dim > 0).then_some(self.info.dim))
-            {
-                if vector.len() != first {
-                    return Err(bad(format!(
-                        "mixed dimensions: embedding {i} has {} values, expected {first}",
-                        vector.len()
-                    )));
-                }
-            }
-            if let Some(j) = vector.iter().position(|v| !v.is_finite()) {
-                return Err(bad(format!(
-                    "embedding {i} has a non-finite value at position {j}"
-                )));
-            }
-            out.push(vector);
-        }
-        Ok(out)
-    }
-
     /// The records of every request so far (for `perf.jsonl`), leaving the log empty.
     pub fn take_requests(&self) -> Vec<RequestRecord> {
         self.log.take()
     }
+}
+
+/// An embeddings response body parsed and checked as a request's would be: one vector
+/// per input, in input order, of `dim` values (0: any, the same for all), all finite.
+/// Lets tests feed the parser any bytes.
+pub fn parse_embeddings(
+    body: &[u8],
+    expected: usize,
+    dim: usize,
+) -> std::result::Result<Vec<Vec<f32>>, String> {
+    let response: EmbeddingResponse = serde_json::from_slice(body)
+        .map_err(|e| format!("unreadable JSON in the response ({e})"))?;
+    decode_vectors(response.data, expected, dim)
+}
+
+/// Decodes and checks the vectors: one per input, in input order, one dimension (`dim`
+/// when known, else the first vector's), finite values.
+fn decode_vectors(
+    mut data: Vec<EmbeddingItem>,
+    expected: usize,
+    dim: usize,
+) -> std::result::Result<Vec<Vec<f32>>, String> {
+    if data.len() != expected {
+        return Err(format!(
+            "{} embeddings returned for {expected} inputs",
+            data.len()
+        ));
+    }
+    if data.iter().all(|d| d.index.is_some()) {
+        data.sort_by_key(|d| d.index);
+    }
+    let mut out = Vec::with_capacity(expected);
+    for (i, item) in data.into_iter().enumerate() {
+        let vector: Vec<f32> = match item.embedding {
+            Vector::Floats(v) => v.into_iter().map(|x| x as f32).collect(),
+            Vector::Base64(s) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(s.as_bytes())
+                    .map_err(|e| format!("embedding {i}: invalid base64: {e}"))?;
+                if bytes.len() % 4 != 0 {
+                    return Err(format!("embedding {i}: base64 data is not a list of f32"));
+                }
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            }
+        };
+        if vector.is_empty() {
+            return Err(format!("embedding {i} is empty"));
+        }
+        if let Some(first) = out.first().map(Vec::len).or((dim > 0).then_some(dim)) {
+            if vector.len() != first {
+                return Err(format!(
+                    "mixed dimensions: embedding {i} has {} values, expected {first}",
+                    vector.len()
+                ));
+            }
+        }
+        if let Some(j) = vector.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "embedding {i} has a non-finite value at position {j}"
+            ));
+        }
+        out.push(vector);
+    }
+    Ok(out)
 }
 
 impl Embedder for RemoteEmbedder {

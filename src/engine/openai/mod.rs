@@ -4,12 +4,14 @@
 pub mod chat;
 pub mod client;
 pub mod embeddings;
+pub mod limits;
 pub mod transport;
 
 pub use crate::engine::RequestRecord;
 pub use chat::RemoteGenerator;
 pub use client::{HttpClient, RetryPolicy, Timing};
 pub use embeddings::RemoteEmbedder;
+pub use limits::ResponseLimit;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,8 @@ pub struct RemoteOptions {
     pub tokenizer: Option<Arc<tokenizers::Tokenizer>>,
     /// Prompts and instructions to put around texts (servers add none of their own).
     pub profile: Option<&'static crate::engine::profile::Profile>,
+    /// Replaces the size caps derived from each request (`--max-response-bytes`).
+    pub max_response_bytes: Option<u64>,
 }
 
 impl Default for RemoteOptions {
@@ -45,6 +49,7 @@ impl Default for RemoteOptions {
             retry: RetryPolicy::default(),
             tokenizer: None,
             profile: None,
+            max_response_bytes: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -100,24 +100,6 @@ enum ReplyBody {
 }
 
 impl Reply {
-    /// The whole body.
-    pub async fn bytes(self) -> std::result::Result<Bytes, String> {
-        match self.body {
-            ReplyBody::Reqwest(response) => response
-                .bytes()
-                .await
-                .map_err(|e| describe_reqwest_error(&e)),
-            ReplyBody::Direct(mut body) => {
-                let collected = (&mut body.body)
-                    .collect()
-                    .await
-                    .map_err(|e| describe_chain(&e))?;
-                body.recycle();
-                Ok(collected.to_bytes())
-            }
-        }
-    }
-
     /// The body as chunks as they arrive.
     pub fn stream(self) -> ByteStream {
         match self.body {
