@@ -86,8 +86,15 @@ impl Rule {
 
 /// Reads and checks a rules file; errors name the file (and line, for TOML syntax).
 pub fn read_rules(path: &Path) -> Result<Rules> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let rules: Rules = toml::from_str(&text).map_err(|e| Error::input(path, e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_rules(path, &bytes)
+}
+
+/// A rules file's bytes (`path` names it in errors).
+pub fn parse_rules(path: &Path, bytes: &[u8]) -> Result<Rules> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::input(path, format!("not valid UTF-8 (byte {})", e.valid_up_to())))?;
+    let rules: Rules = toml::from_str(text).map_err(|e| Error::input(path, e.to_string()))?;
     if rules.rules.is_empty() {
         return Err(Error::input(path, "no [[rule]] entries"));
     }

@@ -506,8 +506,14 @@ fn default_relevance() -> String {
 impl TaskSpec {
     /// Reads and checks one spec file.
     pub fn load(path: &Path) -> Result<TaskSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let spec: TaskSpec = toml::from_str(&text).map_err(|e| Error::Spec {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        TaskSpec::parse(path, &bytes)
+    }
+
+    /// A spec file's bytes (`path` names it in errors).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<TaskSpec> {
+        let text = utf8(path, bytes)?;
+        let spec: TaskSpec = toml::from_str(text).map_err(|e| Error::Spec {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -650,6 +656,14 @@ impl TaskSpec {
     }
 }
 
+/// A TOML file's text; bad UTF-8 is a spec error naming the byte.
+fn utf8<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|e| Error::Spec {
+        path: path.to_path_buf(),
+        message: format!("not valid UTF-8 (byte {})", e.valid_up_to()),
+    })
+}
+
 /// The new families read generic tables (or JSONL).
 fn table_format(format: DatasetFormat) -> std::result::Result<(), String> {
     match format {
@@ -742,8 +756,14 @@ pub enum Aggregate {
 
 impl SuiteSpec {
     pub fn load(path: &Path) -> Result<SuiteSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut suite: SuiteSpec = toml::from_str(&text).map_err(|e| Error::Spec {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        SuiteSpec::parse(path, &bytes)
+    }
+
+    /// A suite file's bytes (`path` names it in errors and is kept in the suite).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<SuiteSpec> {
+        let text = utf8(path, bytes)?;
+        let mut suite: SuiteSpec = toml::from_str(text).map_err(|e| Error::Spec {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

@@ -44,9 +44,9 @@ impl BeirDataset {
         let queries_bytes = lines::read_bytes(&queries_path)?;
         let qrels_bytes = lines::read_bytes(&qrels_path)?;
 
-        let corpus = read_corpus(&corpus_path, &corpus_bytes)?;
-        let all_queries = read_queries(&queries_path, &queries_bytes)?;
-        let qrels = read_qrels(&qrels_path, &qrels_bytes, &corpus, &all_queries)?;
+        let corpus = parse_corpus(&corpus_path, &corpus_bytes)?;
+        let all_queries = parse_queries(&queries_path, &queries_bytes)?;
+        let qrels = parse_qrels(&qrels_path, &qrels_bytes, &corpus, &all_queries)?;
         let queries = all_queries
             .into_iter()
             .filter(|q| qrels.contains_key(&q.id))
@@ -85,7 +85,8 @@ fn new_id(
     Ok(id)
 }
 
-fn read_corpus(path: &Path, bytes: &[u8]) -> Result<Vec<Document>> {
+/// The documents of a `corpus.jsonl`'s bytes (`path` names it in errors).
+pub fn parse_corpus(path: &Path, bytes: &[u8]) -> Result<Vec<Document>> {
     let mut seen = HashSet::new();
     let mut corpus = Vec::new();
     for (line, obj) in json_objects(path, bytes)? {
@@ -102,7 +103,8 @@ fn read_corpus(path: &Path, bytes: &[u8]) -> Result<Vec<Document>> {
     Ok(corpus)
 }
 
-fn read_queries(path: &Path, bytes: &[u8]) -> Result<Vec<Query>> {
+/// The queries of a `queries.jsonl`'s bytes.
+pub fn parse_queries(path: &Path, bytes: &[u8]) -> Result<Vec<Query>> {
     let mut seen = HashSet::new();
     let mut queries = Vec::new();
     for (line, obj) in json_objects(path, bytes)? {
@@ -116,7 +118,12 @@ fn read_queries(path: &Path, bytes: &[u8]) -> Result<Vec<Query>> {
 }
 
 /// `query-id <TAB> corpus-id <TAB> score`, with a header line; every id must exist.
-fn read_qrels(path: &Path, bytes: &[u8], corpus: &[Document], queries: &[Query]) -> Result<Qrels> {
+pub fn parse_qrels(
+    path: &Path,
+    bytes: &[u8],
+    corpus: &[Document],
+    queries: &[Query],
+) -> Result<Qrels> {
     let doc_ids: HashSet<&str> = corpus.iter().map(|d| d.id.as_str()).collect();
     let query_ids: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
     let mut qrels: Qrels = HashMap::new();

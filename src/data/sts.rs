@@ -40,38 +40,51 @@ impl StsDataset {
         let bytes = lines::read_bytes(&path)?;
         let uses_own_layout =
             dataset.format == DatasetFormat::StsbTsv && matches!(source, DataSource::Local(_));
-        let rows = if uses_own_layout {
-            read_stsb_tsv(&path, &bytes)?
-        } else {
-            read_table(&path, &bytes, sts)?
-        };
-        if rows.is_empty() {
-            return Err(Error::input(&path, "no sentence pairs"));
-        }
-        let [lo, hi] = sts.score_range;
-        let mut pairs = Vec::with_capacity(rows.len());
-        for (i, (line, sentence1, sentence2, score)) in rows.into_iter().enumerate() {
-            if !(lo..=hi).contains(&score) {
-                return Err(Error::record(
-                    &path,
-                    line,
-                    &sts.score,
-                    format!("score {score} outside the range [{lo}, {hi}] set in the task spec"),
-                ));
-            }
-            pairs.push(StsPair {
-                id: format!("{}-{i}", dataset.split),
-                sentence1,
-                sentence2,
-                score: (score - lo) / (hi - lo),
-            });
-        }
         Ok(StsDataset {
-            pairs,
+            pairs: parse_pairs(&path, &bytes, uses_own_layout, dataset, sts)?,
             fingerprint: lines::sha256_hex(&bytes),
             origin: format!("{} ({})", source.describe(), path.display()),
         })
     }
+}
+
+/// The pairs of one STS file's (already gunzipped) bytes: STS Benchmark's own layout
+/// when `stsb_layout`, else a table chosen by `path`'s extension; scores scaled by the
+/// spec's range.
+pub fn parse_pairs(
+    path: &Path,
+    bytes: &[u8],
+    stsb_layout: bool,
+    dataset: &DatasetSpec,
+    sts: &StsSpec,
+) -> Result<Vec<StsPair>> {
+    let rows = if stsb_layout {
+        read_stsb_tsv(path, bytes)?
+    } else {
+        read_table(path, bytes, sts)?
+    };
+    if rows.is_empty() {
+        return Err(Error::input(path, "no sentence pairs"));
+    }
+    let [lo, hi] = sts.score_range;
+    let mut pairs = Vec::with_capacity(rows.len());
+    for (i, (line, sentence1, sentence2, score)) in rows.into_iter().enumerate() {
+        if !(lo..=hi).contains(&score) {
+            return Err(Error::record(
+                path,
+                line,
+                &sts.score,
+                format!("score {score} outside the range [{lo}, {hi}] set in the task spec"),
+            ));
+        }
+        pairs.push(StsPair {
+            id: format!("{}-{i}", dataset.split),
+            sentence1,
+            sentence2,
+            score: (score - lo) / (hi - lo),
+        });
+    }
+    Ok(pairs)
 }
 
 /// STS Benchmark's own files: tab-separated genre, file, year, id, score, sentence1,
@@ -125,7 +138,9 @@ fn read_table(path: &Path, bytes: &[u8], sts: &StsSpec) -> Result<Vec<Row>> {
             sts,
         )
     } else if name.ends_with(".parquet") {
-        read_parquet(path, bytes, sts)
+        // polars is third-party code that may panic on a malformed file.
+        crate::engine::contain::contain(|| read_parquet(path, bytes, sts))
+            .map_err(|panic| Error::input(path, format!("unreadable Parquet file: {panic}")))?
     } else {
         Err(Error::input(
             path,

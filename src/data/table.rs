@@ -66,15 +66,24 @@ impl Table {
     /// Reads one table file.
     pub fn read(path: &Path, dataset: &DatasetSpec) -> Result<Table> {
         let bytes = lines::read_bytes(path)?;
+        Table::parse(path, &bytes, dataset)
+    }
+
+    /// A table file's (already gunzipped) bytes; `path` names it in errors and chooses
+    /// the format by its extension.
+    pub fn parse(path: &Path, bytes: &[u8], dataset: &DatasetSpec) -> Result<Table> {
         let name = path.to_string_lossy().to_lowercase();
         let name = name.strip_suffix(".gz").unwrap_or(&name);
         let rows = if name.ends_with(".jsonl") || name.ends_with(".json") {
-            json_objects(path, &bytes)?
+            json_objects(path, bytes)?
                 .into_iter()
                 .map(|(line, fields)| Row { line, fields })
                 .collect()
         } else if name.ends_with(".parquet") {
-            read_parquet(path, &bytes)?
+            // polars is third-party code that may panic on a malformed file.
+            crate::engine::contain::contain(|| read_parquet(path, bytes)).map_err(|panic| {
+                Error::input(path, format!("unreadable Parquet file: {panic}"))
+            })??
         } else {
             let delimiter = match dataset.delimiter {
                 Some(c) if c.is_ascii() => c as u8,
@@ -93,14 +102,14 @@ impl Table {
                     ))
                 }
             };
-            read_delimited(path, &bytes, delimiter, dataset)?
+            read_delimited(path, bytes, delimiter, dataset)?
         };
         if rows.is_empty() {
             return Err(Error::input(path, "no rows"));
         }
         Ok(Table {
             path: path.to_path_buf(),
-            fingerprint: lines::sha256_hex(&bytes),
+            fingerprint: lines::sha256_hex(bytes),
             rows,
         })
     }

@@ -19,6 +19,11 @@ impl ImageInput {
     /// Reads an image file; anything but JPEG or PNG is an error naming the file.
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// An image file's bytes (`path` names it in errors).
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
         let mime = mime_of(&bytes).ok_or_else(|| {
             Error::input(path, "not a JPEG or PNG image (unknown file signature)")
         })?;

@@ -2,6 +2,7 @@
 //! texts into vectors, and the eval runners drive it.
 
 pub mod candle;
+pub mod contain;
 pub mod generate;
 pub mod image;
 pub mod local;

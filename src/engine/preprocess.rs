@@ -16,33 +16,38 @@ pub struct Rgb {
     pub data: Vec<u8>,
 }
 
+/// The most pixels an image may have, decoded or resized: Pillow's decompression-bomb
+/// threshold (`Image.MAX_IMAGE_PIXELS`). A JPEG header can claim 65,500 × 65,500.
+pub const MAX_PIXELS: usize = 89_478_485;
+
 impl Rgb {
     /// Decodes a JPEG (islow IDCT, fancy upsampling: Pillow's defaults) or PNG to RGB.
     pub fn decode(image: &ImageInput) -> Result<Rgb> {
         let bad = |what: String| Error::input(&image.path, format!("cannot decode image: {what}"));
         match image.mime {
-            "image/jpeg" => {
-                let decoded = std::panic::catch_unwind(|| -> std::io::Result<Rgb> {
-                    let mut started = mozjpeg::Decompress::new_mem(&image.bytes)?.rgb()?;
-                    let (width, height) = (started.width(), started.height());
-                    let pixels: Vec<[u8; 3]> = started.read_scanlines()?;
-                    started.finish()?;
-                    Ok(Rgb {
-                        width,
-                        height,
-                        data: pixels.into_iter().flatten().collect(),
-                    })
-                });
-                match decoded {
-                    Ok(Ok(rgb)) => Ok(rgb),
-                    Ok(Err(e)) => Err(bad(e.to_string())),
-                    Err(_) => Err(bad("corrupt JPEG data".into())),
-                }
-            }
+            // libjpeg's errors unwind as panics without running the panic hook (the
+            // mozjpeg crate's documented contract): `contain` turns them into errors.
+            "image/jpeg" => match crate::engine::contain::contain(|| decode_jpeg(&image.bytes)) {
+                Ok(Ok(rgb)) => Ok(rgb),
+                Ok(Err(e)) => Err(bad(e.to_string())),
+                Err(libjpeg) => Err(bad(libjpeg)),
+            },
             _ => {
-                let decoded = image::load_from_memory(&image.bytes)
-                    .map_err(|e| bad(e.to_string()))?
-                    .to_rgb8();
+                let mut reader = image::ImageReader::with_format(
+                    std::io::Cursor::new(&image.bytes),
+                    image::ImageFormat::Png,
+                );
+                let mut limits = image::Limits::default();
+                limits.max_alloc = Some(MAX_PIXELS as u64 * 4);
+                reader.limits(limits);
+                let decoded = reader.decode().map_err(|e| bad(e.to_string()))?;
+                if decoded.width() as usize * decoded.height() as usize > MAX_PIXELS {
+                    return Err(bad(too_many_pixels(
+                        decoded.width() as usize,
+                        decoded.height() as usize,
+                    )));
+                }
+                let decoded = decoded.to_rgb8();
                 Ok(Rgb {
                     width: decoded.width() as usize,
                     height: decoded.height() as usize,
@@ -178,6 +183,30 @@ impl Rgb {
             data,
         }
     }
+}
+
+/// A JPEG's pixels; the header's size is checked before anything is allocated.
+fn decode_jpeg(bytes: &[u8]) -> std::io::Result<Rgb> {
+    let header = mozjpeg::Decompress::new_mem(bytes)?;
+    let (width, height) = (header.width(), header.height());
+    if width.saturating_mul(height) > MAX_PIXELS {
+        return Err(std::io::Error::other(too_many_pixels(width, height)));
+    }
+    let mut started = header.rgb()?;
+    let pixels: Vec<[u8; 3]> = started.read_scanlines()?;
+    started.finish()?;
+    if pixels.len() != width * height {
+        return Err(std::io::Error::other("fewer rows than the header says"));
+    }
+    Ok(Rgb {
+        width,
+        height,
+        data: pixels.into_iter().flatten().collect(),
+    })
+}
+
+fn too_many_pixels(width: usize, height: usize) -> String {
+    format!("{width} × {height} is more than {MAX_PIXELS} pixels")
 }
 
 /// The grid canvas (height, width) that keeps most of the image's pixels, then wastes
@@ -413,6 +442,18 @@ impl ProcessorConfig {
         let mut rgb = Rgb::decode(image)?;
         if self.do_resize {
             let (w, h) = self.resized(rgb.width, rgb.height);
+            // A 1 × 65,000 image would become 224 × 14.5 million.
+            if w.saturating_mul(h) > MAX_PIXELS {
+                return Err(Error::input(
+                    &image.path,
+                    format!(
+                        "resizing {} × {} to {w} × {h}: {}",
+                        rgb.width,
+                        rgb.height,
+                        too_many_pixels(w, h)
+                    ),
+                ));
+            }
             rgb = rgb.resize_bicubic(w, h);
         }
         if self.do_center_crop {

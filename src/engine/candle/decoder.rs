@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::Linear;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
@@ -225,10 +225,7 @@ fn load_dense(
             )));
         }
     }
-    // SAFETY: as for the model weights.
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[weights.to_path_buf()], DType::F32, device)?
-    };
+    let vb = super::load::mmap_safetensors(&[weights.to_path_buf()], DType::F32, device)?;
     let weight = vb.get((config.out_features, input), "linear.weight")?;
     let bias = if config.bias {
         Some(vb.get(config.out_features, "linear.bias")?)

@@ -160,14 +160,12 @@ impl ModelFiles {
 
     /// The tokenizer beside the weights.
     pub fn tokenizer(&self) -> Result<Tokenizer> {
-        Tokenizer::from_file(&self.tokenizer)
-            .map_err(|e| Error::model(&self.location, format!("{}: {e}", self.tokenizer.display())))
+        read_tokenizer(&self.tokenizer)
     }
 
     /// The weights, memory-mapped, as `dtype` on `device`.
     pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
-        // SAFETY: the weight files are memory-mapped read-only; we never write to them.
-        Ok(unsafe { VarBuilder::from_mmaped_safetensors(&self.weights, dtype, device)? })
+        mmap_safetensors(&self.weights, dtype, device)
     }
 
     /// Parses a JSON config file, naming it on failure.
@@ -176,6 +174,54 @@ impl ModelFiles {
         serde_json::from_str(&text)
             .map_err(|e| Error::model(&self.location, format!("{}: {e}", path.display())))
     }
+}
+
+/// A `tokenizer.json` file.
+pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_tokenizer(path, &bytes)
+}
+
+/// A `tokenizer.json`'s bytes (`path` names it in errors). The tokenizers crate is
+/// third-party code that panics on some malformed files, while reading them or on first
+/// use (a template naming a special token it does not define): the file is read and
+/// tried on a probe text with panics contained, so both become errors naming it.
+pub fn parse_tokenizer(path: &Path, bytes: &[u8]) -> Result<Tokenizer> {
+    let bad = |e: String| Error::input(path, format!("not a readable tokenizer.json: {e}"));
+    let tokenizer = crate::engine::contain::contain(|| Tokenizer::from_bytes(bytes))
+        .map_err(bad)?
+        .map_err(|e| bad(e.to_string()))?;
+    crate::engine::contain::contain(|| probe(&tokenizer))
+        .map_err(|panic| bad(format!("fails on a probe text: {panic}")))?;
+    Ok(tokenizer)
+}
+
+/// Encodes and decodes a text and a pair, with and without special tokens; errors (an
+/// unknown word without an unknown token, say) are fine, panics are not.
+fn probe(tokenizer: &Tokenizer) {
+    for special in [true, false] {
+        if let Ok(e) = tokenizer.encode("Probe text, 12 ab.", special) {
+            let _ = tokenizer.decode(e.get_ids(), special);
+        }
+        let _ = tokenizer.encode(("a probe", "pair"), special);
+    }
+}
+
+/// Safetensors files memory-mapped as `dtype` on `device`, each header checked first
+/// (see `safetensors_header`); errors name the file.
+pub fn mmap_safetensors(
+    paths: &[PathBuf],
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
+    for path in paths {
+        super::safetensors_header::check_file(path)?;
+    }
+    // SAFETY: the weight files are memory-mapped read-only; we never write to them.
+    unsafe { VarBuilder::from_mmaped_safetensors(paths, dtype, device) }.map_err(|e| {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        Error::model(names.join(", "), e.to_string())
+    })
 }
 
 /// `model.safetensors.index.json` lists the shards of a large model.
@@ -265,11 +311,14 @@ pub fn vision_dtype(dtype: DType, device: &Device) -> DType {
 
 /// Token ids of `text` with the tokenizer's own special tokens.
 pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    Ok(tokenizer
-        .encode(text, true)
-        .map_err(|e| Error::Tokenizer(e.to_string()))?
-        .get_ids()
-        .to_vec())
+    // The tokenizers crate can panic on a malformed file's first use (see parse_tokenizer).
+    Ok(
+        crate::engine::contain::contain(|| tokenizer.encode(text, true))
+            .map_err(Error::Tokenizer)?
+            .map_err(|e| Error::Tokenizer(e.to_string()))?
+            .get_ids()
+            .to_vec(),
+    )
 }
 
 /// What a local embedder records about itself. `shape` names everything besides the

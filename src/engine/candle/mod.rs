@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod llava;
 pub mod load;
 pub mod pooling;
+pub mod safetensors_header;
 
 pub use bert::{BertEmbedder, LocalOptions};
 pub use clip::ClipEmbedder;

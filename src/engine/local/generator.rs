@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models as m;
@@ -136,12 +135,7 @@ impl LocalGenerator {
                 ),
             ));
         }
-        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
-            Error::input(
-                &tokenizer_path,
-                format!("not a readable tokenizer.json: {e}"),
-            )
-        })?;
+        let tokenizer = crate::engine::candle::load::read_tokenizer(&tokenizer_path)?;
         let (model, mut vocab) = match &gguf {
             Some(file) => load_gguf(file, &device)?,
             None => load_safetensors(&folder, &device)?,
@@ -481,9 +475,8 @@ fn find_gguf(path: &Path) -> Result<Option<PathBuf>> {
 
 fn load_gguf(path: &Path, device: &Device) -> Result<(Model, Vocabulary)> {
     let location = path.display().to_string();
+    let content = super::gguf_header::read(path)?;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let content = gguf_file::Content::read(&mut file)
-        .map_err(|e| Error::model(&location, format!("not a readable GGUF file: {e}")))?;
     let meta = &content.metadata;
     let text = |key: &str| meta.get(key).and_then(|v| v.to_string().ok()).cloned();
     let number = |key: &str| meta.get(key).and_then(|v| v.to_u32().ok());
@@ -508,6 +501,8 @@ fn load_gguf(path: &Path, device: &Device) -> Result<(Model, Vocabulary)> {
         eos: number("tokenizer.ggml.eos_token_id"),
         context: number(&format!("{arch}.context_length")).map(|n| n as usize),
     };
+    super::gguf_header::check_sizes(&content, &arch)
+        .map_err(|why| Error::model(&location, format!("implausible GGUF metadata: {why}")))?;
     let failed = |e: candle_core::Error| Error::model(&location, format!("cannot load: {e}"));
     let native = match arch.as_str() {
         "llama" | "mistral"
@@ -522,25 +517,35 @@ fn load_gguf(path: &Path, device: &Device) -> Result<(Model, Vocabulary)> {
     if let Some(model) = native {
         return Ok((Model::Native(model), vocab));
     }
-    let model = match arch.as_str() {
-        "llama" | "mistral" => Model::Llama(
-            m::quantized_llama::ModelWeights::from_gguf(content, &mut file, device)
-                .map_err(failed)?,
-        ),
-        "qwen2" => Model::Qwen2(
-            m::quantized_qwen2::ModelWeights::from_gguf(content, &mut file, device)
-                .map_err(failed)?,
-        ),
-        "qwen3" => Model::Qwen3(
-            m::quantized_qwen3::ModelWeights::from_gguf(content, &mut file, device)
-                .map_err(failed)?,
-        ),
-        _ => Model::Gemma3(
-            m::quantized_gemma3::ModelWeights::from_gguf(content, &mut file, device)
-                .map_err(failed)?,
-        ),
-    };
+    // candle's model builders are third-party code reading header values we checked
+    // only for plausibility: a panic in them becomes an error naming the file.
+    let model = crate::engine::contain::contain(|| candle_model(&arch, content, &mut file, device))
+        .map_err(|panic| Error::model(&location, format!("cannot load: {panic}")))?
+        .map_err(failed)?;
     Ok((model, vocab))
+}
+
+/// candle's quantized model for a GGUF of a supported architecture.
+fn candle_model(
+    arch: &str,
+    content: candle_core::quantized::gguf_file::Content,
+    file: &mut std::fs::File,
+    device: &Device,
+) -> candle_core::Result<Model> {
+    Ok(match arch {
+        "llama" | "mistral" => Model::Llama(m::quantized_llama::ModelWeights::from_gguf(
+            content, file, device,
+        )?),
+        "qwen2" => Model::Qwen2(m::quantized_qwen2::ModelWeights::from_gguf(
+            content, file, device,
+        )?),
+        "qwen3" => Model::Qwen3(m::quantized_qwen3::ModelWeights::from_gguf(
+            content, file, device,
+        )?),
+        _ => Model::Gemma3(m::quantized_gemma3::ModelWeights::from_gguf(
+            content, file, device,
+        )?),
+    })
 }
 
 fn load_safetensors(folder: &Path, device: &Device) -> Result<(Model, Vocabulary)> {
@@ -559,8 +564,7 @@ fn load_safetensors(folder: &Path, device: &Device) -> Result<(Model, Vocabulary
     } else {
         DType::BF16
     };
-    // SAFETY: the files are memory-mapped read-only and not modified while loaded.
-    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&weights, dtype, device)? };
+    let vb = crate::engine::candle::load::mmap_safetensors(&weights, dtype, device)?;
     let parse = |what: &'static str| {
         let path = config_path.clone();
         move |e: serde_json::Error| Error::input(&path, format!("not a {what} config: {e}"))

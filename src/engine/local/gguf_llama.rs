@@ -209,6 +209,12 @@ impl GgufLlama {
             eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             rope_base: float("rope.freq_base").unwrap_or(10_000.0),
         };
+        if heads == 0 || heads * head_dim != embd {
+            return Err(Error::model(
+                location,
+                "embedding_length is not a multiple of head_count",
+            ));
+        }
         if cfg.kv_heads == 0 || !heads.is_multiple_of(cfg.kv_heads) {
             return Err(Error::model(
                 location,
@@ -297,6 +303,16 @@ impl GgufLlama {
         }
         if self.embed.cols != c.embd || self.output.as_ref().is_some_and(|o| o.cols != c.embd) {
             return bad("the embedding or output matrix");
+        }
+        if self.output_norm.len() != c.embd {
+            return bad("output_norm.weight");
+        }
+        if self
+            .rope_factors
+            .as_ref()
+            .is_some_and(|f| f.len() != c.head_dim / 2)
+        {
+            return bad("rope_freqs.weight");
         }
         Ok(())
     }
@@ -548,8 +564,27 @@ impl<R: Read + Seek> TensorReader<'_, R> {
             .ok_or_else(|| Error::model(self.location, format!("the GGUF has no tensor `{name}`")))
     }
 
-    fn bytes(&mut self, name: &str, len: usize) -> Result<Vec<u8>> {
-        let start = self.content.tensor_data_offset + self.info(name)?.offset;
+    /// `len` bytes of tensor `name`, refused (before allocating) unless they lie inside
+    /// the file.
+    fn bytes(&mut self, name: &str, len: Option<usize>) -> Result<Vec<u8>> {
+        let outside = || {
+            Error::model(
+                self.location,
+                format!("tensor `{name}` extends past the end of the file"),
+            )
+        };
+        let start = self
+            .content
+            .tensor_data_offset
+            .checked_add(self.info(name)?.offset)
+            .ok_or_else(outside)?;
+        let size = self.file.seek(SeekFrom::End(0)).map_err(|e| {
+            Error::model(self.location, format!("cannot read tensor `{name}`: {e}"))
+        })?;
+        let len = len.ok_or_else(outside)?;
+        if start.checked_add(len as u64).is_none_or(|end| end > size) {
+            return Err(outside());
+        }
         let mut data = vec![0u8; len];
         self.file
             .seek(SeekFrom::Start(start))
@@ -578,7 +613,10 @@ impl<R: Read + Seek> TensorReader<'_, R> {
                 format!("`{name}` rows are not whole blocks"),
             ));
         }
-        let data = self.bytes(name, rows * cols / QK * kind.block_bytes())?;
+        let len = rows
+            .checked_mul(cols / QK)
+            .and_then(|blocks| blocks.checked_mul(kind.block_bytes()));
+        let data = self.bytes(name, len)?;
         Ok(QMatrix {
             kind,
             rows,
@@ -589,15 +627,20 @@ impl<R: Read + Seek> TensorReader<'_, R> {
 
     fn vector(&mut self, name: &str) -> Result<Vec<f32>> {
         let info = self.info(name)?;
-        let (n, dtype) = (info.shape.elem_count(), info.ggml_dtype);
+        let dtype = info.ggml_dtype;
+        let n = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d));
         match dtype {
             GgmlDType::F32 => Ok(self
-                .bytes(name, n * 4)?
+                .bytes(name, n.and_then(|n| n.checked_mul(4)))?
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect()),
             GgmlDType::F16 => Ok(self
-                .bytes(name, n * 2)?
+                .bytes(name, n.and_then(|n| n.checked_mul(2)))?
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect()),

@@ -5,6 +5,7 @@ pub mod arithmetic;
 pub mod chat_template;
 pub mod generator;
 mod ggml_ops;
+pub mod gguf_header;
 mod gguf_llama;
 
 pub use generator::LocalGenerator;
