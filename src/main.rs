@@ -12,6 +12,7 @@ fn main() {
         eprintln!("error: {why}");
         std::process::exit(2);
     }
+    assay::engine::contain::quiet_contained_panics();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG")

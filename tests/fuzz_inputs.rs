@@ -60,6 +60,9 @@ fn fuzz(
         max_shrink_iters: 2_000,
         ..Config::default()
     };
+    // Panics the library contains (third-party parsers) are errors, not test noise.
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(assay::engine::contain::quiet_contained_panics);
     let mut runner = TestRunner::new(config);
     let start = Instant::now();
     let (cases, parsed) = (AtomicUsize::new(0), AtomicUsize::new(0));
@@ -716,3 +719,6 @@ fn cli_malformed_gguf() {
         &bad,
     );
 }
+
+#[path = "fuzz/remote.rs"]
+mod remote;

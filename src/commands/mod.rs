@@ -165,9 +165,7 @@ fn remote_options(r: &RemoteArgs, concurrency: usize) -> Result<(Option<Secret>,
             .map_err(|_| Error::Usage(format!("{flag} must be a positive number of seconds")))
     };
     let tokenizer = match &r.tokenizer {
-        Some(path) => Some(Arc::new(tokenizers::Tokenizer::from_file(path).map_err(
-            |e| Error::input(path, format!("not a readable tokenizer.json: {e}")),
-        )?)),
+        Some(path) => Some(Arc::new(crate::engine::candle::load::read_tokenizer(path)?)),
         None => None,
     };
     let options = RemoteOptions {
