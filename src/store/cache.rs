@@ -6,13 +6,12 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::store::run::write_atomic;
 
 const MAGIC: &[u8; 8] = b"ASSAYEMB";
 /// 1: key and vector; 2: key, vector and CRC-32. Version 1 files are read and rewritten.
@@ -120,19 +119,48 @@ impl EmbeddingCache {
 
     /// Opens (or creates) `<dir>/embeddings/<fingerprint>.bin`. Damaged records are
     /// dropped (and counted in `damaged()`); a file that held any, or an older version,
-    /// is rewritten with only the good records.
+    /// is rewritten in place with only the good records. Reading and repairing happen
+    /// under the file's lock, which every append also takes: a run opening the cache
+    /// never mistakes another run's append in flight for a torn record.
     pub fn open(dir: &Path, fingerprint: &str, dim: usize) -> Result<Self> {
         let folder = dir.join("embeddings");
         std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
         let path = folder.join(format!("{fingerprint}.bin"));
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io(&path, e)),
+        let io = |e| Error::io(&path, e);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        let opened = Self::check(&path, &mut file, dim);
+        let _ = file.unlock();
+        let (vectors, damaged) = opened?;
+        Ok(EmbeddingCache {
+            path: Some(path),
+            file: Some(file),
+            dim,
+            vectors,
+            damaged,
+        })
+    }
+
+    /// Reads the locked file, drops a torn tail, and rewrites it when records failed
+    /// their checksum or it is of an older version (in place: other runs' handles stay
+    /// valid). Appends go to the end whatever the position (the file is in append mode).
+    fn check(path: &Path, file: &mut File, dim: usize) -> Result<(HashMap<Key, Vec<f32>>, usize)> {
+        let io = |e| Error::io(path, e);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let contents = parse(path, &bytes, dim)?;
+        let rewrite = |file: &mut File, content: &[u8]| {
+            file.set_len(0)
+                .and_then(|_| file.write_all(content))
+                .and_then(|_| file.sync_data())
+                .map_err(io)
         };
-        let contents = parse(&path, &bytes, dim)?;
-        drop(bytes);
-        let (vectors, damaged) = match contents {
+        match contents {
             Some(c) if c.damaged > 0 || c.version != VERSION => {
                 if c.damaged > 0 {
                     tracing::warn!(
@@ -145,35 +173,21 @@ impl EmbeddingCache {
                 for (key, vector) in &c.vectors {
                     encode(key, vector, &mut clean);
                 }
-                write_atomic(&path, &clean)?;
-                (c.vectors, c.damaged)
+                rewrite(file, &clean)?;
+                Ok((c.vectors, c.damaged))
             }
             Some(c) => {
                 // Drop a record torn by a kill mid-write.
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| Error::io(&path, e))?;
-                file.set_len(c.whole_len as u64)
-                    .map_err(|e| Error::io(&path, e))?;
-                (c.vectors, 0)
+                if c.whole_len < bytes.len() {
+                    file.set_len(c.whole_len as u64).map_err(io)?;
+                }
+                Ok((c.vectors, 0))
             }
             None => {
-                write_atomic(&path, &header(dim))?;
-                (HashMap::new(), 0)
+                rewrite(file, &header(dim))?;
+                Ok((HashMap::new(), 0))
             }
-        };
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        Ok(EmbeddingCache {
-            path: Some(path),
-            file: Some(file),
-            dim,
-            vectors,
-            damaged,
-        })
+        }
     }
 
     /// Records dropped on open because their checksum failed.
@@ -290,6 +304,30 @@ mod tests {
             std::fs::metadata(&path).unwrap().len() as usize,
             HEADER_LEN + 8 * record
         );
+    }
+
+    #[test]
+    fn opening_waits_for_an_append_in_flight_instead_of_cutting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = EmbeddingCache::open(dir.path(), "fp", 2).unwrap();
+        writer
+            .insert_batch(vec![(key_of("a"), vec![1.0, 2.0])])
+            .unwrap();
+        // Another run is mid-append: it holds the lock and half a record is on disk.
+        let mut record = Vec::new();
+        encode(&key_of("b"), &[3.0, 4.0], &mut record);
+        let file = writer.file.as_mut().unwrap();
+        file.lock().unwrap();
+        file.write_all(&record[..20]).unwrap();
+        let folder = dir.path().to_path_buf();
+        let opener = std::thread::spawn(move || EmbeddingCache::open(&folder, "fp", 2).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!opener.is_finished(), "open waits for the lock");
+        file.write_all(&record[20..]).unwrap();
+        file.unlock().unwrap();
+        let reader = opener.join().unwrap();
+        assert_eq!(reader.len(), 2, "the append was kept whole");
+        assert_eq!(reader.get(&key_of("b")), Some(&vec![3.0, 4.0]));
     }
 
     #[test]
