@@ -33,6 +33,10 @@ enum Mode {
 
 impl Mode {
     fn from_path(path: &str) -> Mode {
+        // Through a proxy the request line holds the whole URL.
+        let path = path
+            .split_once("://")
+            .map_or(path, |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
         let name = path.trim_start_matches('/').split('/').next().unwrap_or("");
         match name {
             "endless-body" => Mode::EndlessBody,
@@ -204,10 +208,20 @@ fn every_hostile_answer_ends_in_a_clear_error_within_bounded_memory() {
     let (_, _, chat_baseline) = run_measured(chat_run(port, "refuse"));
     eprintln!("baseline peak RSS: run {baseline:.0} MB, generate {chat_baseline:.0} MB");
 
-    let cases: [(&str, Command, &str, f64); 5] = [
+    // The same endless body through reqwest (the transport for https, credentials in the
+    // URL or a proxy): this server plays the proxy.
+    let mut proxied = embed_run(port, "endless-body", &[]);
+    proxied.env("http_proxy", format!("http://127.0.0.1:{port}"));
+    let cases: [(&str, Command, &str, f64); 6] = [
         (
             "endless body",
             embed_run(port, "endless-body", &[]),
+            "the response passed its cap of",
+            baseline,
+        ),
+        (
+            "endless body through a proxy",
+            proxied,
             "the response passed its cap of",
             baseline,
         ),
