@@ -20,6 +20,8 @@ enum Mode {
     Refuse,
     /// `200`, chunked, and the body never ends.
     EndlessBody,
+    /// `503` (worth retrying), and its error body never ends.
+    EndlessError,
     /// `200`, `text/event-stream`, text events that never finish.
     EndlessEvents,
     /// `200`, `text/event-stream`, `: keep-alive` comments forever.
@@ -40,6 +42,7 @@ impl Mode {
         let name = path.trim_start_matches('/').split('/').next().unwrap_or("");
         match name {
             "endless-body" => Mode::EndlessBody,
+            "endless-error" => Mode::EndlessError,
             "endless-events" => Mode::EndlessEvents,
             "endless-comments" => Mode::EndlessComments,
             "huge-length" => Mode::HugeLength,
@@ -93,9 +96,10 @@ fn answer(stream: TcpStream) -> std::io::Result<()> {
             json.len()
         );
     }
-    let chunked = |kind: &str| {
-        format!("HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n")
+    let chunked_status = |status: &str, kind: &str| {
+        format!("HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n")
     };
+    let chunked = |kind: &str| chunked_status("200 OK", kind);
     // One 64 KiB chunk of `piece`s, sent over and over until the client hangs up.
     let endless = |out: &mut TcpStream, piece: &str| -> std::io::Result<()> {
         let payload = piece.repeat(65_536 / piece.len());
@@ -118,6 +122,10 @@ fn answer(stream: TcpStream) -> std::io::Result<()> {
             let head = r#"{"data":[{"embedding":["#;
             write!(out, "{:x}\r\n{head}\r\n", head.len())?;
             endless(&mut out, "0.123456789,")
+        }
+        Mode::EndlessError => {
+            out.write_all(chunked_status("503 Service Unavailable", "text/plain").as_bytes())?;
+            endless(&mut out, "overloaded ")
         }
         Mode::EndlessEvents => {
             out.write_all(chunked("text/event-stream").as_bytes())?;
@@ -212,7 +220,7 @@ fn every_hostile_answer_ends_in_a_clear_error_within_bounded_memory() {
     // URL or a proxy): this server plays the proxy.
     let mut proxied = embed_run(port, "endless-body", &[]);
     proxied.env("http_proxy", format!("http://127.0.0.1:{port}"));
-    let cases: [(&str, Command, &str, f64); 6] = [
+    let cases: [(&str, Command, &str, f64); 7] = [
         (
             "endless body",
             embed_run(port, "endless-body", &[]),
@@ -223,6 +231,12 @@ fn every_hostile_answer_ends_in_a_clear_error_within_bounded_memory() {
             "endless body through a proxy",
             proxied,
             "the response passed its cap of",
+            baseline,
+        ),
+        (
+            "endless error body (503, retried once)",
+            embed_run(port, "endless-error", &[]),
+            "HTTP 503 Service Unavailable: overloaded overloaded",
             baseline,
         ),
         (
