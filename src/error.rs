@@ -3,6 +3,22 @@
 
 use std::path::PathBuf;
 
+/// An error and its causes, each said once: a cause whose text the message already holds
+/// (an OS error printed beside its path by the error above it) is not repeated.
+pub fn describe_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

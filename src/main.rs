@@ -53,23 +53,9 @@ fn main() {
         let code = err
             .downcast_ref::<assay::Error>()
             .map_or(1, assay::Error::exit_code);
-        eprintln!("error: {}", describe(&err));
+        eprintln!("error: {}", assay::error::describe_chain(err.as_ref()));
         std::process::exit(code);
     }
-}
-
-/// The error and its causes, each said once: a cause whose text the message already
-/// holds (an OS error printed beside its path) is not repeated.
-fn describe(err: &anyhow::Error) -> String {
-    let mut message = err.to_string();
-    for cause in err.chain().skip(1) {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-    }
-    message
 }
 
 // candle allocates a fresh buffer for every op; glibc hands large ones back to the OS each

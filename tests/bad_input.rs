@@ -21,6 +21,16 @@ fn beir(root: &Path, corpus: &[u8], queries: &[u8], qrels: &[u8]) {
     std::fs::write(dir.join("qrels/test.tsv"), qrels).unwrap();
 }
 
+/// A BEIR folder `<root>/scifact` that loads.
+fn valid_beir(root: &Path) {
+    beir(
+        root,
+        CORPUS.as_bytes(),
+        QUERIES.as_bytes(),
+        QRELS.as_bytes(),
+    );
+}
+
 /// Runs `assay run --task scifact` on the data root and checks the error contract.
 fn expect_error(root: &Path, model: &str, must_contain: &[&str]) {
     let cache = root.join("cache");
@@ -144,12 +154,7 @@ fn non_utf8_is_refused_with_its_line() {
 #[test]
 fn model_dir_without_weights_or_tokenizer_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    beir(
-        tmp.path(),
-        CORPUS.as_bytes(),
-        QUERIES.as_bytes(),
-        QRELS.as_bytes(),
-    );
+    valid_beir(tmp.path());
     let src = common::minilm();
     for (missing, message) in [
         ("model.safetensors", "missing weights"),
@@ -293,12 +298,7 @@ fn broken_generation_records_name_file_line_and_field() {
 fn an_os_error_is_stated_once() {
     // A cache folder below a regular file: "Not a directory", said once beside its path.
     let tmp = tempfile::tempdir().unwrap();
-    beir(
-        tmp.path(),
-        CORPUS.as_bytes(),
-        QUERIES.as_bytes(),
-        QRELS.as_bytes(),
-    );
+    valid_beir(tmp.path());
     let file = tmp.path().join("plain-file");
     std::fs::write(&file, "x").unwrap();
     let (code, _, stderr) = common::output(

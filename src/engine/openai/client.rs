@@ -251,9 +251,9 @@ impl HttpClient {
     ) -> std::result::Result<(S, Timing), Failure> {
         let mut timing = Timing::default();
         let response = self.send(path, body, &mut timing).await?;
-        if let Some(n) = limits::announced_length(&response).filter(|n| *n > limit.bytes) {
+        if let Some(message) = limits::announced_too_long(&response, limit) {
             return Err(Failure {
-                message: limit.announced_too_long(n),
+                message,
                 retry: false,
                 wait: None,
             });

@@ -130,23 +130,25 @@ pub enum ReadError {
     Broken(String),
 }
 
-/// The `Content-Length` the server announced, if any.
-pub fn announced_length(reply: &Reply) -> Option<u64> {
-    reply
+/// The error for a reply whose `Content-Length` is over the byte cap, if it is: such a
+/// body is refused before any of it is read.
+pub fn announced_too_long(reply: &Reply, limit: &ResponseLimit) -> Option<String> {
+    let announced: u64 = reply
         .headers
         .get(CONTENT_LENGTH)?
         .to_str()
         .ok()?
         .trim()
         .parse()
-        .ok()
+        .ok()?;
+    (announced > limit.bytes).then(|| limit.announced_too_long(announced))
 }
 
 /// The whole body, as long as it stays within `limit` bytes. A body announced longer is
 /// refused before any of it is read.
 pub async fn read_capped(reply: Reply, limit: &ResponseLimit) -> Result<Vec<u8>, ReadError> {
-    if let Some(n) = announced_length(&reply).filter(|n| *n > limit.bytes) {
-        return Err(ReadError::TooLarge(limit.announced_too_long(n)));
+    if let Some(message) = announced_too_long(&reply, limit) {
+        return Err(ReadError::TooLarge(message));
     }
     let mut body = BytesMut::new();
     let mut chunks = reply.stream();

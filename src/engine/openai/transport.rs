@@ -21,6 +21,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::engine::openai::Endpoint;
+// Causes (refused, reset, ...) that the top-level message hides.
+use crate::error::describe_chain;
 
 /// A stream of body chunks, whichever transport produced it.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, String>> + Send>>;
@@ -288,18 +290,6 @@ impl Stream for DirectBody {
             }
         }
     }
-}
-
-/// An error and its causes (refused, reset, ...), which the top-level message hides.
-fn describe_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// reqwest's errors chain the cause deep inside: surface it, with its kind first.
