@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: fetches the real models, builds llama-server and installs headless
-# Chromium (all cached outside the repo, once per machine), then runs every test in
+# Chromium (all cached outside the repo, once per machine), starts a one-node Slurm
+# cluster on 127.0.0.1 (for the sharded-run tests), then runs every test in
 # release mode (candle is far too slow unoptimised).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,5 +10,6 @@ eval "$(scripts/build-llama-server.sh)"
 eval "$(scripts/install-chromium.sh)"
 eval "$(scripts/python-reference.sh)"
 eval "$(scripts/python-sklearn.sh)"
+eval "$(scripts/start-slurm.sh)"
 export ASSAY_ASSETS="${ASSAY_ASSETS:-$(cd .. && pwd)/shared/assets}"
 cargo test --release "$@"
