@@ -10,7 +10,9 @@ use clap::Parser;
 use serde_yaml_ng::Value;
 
 fn deploy(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(path)
 }
 
 fn yaml(path: &str) -> Value {
@@ -69,6 +71,14 @@ fn env_value<'a>(job: &'a Value, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("env {name}"))["value"]
         .as_str()
         .unwrap_or_else(|| panic!("env {name} has a literal value"))
+}
+
+fn env_defined(job: &Value, name: &str) {
+    let env = container(job)["env"].as_sequence().expect("container env");
+    assert!(
+        env.iter().any(|e| e["name"].as_str() == Some(name)),
+        "$({name}) in the command needs env {name}"
+    );
 }
 
 /// (claim name, mount path) of the volume mounted by the container.
@@ -147,6 +157,19 @@ fn indexed_job_shards_and_merge_job_merges_the_same_run_on_the_same_claim() {
     let reports = flag(&run, "--reports");
     let run_id = flag(&run, "--run-id");
     assert_cli_accepts(&run, "indexed job");
+    // Kubernetes expands $(NAME) in a command only for variables of the container's env.
+    for arg in &run {
+        let mut rest = arg.as_str();
+        while let Some(at) = rest.find("$(") {
+            let name = &rest[at + 2..at + rest[at..].find(')').expect("closing )")];
+            env_defined(&shards, name);
+            rest = &rest[at + 2 + name.len()..];
+        }
+    }
+    assert!(
+        flag(&run, "--cache-dir").contains("$(COMPLETION_INDEX)"),
+        "one cache per shard"
+    );
 
     // The merge job reads <reports>/<run-id>, the folder the shards write into.
     let merged = command(&merge);
