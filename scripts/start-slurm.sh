@@ -41,11 +41,13 @@ node_ready() {
   esac
 }
 
-# A daemon is up when its pid file names a live process.
+# A daemon is up when its pid file names a live process of that name (a stale pid file
+# left by a machine restart may name another process by now).
 running() {
-  local pidfile=$1 pid
+  local pidfile=$1 pid name
+  name=$(basename "$pidfile" .pid)
   pid=$("${as_root[@]}" cat "$pidfile" 2>/dev/null || true)
-  [ -n "$pid" ] && "${as_root[@]}" kill -0 "$pid" 2>/dev/null
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]
 }
 
 emit() {
