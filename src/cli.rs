@@ -43,6 +43,8 @@ pub enum Command {
     /// A constant tiny OpenAI-style embeddings response on 127.0.0.1 (for bench-harness).
     #[command(hide = true)]
     ServeTrivial(ServeTrivialArgs),
+    /// Combine the shards of a sharded run (or bench) into one record.
+    Merge(MergeArgs),
     /// Embed a task's inputs through two engines and compare vectors and scores.
     Parity(ParityArgs),
     /// Send one prompt to a chat or completion model and show the answer with its timing.
@@ -180,6 +182,23 @@ pub struct RunArgs {
     /// Generation tasks: override the task's `max_tokens` per answer.
     #[arg(long, env = "ASSAY_MAX_NEW_TOKENS")]
     pub max_new_tokens: Option<u32>,
+    /// Run one shard of the work: INDEX/COUNT (from 0), or `auto` for a Slurm job array
+    /// or a Kubernetes Indexed Job. Writes <reports>/<run-id>/shard-<i>-of-<n>/; `assay
+    /// merge` combines the shards (give every shard the same --run-id).
+    #[arg(long, env = "ASSAY_SHARD")]
+    pub shard: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The run folder the shards wrote (<reports>/<run-id>, holding shard-<i>-of-<n>/).
+    pub run_dir: PathBuf,
+    /// Where the merged record goes (default: the run folder itself).
+    #[arg(long, env = "ASSAY_MERGE_OUT")]
+    pub out: Option<PathBuf>,
+    /// Datasets folder, when not where the shards read them.
+    #[arg(long, env = "ASSAY_DATA")]
+    pub data_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ pub mod bench_decode;
 pub mod bench_embed;
 pub mod bench_harness;
 pub mod generate;
+pub mod merge;
 pub mod parity;
 pub mod report;
 pub mod run;

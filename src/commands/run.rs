@@ -9,6 +9,7 @@ use crate::cli::RunArgs;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::eval::generation::{GenerationSettings, PromptStyle};
+use crate::eval::shard::Shard;
 use crate::eval::suite::{self, Model, RunMeta};
 use crate::eval::{task, Needs, RunSettings, Task};
 use crate::load::stats::{self, LevelSummary};
@@ -41,6 +42,16 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         .map(|spec| task::load(spec, &DataSource::resolve(&spec.dataset, &args.data_root)?))
         .collect::<Result<_>>()?;
     let needs = suite::needs(&tasks)?;
+    // A bad --shard fails before the model loads.
+    if let Some(text) = &args.shard {
+        Shard::parse(text, |name| std::env::var(name).ok())?;
+        if args.run_id.is_none() {
+            return Err(Error::Usage(
+                "--shard needs --run-id: every shard of a run writes under the same run folder"
+                    .into(),
+            ));
+        }
+    }
     let (model, settings) = match needs {
         Needs::Embeddings => embedding_model(args)?,
         Needs::Generations => generation_model(args)?,
@@ -59,6 +70,12 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         settings,
         suite,
     };
+    if let Some(text) = &args.shard {
+        let shard = Shard::parse(text, |name| std::env::var(name).ok())?;
+        let dir = suite::run_shard(&tasks, model, meta, shard)?;
+        println!("shard {shard} recorded: {}", dir.display());
+        return Ok(dir);
+    }
     let dir = meta.dir.clone();
     let record = suite::run(&tasks, model, meta)?;
     print_table(&record);
@@ -169,7 +186,7 @@ fn default_run_id(model: &str) -> String {
     format!("{}-{name}", chrono::Utc::now().format("%Y%m%dT%H%M%S"))
 }
 
-fn print_table(record: &RunRecord) {
+pub(crate) fn print_table(record: &RunRecord) {
     match &record.model {
         ModelInfo::Embedder(m) => println!(
             "\nmodel {}  ({} engine, {} pooling, max {} tokens)",

@@ -193,6 +193,15 @@ impl Task for ClassificationTask {
         &self.spec
     }
 
+    fn dataset_fingerprint(&self) -> String {
+        let parts: Vec<&str> = self
+            .subsets
+            .iter()
+            .flat_map(|s| [s.train.fingerprint.as_str(), s.test.fingerprint.as_str()])
+            .collect();
+        crate::data::lines::sha256_hex(parts.join(",").as_bytes())
+    }
+
     fn measures(&self) -> Vec<Measure> {
         let mut out: Vec<Measure> = SCORES
             .iter()
@@ -354,14 +363,7 @@ impl Task for ClassificationTask {
                         self.subsets.len() - 1
                     )
                 },
-                fingerprint: crate::data::lines::sha256_hex(
-                    self.subsets
-                        .iter()
-                        .flat_map(|s| [s.train.fingerprint.as_str(), s.test.fingerprint.as_str()])
-                        .collect::<Vec<_>>()
-                        .join(",")
-                        .as_bytes(),
-                ),
+                fingerprint: self.dataset_fingerprint(),
                 items: self.subsets.iter().map(|s| s.test.texts.len()).sum(),
                 corpus_size: None,
                 selection: Some(json!({

@@ -102,6 +102,10 @@ impl Task for ClusteringTask {
         &self.spec
     }
 
+    fn dataset_fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
     fn measures(&self) -> Vec<Measure> {
         vec![
             Measure::higher("v_measure"),

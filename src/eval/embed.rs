@@ -1,7 +1,7 @@
 //! Drives an embedder over many texts: de-duplicates, sorts by length (less padding),
 //! batches, and reads / fills the embedding cache one batch at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -46,6 +46,29 @@ pub fn embed_all(
     batch_size: usize,
     label: &str,
 ) -> Result<(Vec<Vec<f32>>, EmbedStats)> {
+    let (vectors, stats) = embed_batches(embedder, cache, texts, batch_size, label, &|_| true)?;
+    let vectors = vectors
+        .into_iter()
+        .map(|v| {
+            v.ok_or_else(|| {
+                Error::External("embedding cache lost a vector it had just stored".into())
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((vectors, stats))
+}
+
+/// [`embed_all`] for the batches whose first text's key `owns` accepts (a shard's share):
+/// the batches are those of the whole list, so every vector is bit-identical to the one
+/// an unsharded run computes. Texts in batches not owned get `None`.
+pub fn embed_batches(
+    embedder: &dyn Embedder,
+    cache: &mut EmbeddingCache,
+    texts: &[String],
+    batch_size: usize,
+    label: &str,
+    owns: &dyn Fn(&Key) -> bool,
+) -> Result<(Vec<Option<Vec<f32>>>, EmbedStats)> {
     let started = Instant::now();
     let batch_size = batch_size.max(1);
     let mut unique: Vec<(&str, Key)> = Vec::new();
@@ -63,14 +86,18 @@ pub fn embed_all(
     let mut order: Vec<usize> = (0..unique.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
     let unique: Vec<(&str, Key)> = order.into_iter().map(|i| unique[i]).collect();
+    let batches: Vec<&[(&str, Key)]> = unique
+        .chunks(batch_size)
+        .filter(|batch| owns(&batch[0].1))
+        .collect();
+    let owned: usize = batches.iter().map(|b| b.len()).sum();
 
-    let progress = progress_bar(unique.len() as u64, label);
+    let progress = progress_bar(owned as u64, label);
     let mut stats = EmbedStats {
         inputs: texts.len(),
-        unique: unique.len(),
+        unique: owned,
         ..Default::default()
     };
-    let batches: Vec<&[(&str, Key)]> = unique.chunks(batch_size).collect();
     let mut todo = Vec::new();
     for batch in &batches {
         if batch.iter().all(|(_, key)| cache.get(key).is_some()) {
@@ -84,10 +111,18 @@ pub fn embed_all(
     progress.finish_and_clear();
     outcome?;
 
+    let mine: HashSet<Key> = batches
+        .iter()
+        .flat_map(|b| b.iter().map(|(_, k)| *k))
+        .collect();
     let vectors = texts
         .iter()
         .map(|text| {
-            cache.get(&key_of(text)).cloned().ok_or_else(|| {
+            let key = key_of(text);
+            if !mine.contains(&key) {
+                return Ok(None);
+            }
+            cache.get(&key).map(|v| Some(v.to_vec())).ok_or_else(|| {
                 Error::External("embedding cache lost a vector it had just stored".into())
             })
         })

@@ -27,11 +27,14 @@ use crate::eval::{DatasetRecord, EmbedStats, Score, TaskResult};
 use crate::metrics::answer::{self, Gsm8kMode, Level};
 use crate::metrics::bootstrap::mean_ci;
 use crate::metrics::math_equiv;
+use serde::{Deserialize, Serialize};
+
 use crate::metrics::rng::PyRandom;
 use crate::spec::{TaskKind, TaskSpec};
 
 /// How prompts reach the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PromptStyle {
     /// The prompt as one user message (chat models, `/chat/completions`).
     Chat,
@@ -39,7 +42,7 @@ pub enum PromptStyle {
     Completion,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationSettings {
     /// Items at most: a seeded sample, stratified by category where there is one.
     pub limit: Option<usize>,
@@ -315,6 +318,10 @@ impl GenerationTask {
 impl Task for GenerationTask {
     fn spec(&self) -> &TaskSpec {
         &self.spec
+    }
+
+    fn dataset_fingerprint(&self) -> String {
+        self.loaded.fingerprint.clone()
     }
 
     fn measures(&self) -> Vec<Measure> {

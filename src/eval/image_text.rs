@@ -13,6 +13,7 @@ use crate::data::DataSource;
 use crate::engine::{Embedder, ImageInput, Role};
 use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
+use crate::eval::shard::{embed_share, image_key, Shard, ShardWork};
 use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, EmbedStats, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::mean_ci;
@@ -63,6 +64,10 @@ impl Task for ImageTextTask {
         &self.spec
     }
 
+    fn dataset_fingerprint(&self) -> String {
+        self.data.fingerprint.clone()
+    }
+
     fn measures(&self) -> Vec<Measure> {
         let main = &self.section.main_score;
         let mut all = vec![Measure::higher(main.clone())];
@@ -84,6 +89,42 @@ impl Task for ImageTextTask {
     /// The captions (images are not texts).
     fn inputs(&self) -> Result<Vec<TaskInput>> {
         Ok(caption_inputs(&self.section, &self.data))
+    }
+
+    /// The captions split by batch as for any text task, and the images by batch the
+    /// same way (batches of the whole run, each owned by its first image's key).
+    fn run_shard(&self, engine: Engine<'_>, shard: &Shard, work: &mut ShardWork) -> Result<()> {
+        let (embedder, cache, settings) = engine.embedder(&self.spec)?;
+        let captions = caption_inputs(&self.section, &self.data);
+        embed_share(
+            &captions,
+            embedder,
+            cache,
+            settings.batch_size,
+            &self.spec.name,
+            shard,
+            work,
+        )?;
+        for chunk in self.data.images.chunks(settings.batch_size.max(1)) {
+            let inputs = chunk
+                .iter()
+                .map(|i| ImageInput::read(&i.path))
+                .collect::<Result<Vec<_>>>()?;
+            if !shard.owns(&image_key(&inputs[0], None)) {
+                continue;
+            }
+            let vectors = embedder.embed_images(&inputs, None)?;
+            for (input, vector) in inputs.iter().zip(vectors) {
+                work.vectors.push((image_key(input, None), vector));
+            }
+            work.embedding.add(&EmbedStats {
+                inputs: inputs.len(),
+                unique: inputs.len(),
+                computed: inputs.len(),
+                ..EmbedStats::default()
+            });
+        }
+        Ok(())
     }
 
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {

@@ -8,8 +8,10 @@ pub mod clustering;
 pub mod embed;
 pub mod generation;
 pub mod image_text;
+pub mod merge;
 pub mod pair_classification;
 pub mod retrieval;
+pub mod shard;
 pub mod sts;
 pub mod suite;
 pub mod summarization;
@@ -100,7 +102,7 @@ pub struct DatasetRecord {
 }
 
 /// Settings shared by every runner.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
     pub batch_size: usize,
     pub bootstrap_resamples: usize,

@@ -173,6 +173,10 @@ impl Task for PairClassificationTask {
         &self.spec
     }
 
+    fn dataset_fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
     fn measures(&self) -> Vec<Measure> {
         let mut out = vec![
             Measure::higher("max_ap"),

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use crate::data::{lines, BeirDataset, DataSource};
 use crate::engine::{Embedder, Role};
 use crate::error::{Error, Result};
-use crate::eval::embed::embed_all;
+use crate::eval::embed::{embed_all, embed_batches, EmbedStats};
+use crate::eval::shard::{RankedQuery, Shard, ShardWork};
 use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::{mean_ci, mean_replicates};
@@ -133,6 +134,10 @@ impl Task for RetrievalTask {
         &self.spec
     }
 
+    fn dataset_fingerprint(&self) -> String {
+        self.data.fingerprint.clone()
+    }
+
     fn measures(&self) -> Vec<Measure> {
         let main = &self.section.main_score;
         let headline = ["map_at_10", "mrr_at_10", "recall_at_100", "precision_at_1"];
@@ -166,6 +171,23 @@ impl Task for RetrievalTask {
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult> {
         let (embedder, cache, settings) = engine.embedder(&self.spec)?;
         run(self, embedder, cache, settings)
+    }
+
+    fn run_shard(&self, engine: Engine<'_>, shard: &Shard, work: &mut ShardWork) -> Result<()> {
+        let (embedder, cache, settings) = engine.embedder(&self.spec)?;
+        self.share(embedder, cache, settings, shard, work)
+    }
+
+    /// From the shards' top-k lists alone: no vector is needed again.
+    fn merge(&self, engine: Engine<'_>, ranked: &[Vec<RankedQuery>]) -> Result<TaskResult> {
+        let (_, _, settings) = engine.embedder(&self.spec)?;
+        let started = Instant::now();
+        self.scored(
+            self.merged(ranked)?,
+            EmbedStats::default(),
+            started,
+            settings,
+        )
     }
 }
 
@@ -208,125 +230,253 @@ fn run(
     cache: &mut EmbeddingCache,
     settings: &RunSettings,
 ) -> Result<TaskResult> {
-    let (spec, retrieval, data) = (&task.spec, &task.section, &task.data);
-    let candidates = task.candidates.as_ref();
     let started = Instant::now();
-    let (docs, queries) = inputs(retrieval, data, candidates);
+    let (docs, queries) = inputs(&task.section, &task.data, task.candidates.as_ref());
     let doc_texts: Vec<String> = docs.iter().map(|i| i.prepared(embedder)).collect();
-    let query_texts: Vec<String> = queries.iter().map(|i| i.prepared(embedder)).collect();
     let (doc_vectors, mut stats) = embed_all(
         embedder,
         cache,
         &doc_texts,
         settings.batch_size,
-        &format!("{} corpus", spec.name),
+        &format!("{} corpus", task.spec.name),
     )?;
-    let (query_vectors, query_stats) = embed_all(
-        embedder,
-        cache,
-        &query_texts,
-        settings.batch_size,
-        &format!("{} queries", spec.name),
-    )?;
+    let (query_vectors, query_stats) = task.embed_queries(&queries, embedder, cache, settings)?;
     stats.add(&query_stats);
+    let positions: Vec<usize> = (0..doc_vectors.len()).collect();
+    let ranked = task.search(&query_vectors, &doc_vectors, &positions)?;
+    task.scored(ranked, stats, started, settings)
+}
 
-    let k = retrieval.k_values.iter().copied().max().unwrap_or(10);
-    let doc_ids: Vec<String> = match candidates {
-        Some(c) => c.docs.iter().map(|&i| data.corpus[i].id.clone()).collect(),
-        None => data.corpus.iter().map(|d| d.id.clone()).collect(),
-    };
-    let ignore_identical = retrieval.ignore_identical_ids;
-    let hits = top_k(&query_vectors, &doc_vectors, &doc_ids, k, |q, d| {
-        let outside = candidates.is_some_and(|c| !c.per_query[q].contains(&d));
-        outside || (ignore_identical && data.queries[q].id == doc_ids[d])
-    })?;
+/// Each query's ranked documents: `(doc id, score)`, best first.
+type Ranked = Vec<Vec<(String, f32)>>;
 
-    let run: Run = data
-        .queries
-        .iter()
-        .zip(&hits)
-        .map(|(q, hits)| {
-            let ranked = hits
+impl RetrievalTask {
+    /// The ids of the documents ranked, in input order.
+    fn doc_ids(&self) -> Vec<String> {
+        match &self.candidates {
+            Some(c) => c
+                .docs
                 .iter()
-                .map(|h| (doc_ids[h.doc].clone(), h.score as f64))
-                .collect();
-            (q.id.clone(), ranked)
-        })
-        .collect::<HashMap<_, _>>();
-    let per_query = evaluate(&data.qrels, &run, &retrieval.k_values);
-    let means = mean_scores(&per_query);
-
-    // Per-query values in the dataset's query order, so resamples (and their pairing
-    // across runs) do not depend on hash order.
-    let per_query_values = |measure: &str| -> Vec<f64> {
-        data.queries
-            .iter()
-            .filter_map(|q| per_query.get(&q.id)?.get(measure).copied())
-            .collect()
-    };
-    let mut scores = BTreeMap::new();
-    for (measure, value) in &means {
-        let values = per_query_values(measure);
-        scores.insert(
-            measure.clone(),
-            Score {
-                value: *value,
-                ci95: mean_ci(&values, settings.bootstrap_resamples, settings.seed),
-            },
-        );
-    }
-    let replicates = mean_replicates(
-        &per_query_values(&retrieval.main_score),
-        settings.bootstrap_resamples,
-        settings.seed,
-    );
-    if !scores.contains_key(&retrieval.main_score) {
-        return Err(Error::Spec {
-            path: format!("tasks/{}.toml", spec.name).into(),
-            message: format!(
-                "main_score `{}` is not a computed measure (check k_values)",
-                retrieval.main_score
-            ),
-        });
+                .map(|&i| self.data.corpus[i].id.clone())
+                .collect(),
+            None => self.data.corpus.iter().map(|d| d.id.clone()).collect(),
+        }
     }
 
-    let samples = data
-        .queries
-        .iter()
-        .zip(&hits)
-        .map(|(q, hits)| {
-            let top: Vec<_> = hits
-                .iter()
-                .take(SAMPLE_HITS)
-                .map(|h| json!([doc_ids[h.doc], h.score]))
-                .collect();
-            json!({
-                "task": spec.name,
-                "id": q.id,
-                "retrieved": top,
-                "scores": per_query.get(&q.id),
+    /// Ranking depth: the largest k reported.
+    fn depth(&self) -> usize {
+        self.section.k_values.iter().copied().max().unwrap_or(10)
+    }
+
+    fn embed_queries(
+        &self,
+        queries: &[TaskInput],
+        embedder: &dyn Embedder,
+        cache: &mut EmbeddingCache,
+        settings: &RunSettings,
+    ) -> Result<(Vec<Vec<f32>>, EmbedStats)> {
+        let texts: Vec<String> = queries.iter().map(|i| i.prepared(embedder)).collect();
+        embed_all(
+            embedder,
+            cache,
+            &texts,
+            settings.batch_size,
+            &format!("{} queries", self.spec.name),
+        )
+    }
+
+    /// Every query's top-k over `doc_vectors`, the documents at `positions` of the ranked
+    /// list (all of them, or one shard's slice).
+    fn search(
+        &self,
+        query_vectors: &[Vec<f32>],
+        doc_vectors: &[Vec<f32>],
+        positions: &[usize],
+    ) -> Result<Ranked> {
+        let all_ids = self.doc_ids();
+        let ids: Vec<String> = positions.iter().map(|&p| all_ids[p].clone()).collect();
+        let ignore_identical = self.section.ignore_identical_ids;
+        let candidates = self.candidates.as_ref();
+        let queries = &self.data.queries;
+        let hits = top_k(query_vectors, doc_vectors, &ids, self.depth(), |q, d| {
+            let outside = candidates.is_some_and(|c| !c.per_query[q].contains(&positions[d]));
+            outside || (ignore_identical && queries[q].id == ids[d])
+        })?;
+        Ok(hits
+            .into_iter()
+            .map(|hits| {
+                hits.into_iter()
+                    .map(|h| (ids[h.doc].clone(), h.score))
+                    .collect()
             })
-        })
-        .collect();
+            .collect())
+    }
 
-    Ok(TaskResult {
-        task: spec.name.clone(),
-        task_name: spec.display_name().to_string(),
-        family: spec.family().into(),
-        split: spec.dataset.split.clone(),
-        main_score: retrieval.main_score.clone(),
-        scores,
-        measures: Vec::new(),
-        dataset: DatasetRecord {
-            origin: data.origin.clone(),
-            fingerprint: data.fingerprint.clone(),
-            items: data.queries.len(),
-            corpus_size: Some(doc_ids.len()),
-            selection: None,
-        },
-        replicates,
-        embedding: stats,
-        seconds: started.elapsed().as_secs_f64(),
-        samples,
-    })
+    /// A shard: all queries, and the documents in the corpus batches this shard owns;
+    /// records each query's top-k over them.
+    fn share(
+        &self,
+        embedder: &dyn Embedder,
+        cache: &mut EmbeddingCache,
+        settings: &RunSettings,
+        shard: &Shard,
+        work: &mut ShardWork,
+    ) -> Result<()> {
+        let (docs, queries) = inputs(&self.section, &self.data, self.candidates.as_ref());
+        let doc_texts: Vec<String> = docs.iter().map(|i| i.prepared(embedder)).collect();
+        let (owned, stats) = embed_batches(
+            embedder,
+            cache,
+            &doc_texts,
+            settings.batch_size,
+            &format!("{} corpus, shard {shard}", self.spec.name),
+            &|key| shard.owns(key),
+        )?;
+        work.embedding.add(&stats);
+        let (query_vectors, query_stats) =
+            self.embed_queries(&queries, embedder, cache, settings)?;
+        work.embedding.add(&query_stats);
+        let (positions, doc_vectors): (Vec<usize>, Vec<Vec<f32>>) = owned
+            .into_iter()
+            .enumerate()
+            .filter_map(|(p, v)| Some((p, v?)))
+            .unzip();
+        let ranked = self.search(&query_vectors, &doc_vectors, &positions)?;
+        let lists = self
+            .data
+            .queries
+            .iter()
+            .zip(ranked)
+            .map(|(q, hits)| RankedQuery {
+                query: q.id.clone(),
+                hits,
+            })
+            .collect();
+        work.ranked.push((self.spec.name.clone(), lists));
+        Ok(())
+    }
+
+    /// Every shard's lists for each query, united and cut to the ranking depth again:
+    /// the top-k of a union is within the union of the top-ks, so this is exact.
+    fn merged(&self, shards: &[Vec<RankedQuery>]) -> Result<Ranked> {
+        let mut by_query: HashMap<&str, Vec<(String, f32)>> = HashMap::new();
+        for list in shards.iter().flatten() {
+            by_query
+                .entry(list.query.as_str())
+                .or_default()
+                .extend(list.hits.iter().cloned());
+        }
+        self.data
+            .queries
+            .iter()
+            .map(|q| {
+                let mut hits = by_query.remove(q.id.as_str()).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "task {}: no shard ranked query `{}`",
+                        self.spec.name, q.id
+                    ))
+                })?;
+                // trec_eval's order: score descending, then doc id descending.
+                hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+                hits.truncate(self.depth());
+                Ok(hits)
+            })
+            .collect()
+    }
+
+    /// The measures of a ranking, with per-query samples.
+    fn scored(
+        &self,
+        ranked: Ranked,
+        stats: EmbedStats,
+        started: Instant,
+        settings: &RunSettings,
+    ) -> Result<TaskResult> {
+        let (spec, retrieval, data) = (&self.spec, &self.section, &self.data);
+        let run: Run = data
+            .queries
+            .iter()
+            .zip(&ranked)
+            .map(|(q, hits)| {
+                let hits = hits.iter().map(|(d, s)| (d.clone(), *s as f64)).collect();
+                (q.id.clone(), hits)
+            })
+            .collect::<HashMap<_, _>>();
+        let per_query = evaluate(&data.qrels, &run, &retrieval.k_values);
+        let means = mean_scores(&per_query);
+
+        // Per-query values in the dataset's query order, so resamples (and their pairing
+        // across runs) do not depend on hash order.
+        let per_query_values = |measure: &str| -> Vec<f64> {
+            data.queries
+                .iter()
+                .filter_map(|q| per_query.get(&q.id)?.get(measure).copied())
+                .collect()
+        };
+        let mut scores = BTreeMap::new();
+        for (measure, value) in &means {
+            let values = per_query_values(measure);
+            scores.insert(
+                measure.clone(),
+                Score {
+                    value: *value,
+                    ci95: mean_ci(&values, settings.bootstrap_resamples, settings.seed),
+                },
+            );
+        }
+        let replicates = mean_replicates(
+            &per_query_values(&retrieval.main_score),
+            settings.bootstrap_resamples,
+            settings.seed,
+        );
+        if !scores.contains_key(&retrieval.main_score) {
+            return Err(Error::Spec {
+                path: format!("tasks/{}.toml", spec.name).into(),
+                message: format!(
+                    "main_score `{}` is not a computed measure (check k_values)",
+                    retrieval.main_score
+                ),
+            });
+        }
+
+        let samples = data
+            .queries
+            .iter()
+            .zip(&ranked)
+            .map(|(q, hits)| {
+                let top: Vec<_> = hits
+                    .iter()
+                    .take(SAMPLE_HITS)
+                    .map(|(d, s)| json!([d, s]))
+                    .collect();
+                json!({
+                    "task": spec.name,
+                    "id": q.id,
+                    "retrieved": top,
+                    "scores": per_query.get(&q.id),
+                })
+            })
+            .collect();
+
+        Ok(TaskResult {
+            task: spec.name.clone(),
+            task_name: spec.display_name().to_string(),
+            family: spec.family().into(),
+            split: spec.dataset.split.clone(),
+            main_score: retrieval.main_score.clone(),
+            scores,
+            measures: Vec::new(),
+            dataset: DatasetRecord {
+                origin: data.origin.clone(),
+                fingerprint: data.fingerprint.clone(),
+                items: data.queries.len(),
+                corpus_size: Some(self.doc_ids().len()),
+                selection: None,
+            },
+            replicates,
+            embedding: stats,
+            seconds: started.elapsed().as_secs_f64(),
+            samples,
+        })
+    }
 }

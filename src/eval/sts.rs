@@ -39,6 +39,10 @@ impl Task for StsTask {
         &self.spec
     }
 
+    fn dataset_fingerprint(&self) -> String {
+        self.data.fingerprint.clone()
+    }
+
     fn measures(&self) -> Vec<Measure> {
         vec![
             Measure::higher("cosine_spearman"),

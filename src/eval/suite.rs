@@ -8,11 +8,13 @@ use crate::engine::{Embedder, Generator, RequestRecord};
 use crate::error::{Error, Result};
 use crate::eval::aggregate::aggregate;
 use crate::eval::generation::GenerationSettings;
+use crate::eval::shard::{Shard, ShardGenerator, ShardWork};
 use crate::eval::task::{Engine, Needs, Task};
 use crate::eval::RunSettings;
 use crate::load::stats::{self, Slo};
 use crate::spec::SuiteSpec;
 use crate::store::bench::PerfLine;
+use crate::store::partial::{self, PartialRecord, PartialTask, Scoring};
 use crate::store::run::{self as record, Machine, ModelInfo, RunRecord, TaskRecord, ToolInfo};
 use crate::store::EmbeddingCache;
 
@@ -44,7 +46,15 @@ impl Model {
         }
     }
 
-    fn engine(&mut self) -> Engine<'_> {
+    /// The settings that shape the scores (what the shards of a run must share).
+    fn scoring(&self) -> Scoring {
+        match self {
+            Model::Embedder { settings, .. } => Scoring::Embedding(settings.clone()),
+            Model::Generator { settings, .. } => Scoring::Generation(settings.clone()),
+        }
+    }
+
+    pub(crate) fn engine(&mut self) -> Engine<'_> {
         match self {
             Model::Embedder {
                 embedder,
@@ -144,7 +154,86 @@ pub fn run(tasks: &[Box<dyn Task>], mut model: Model, meta: RunMeta) -> Result<R
     Ok(run)
 }
 
-fn requests_json(records: Vec<RequestRecord>) -> Vec<PerfLine> {
+/// Runs this shard's share of every task and writes its partial record under
+/// `<meta.dir>/shard-<i>-of-<n>/` (what `merge` combines); returns that folder. A rerun of
+/// the same shard starts its folder afresh and takes its vectors from the cache.
+pub fn run_shard(
+    tasks: &[Box<dyn Task>],
+    model: Model,
+    meta: RunMeta,
+    shard: Shard,
+) -> Result<PathBuf> {
+    let dir = partial::shard_dir(&meta.dir, &shard);
+    partial::clear(&dir)?;
+    let info = model.info();
+    let (mut model, answers) = match model {
+        Model::Generator {
+            generator,
+            settings,
+        } => {
+            let (generator, answers) = ShardGenerator::new(generator, shard);
+            let generator = Box::new(generator);
+            (
+                Model::Generator {
+                    generator,
+                    settings,
+                },
+                Some(answers),
+            )
+        }
+        embedder => (embedder, None),
+    };
+    let mut work = ShardWork::default();
+    let mut done = Vec::new();
+    for task in tasks {
+        let started = Instant::now();
+        work.embedding = Default::default();
+        let lists = work.ranked.len();
+        if let Err(e) = task.run_shard(model.engine(), &shard, &mut work) {
+            let message = format!("shard {shard}, task {}: {e}", task.spec().name);
+            let perf = requests_json(model.request_log());
+            if let Err(w) = record::write_failure(&dir, &message, &perf) {
+                tracing::warn!("could not write the failure record: {w}");
+            }
+            return Err(e);
+        }
+        done.push(PartialTask {
+            spec: task.spec().clone(),
+            dataset_fingerprint: task.dataset_fingerprint(),
+            embedding: work.embedding.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+            ranked: work.ranked.len() > lists,
+        });
+    }
+    let answers = answers
+        .map(|a| std::mem::take(&mut *a.lock().unwrap_or_else(|e| e.into_inner())))
+        .unwrap_or_default();
+    let record = PartialRecord {
+        schema: partial::SCHEMA.into(),
+        run_id: meta.run_id,
+        shard,
+        tool: ToolInfo::current(),
+        model: info,
+        machine: Machine::current(),
+        started: meta.started_at.to_rfc3339(),
+        finished: chrono::Utc::now().to_rfc3339(),
+        seconds: meta.clock.elapsed().as_secs_f64(),
+        settings: meta.settings,
+        scoring: model.scoring(),
+        suite: meta.suite,
+        tasks: done,
+    };
+    partial::write(
+        &dir,
+        &record,
+        &work,
+        &answers,
+        &requests_json(model.request_log()),
+    )?;
+    Ok(dir)
+}
+
+pub(crate) fn requests_json(records: Vec<RequestRecord>) -> Vec<PerfLine> {
     records
         .into_iter()
         .map(|r| PerfLine::new(None, false, r))

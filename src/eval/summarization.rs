@@ -101,6 +101,10 @@ impl Task for SummarizationTask {
         &self.spec
     }
 
+    fn dataset_fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
     fn measures(&self) -> Vec<Measure> {
         vec![
             Measure::higher("cosine_spearman"),

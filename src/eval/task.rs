@@ -10,6 +10,7 @@ use crate::engine::{Embedder, Generator};
 use crate::error::{Error, Result};
 use crate::eval::embed::{embed_all, EmbedStats};
 use crate::eval::generation::GenerationSettings;
+use crate::eval::shard::{self, RankedQuery, Shard, ShardWork};
 use crate::eval::{RunSettings, TaskInput, TaskResult};
 use crate::spec::{TaskKind, TaskSpec};
 use crate::store::EmbeddingCache;
@@ -134,6 +135,24 @@ pub trait Task: Send + Sync {
 
     /// Runs every item through the engine and scores the results.
     fn run(&self, engine: Engine<'_>) -> Result<TaskResult>;
+
+    /// Fingerprint of the loaded dataset: the shards of one run must agree on it.
+    fn dataset_fingerprint(&self) -> String;
+
+    /// This shard's share of the work, recorded in `work` for `merge`. By default an
+    /// embedding task's inputs split by batch, or a generation task run over the shard's
+    /// generator (see [`shard::default_share`]).
+    fn run_shard(&self, engine: Engine<'_>, shard: &Shard, work: &mut ShardWork) -> Result<()> {
+        shard::default_share(self, engine, shard, work)
+    }
+
+    /// The result from every shard's recorded work. By default the task's own `run` over
+    /// the merge's engine, which replays the recorded vectors or answers; `ranked` holds
+    /// each shard's top-k lists for tasks that record them (retrieval).
+    fn merge(&self, engine: Engine<'_>, ranked: &[Vec<RankedQuery>]) -> Result<TaskResult> {
+        let _ = ranked;
+        self.run(engine)
+    }
 }
 
 /// Loads a spec's dataset into the task its family defines. The one place that maps

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod partial;
 pub mod run;
 
 pub use cache::EmbeddingCache;
