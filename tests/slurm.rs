@@ -309,7 +309,7 @@ fn deploy_slurm_recipe_runs_shards_then_the_dependent_merge() {
         common::data_root().display(),
         repo.join("tasks").display()
     );
-    let name = job_name("recipe");
+    let name = format!("--job-name={}", job_name("recipe"));
     let (code, out, err) = common::output(
         Command::new(repo.join("deploy/slurm/submit.sh"))
             .current_dir(root)
@@ -329,7 +329,7 @@ fn deploy_slurm_recipe_runs_shards_then_the_dependent_merge() {
                 "--cpus-per-task=1",
                 "--mem=2G",
                 "--time=30",
-                &format!("--job-name={name}"),
+                name.as_str(),
             ]),
     );
     assert_eq!(code, 0, "submit.sh:\n{out}\n{err}");
