@@ -380,23 +380,65 @@ fn deploy_slurm_recipe_runs_shards_then_the_dependent_merge() {
     assert!((spearman - 0.8203).abs() <= 0.0005, "{spearman}");
 }
 
+/// A pass-through proxy to `upstream` (`http://host:port`) on a free port of 127.0.0.1:
+/// requests and streamed answers go through unchanged, and every answer gets the `Date`
+/// header hyper's server adds. llama-server sends none, and a generator reads its clock's
+/// offset to the server from that header (vLLM's and TGI's servers send it).
+fn date_proxy(upstream: String) -> std::net::SocketAddr {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::response::{IntoResponse, Response};
+
+    async fn forward(
+        State(upstream): State<std::sync::Arc<(reqwest::Client, String)>>,
+        request: Request,
+    ) -> Response {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut out = upstream
+            .0
+            .request(parts.method.clone(), format!("{}{path}", upstream.1))
+            .body(body);
+        if let Some(kind) = parts.headers.get("content-type") {
+            out = out.header("content-type", kind);
+        }
+        match out.send().await {
+            Ok(answer) => {
+                let mut response = Response::builder().status(answer.status());
+                if let Some(kind) = answer.headers().get("content-type") {
+                    response = response.header("content-type", kind);
+                }
+                response
+                    .body(Body::from_stream(answer.bytes_stream()))
+                    .unwrap()
+            }
+            Err(e) => (http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        }
+    }
+
+    let state = std::sync::Arc::new((reqwest::Client::new(), upstream));
+    common::serve(axum::Router::new().fallback(forward).with_state(state))
+}
+
 /// `assay bench` from two generators (a two-task array) against one llama-server, both
-/// starting at a common time: the merged report pools every request of both.
+/// waiting for a common start: the merge pools every request of both.
 #[test]
 fn sharded_bench_on_a_slurm_array_pools_both_generators() {
     require_slurm();
     let server = common::LlamaServer::start(&common::smollm2_gguf(), &["-c", "4096", "-np", "4"]);
+    let proxy = date_proxy(format!("http://127.0.0.1:{}", server.port));
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let reports = root.join("runs");
-    // Far enough ahead for Slurm to start both tasks and for each to get ready.
+    // Far enough ahead for Slurm to start both tasks and each to measure its clock.
     let start = chrono::Utc::now() + chrono::Duration::seconds(20);
-    let start = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let start_text = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut command = vec![OsString::from(env!("CARGO_BIN_EXE_assay"))];
     command.extend(os(&[
         "bench",
         "--model",
-        &format!("openai:{}#smollm2", server.base_url()),
+        &format!("openai:http://{proxy}/v1#smollm2"),
         "--workload",
         "chat",
         "--rate",
@@ -413,7 +455,7 @@ fn sharded_bench_on_a_slurm_array_pools_both_generators() {
         "--shard",
         "auto",
         "--start-at",
-        &start,
+        &start_text,
         "--run-id",
         "bench",
     ]));
@@ -429,59 +471,107 @@ fn sharded_bench_on_a_slurm_array_pools_both_generators() {
             .arg(&merged),
     );
     assert_eq!(code, 0, "merge:\n{out}\n{err}");
-    let report = json(&merged.join("bench.json"));
-    check_pooled_bench(&report, &reports.join("bench"));
+    println!("{out}");
+    check_pooled_bench(
+        &merged,
+        &reports.join("bench"),
+        start.timestamp() as f64,
+        16,
+    );
 }
 
-/// Requests of every generator, pooled: counts add up, percentiles are the union's.
-fn check_pooled_bench(report: &serde_json::Value, shards: &Path) {
-    // Each generator's own requests, from its shard folder.
+/// The merged bench pools every generator's requests: the counts add up, the percentiles
+/// are the union's (not averages of the generators'), and each generator's schedule lag
+/// and clock bound are kept beside the pool.
+fn check_pooled_bench(merged: &Path, run_dir: &Path, start_unix: f64, requests: usize) {
+    let report = json(&merged.join("run.json"));
+    assert_eq!(report["schema"], "assay.bench/1");
+    let level = &report["levels"][0];
+    let summary = &level["summary"];
+
     let mut latencies = Vec::new();
-    let mut per_shard = Vec::new();
+    let clocks = report["generators"].as_array().expect("generators");
+    let shares = level["generators"].as_array().expect("level generators");
+    assert_eq!((clocks.len(), shares.len()), (2, 2), "{report}");
     for i in 0..2 {
-        let dir = shards.join(format!("shard-{i}-of-2"));
-        let perf = std::fs::read_to_string(dir.join("perf.jsonl"))
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let lines: Vec<serde_json::Value> = perf
+        let dir = run_dir.join(format!("shard-{i}-of-2"));
+        let own = json(&dir.join("run.json"));
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("perf.jsonl"))
+            .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .filter(|r: &serde_json::Value| r["warmup"] != true)
             .collect();
-        assert!(!lines.is_empty(), "generator {i} sent requests");
+        // Half the requests each, all answered.
+        assert_eq!(lines.len(), requests / 2, "generator {i}");
         for r in &lines {
             assert!(r["error"].is_null(), "{r}");
             latencies.push(r["latency"].as_f64().unwrap());
         }
-        per_shard.push(lines.len());
-    }
-    let level = &report["levels"][0]["summary"];
-    assert_eq!(
-        level["requests"].as_u64().unwrap() as usize,
-        per_shard.iter().sum::<usize>(),
-        "pooled request count = the sum of both generators' ({per_shard:?})"
-    );
-    // Percentiles of the union (exact, linear interpolation, as `assay bench` computes).
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        let at = p * (latencies.len() - 1) as f64;
-        let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
-        latencies[lo] + (latencies[hi] - latencies[lo]) * (at - lo as f64)
-    };
-    for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
-        let got = level["latency"][name].as_f64().unwrap();
+        let share = &shares[i];
+        assert_eq!(share["shard"]["index"], i as u64);
+        assert_eq!(share["requests"], lines.len() as u64);
+        // Its own lag behind its own schedule, as its record has it.
+        let lag = &share["schedule_lag"];
+        assert_eq!(*lag, own["levels"][0]["summary"]["schedule_lag"]);
+        assert_eq!(lag["count"], lines.len() as u64, "{lag}");
+        assert!(lag["p99"].as_f64().unwrap() >= 0.0, "{lag}");
+
+        // Its clock against the server's, from the Date header the proxy adds: on one
+        // machine the offset is within a few round trips of zero.
+        let clock = &clocks[i];
+        assert_eq!(clock["shard"]["index"], i as u64);
+        let bound = clock["clock"]["bound"].as_f64();
+        let offset = clock["clock"]["offset"].as_f64();
+        let (Some(bound), Some(offset)) = (bound, offset) else {
+            panic!("generator {i} measured no clock offset: {clock}");
+        };
+        assert!((0.0..0.5).contains(&bound), "{clock}");
+        assert!(offset.abs() <= bound + 0.05, "{clock}");
+        let at = chrono::DateTime::parse_from_rfc3339(clock["start_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp() as f64;
+        assert_eq!(at, start_unix, "{clock}");
+        // Nothing was scheduled before the common start.
+        let origin = clock["origin_unix"].as_f64().unwrap();
+        let first = lines
+            .iter()
+            .map(|r| r["scheduled"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min);
         assert!(
-            (got - pct(p)).abs() <= 1e-9,
-            "latency {name}: {got} vs the union's {}",
-            pct(p)
+            origin + first >= start_unix - 0.05,
+            "generator {i} scheduled its first request {:.3} s before the common start",
+            start_unix - (origin + first)
         );
     }
-    let max = latencies.last().unwrap();
-    assert_eq!(level["latency"]["max"].as_f64().unwrap(), *max);
-    // Per generator: how late its sends were and how far its clock may be off.
-    let generators = report["generators"].as_array().expect("generators");
-    assert_eq!(generators.len(), 2, "{report}");
-    for g in generators {
-        assert!(g["schedule_lag"]["p99"].as_f64().unwrap() >= 0.0, "{g}");
-        assert!(g["clock_offset_bound"].as_f64().unwrap() >= 0.0, "{g}");
+
+    assert_eq!(summary["requests"], requests as u64, "{summary}");
+    assert_eq!(level["plan"]["requests"], requests as u64);
+    // Percentiles of the union of both generators' latencies (exact, linear
+    // interpolation between order statistics, as `assay bench` computes them).
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| {
+        let rank = q * (latencies.len() - 1) as f64;
+        let low = rank.floor() as usize;
+        let high = (low + 1).min(latencies.len() - 1);
+        latencies[low] + (latencies[high] - latencies[low]) * (rank - low as f64)
+    };
+    let pooled = &summary["latency"];
+    assert_eq!(pooled["count"], latencies.len() as u64);
+    for (name, q) in [
+        ("p50", 0.5),
+        ("p90", 0.9),
+        ("p95", 0.95),
+        ("p99", 0.99),
+        ("max", 1.0),
+    ] {
+        let got = pooled[name].as_f64().unwrap();
+        // The merge moves each generator's times onto one timeline: latencies are
+        // differences of shifted times, equal up to rounding.
+        assert!(
+            (got - pct(q)).abs() <= 1e-9,
+            "pooled latency {name} {got} vs the union's {}",
+            pct(q)
+        );
     }
 }
