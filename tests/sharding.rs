@@ -427,10 +427,12 @@ fn bench_generators_merge_into_one_pooled_report() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut server = common::assay()
-        .args(["serve-trivial", "--port", &port.to_string()])
-        .spawn()
-        .unwrap();
+    let server = Server(
+        common::assay()
+            .args(["serve-trivial", "--port", &port.to_string()])
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(std::time::Duration::from_millis(500));
     let tmp = tempfile::tempdir().unwrap();
     let reports = tmp.path().join("reports");
@@ -472,7 +474,7 @@ fn bench_generators_merge_into_one_pooled_report() {
         );
     }
     let (code, out, err) = merge(&reports.join("b"), &tmp.path().join("merged"));
-    let _ = server.kill();
+    drop(server);
     assert_eq!(code, 0, "{out}\n{err}");
     println!("{out}");
     assert!(out.contains("merged 2 generators"), "{out}");
@@ -548,4 +550,14 @@ fn bench_generators_merge_into_one_pooled_report() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot be split over 4 generators"), "{err}");
+}
+
+/// A child process killed (and reaped) when the test is done with it.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
