@@ -314,6 +314,23 @@ fn merge_refuses_mixtures_gaps_and_duplicates() {
     )
     .args(["--shard", "1/3"]));
 
+    // A shard whose vector file was cut short mid-vector.
+    let store = run.join("shard-1-of-3/embeddings/shard.bin");
+    let len = std::fs::metadata(&store).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&store)
+        .unwrap();
+    file.set_len(len - 1000).unwrap();
+    refused(&run, &out, &["shard.bin", "truncated or damaged"]);
+    ok(run_cmd(
+        &["stsb"],
+        &tmp.path().join("reports"),
+        "mix",
+        &shared_cache(tmp.path()),
+    )
+    .args(["--shard", "1/3"]));
+
     // A shard's folder copied over another's: it would count twice.
     std::fs::remove_dir_all(run.join("shard-2-of-3")).unwrap();
     copy_dir(&run.join("shard-0-of-3"), &run.join("shard-2-of-3"));

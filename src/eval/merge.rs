@@ -398,7 +398,7 @@ fn replay_model(shards: &[ShardRecord]) -> Result<Model> {
         (ModelInfo::Embedder(info), Scoring::Embedding(settings)) => {
             let stores = shards
                 .iter()
-                .map(|s| partial::open_vectors(&s.dir, info.dim))
+                .map(|s| partial::open_vectors(&s.dir, &s.record, info.dim))
                 .collect::<Result<Vec<_>>>()?;
             Ok(Model::Embedder {
                 embedder: Box::new(ReplayEmbedder::new(info.clone(), stores)),
