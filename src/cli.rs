@@ -383,6 +383,15 @@ pub struct BenchArgs {
     /// left to a server on the same machine. Raise it for very high request rates.
     #[arg(long, env = "ASSAY_CLIENT_THREADS", default_value_t = 1)]
     pub client_threads: usize,
+    /// One of several generators on different machines: INDEX/COUNT, or `auto` (Slurm
+    /// array, Indexed Job). Sends rate/n (or its share of the users) and writes
+    /// <reports>/<run-id>/shard-<i>-of-<n>/; `assay merge` pools the requests.
+    #[arg(long, env = "ASSAY_SHARD")]
+    pub shard: Option<String>,
+    /// Start the first level at this time (RFC 3339, e.g. 2026-12-01T10:00:00Z): every
+    /// generator waits for it, so their loads add up from the same moment.
+    #[arg(long, env = "ASSAY_START_AT")]
+    pub start_at: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[arg(long, env = "ASSAY_DATA", default_value = "datasets")]

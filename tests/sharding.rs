@@ -314,6 +314,23 @@ fn merge_refuses_mixtures_gaps_and_duplicates() {
     )
     .args(["--shard", "1/3"]));
 
+    // A shard whose vector file was cut short mid-vector.
+    let store = run.join("shard-1-of-3/embeddings/shard.bin");
+    let len = std::fs::metadata(&store).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&store)
+        .unwrap();
+    file.set_len(len - 1000).unwrap();
+    refused(&run, &out, &["shard.bin", "truncated or damaged"]);
+    ok(run_cmd(
+        &["stsb"],
+        &tmp.path().join("reports"),
+        "mix",
+        &shared_cache(tmp.path()),
+    )
+    .args(["--shard", "1/3"]));
+
     // A shard's folder copied over another's: it would count twice.
     std::fs::remove_dir_all(run.join("shard-2-of-3")).unwrap();
     copy_dir(&run.join("shard-0-of-3"), &run.join("shard-2-of-3"));
@@ -417,4 +434,147 @@ fn bad_shard_values_are_refused_before_any_work() {
     }
     let (code, out, err) = merge(&reports.join("auto"), &tmp.path().join("merged"));
     assert_eq!(code, 0, "{out}\n{err}");
+}
+
+/// Two load generators started at once with a common `--start-at`, each sending half the
+/// rate to one server; `merge` pools their requests on the server's clock.
+#[test]
+fn bench_generators_merge_into_one_pooled_report() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let server = Server(
+        common::assay()
+            .args(["serve-trivial", "--port", &port.to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let tmp = tempfile::tempdir().unwrap();
+    let reports = tmp.path().join("reports");
+    let start = (chrono::Utc::now() + chrono::Duration::seconds(6))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let model = format!("openai:http://127.0.0.1:{port}/v1#trivial");
+    let bench = |shard: &str| {
+        let mut cmd = common::assay();
+        cmd.args(["bench", "--model", &model, "--workload", "embed"])
+            .args([
+                "--batch-size",
+                "1",
+                "--rate",
+                "100",
+                "--arrivals",
+                "constant",
+            ])
+            .args(["--duration", "3s", "--warmup", "1s", "--run-id", "b"])
+            .args(["--shard", shard, "--start-at", &start])
+            .arg("--reports")
+            .arg(&reports);
+        cmd
+    };
+    let generators: Vec<_> = ["0/2", "1/2"]
+        .iter()
+        .map(|s| {
+            bench(s)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for g in generators {
+        let out = g.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let (code, out, err) = merge(&reports.join("b"), &tmp.path().join("merged"));
+    drop(server);
+    assert_eq!(code, 0, "{out}\n{err}");
+    println!("{out}");
+    assert!(out.contains("merged 2 generators"), "{out}");
+
+    let merged = json(&tmp.path().join("merged/run.json"));
+    let level = &merged["levels"][0];
+    // 50/s each for 3 s measured, constant arrivals: 150 + 150.
+    let shares: Vec<u64> = level["generators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["requests"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shares.len(), 2);
+    assert_eq!(
+        level["summary"]["requests"].as_u64().unwrap(),
+        shares.iter().sum::<u64>()
+    );
+    for s in &shares {
+        assert!((145..=155).contains(s), "{shares:?}");
+    }
+    assert_eq!(level["plan"]["load"]["rate"], 100.0);
+    // Pooled over the common window: the two halves add up to the whole rate.
+    let rate = level["summary"]["requests_per_second"].as_f64().unwrap();
+    assert!((90.0..=110.0).contains(&rate), "{rate}");
+    for g in merged["generators"].as_array().unwrap() {
+        let bound = g["clock"]["bound"].as_f64().expect("offset measured");
+        assert!(bound < 0.05, "{g}");
+        assert_eq!(
+            g["start_at"].as_str().unwrap(),
+            chrono::DateTime::parse_from_rfc3339(&start)
+                .unwrap()
+                .to_rfc3339()
+        );
+    }
+    // Every generator's lines, on one timeline.
+    let lines = std::fs::read_to_string(tmp.path().join("merged/perf.jsonl")).unwrap();
+    assert!(lines.lines().count() as u64 >= shares.iter().sum::<u64>());
+
+    // A start already past is refused; so is a split that leaves a generator no user.
+    let (code, _, err) = common::output(
+        common::assay()
+            .args([
+                "bench",
+                "--model",
+                &model,
+                "--workload",
+                "embed",
+                "--run-id",
+                "late",
+            ])
+            .args(["--rate", "10", "--shard", "0/2"])
+            .args(["--start-at", "2020-01-01T00:00:00Z"])
+            .arg("--reports")
+            .arg(&reports),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ago"), "{err}");
+    let (code, _, err) = common::output(
+        common::assay()
+            .args([
+                "bench",
+                "--model",
+                &model,
+                "--workload",
+                "embed",
+                "--run-id",
+                "few",
+            ])
+            .args(["--shard", "0/4", "--concurrency", "2"])
+            .arg("--reports")
+            .arg(&reports),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be split over 4 generators"), "{err}");
+}
+
+/// A child process killed (and reaped) when the test is done with it.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

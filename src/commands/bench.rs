@@ -16,6 +16,8 @@ use crate::data::DataSource;
 use crate::engine::ModelRef;
 use crate::error::{Error, Result};
 use crate::eval;
+use crate::eval::shard::Shard;
+use crate::load::clock::{self, ClockCheck};
 use crate::load::runner::{run_level, Interrupt, LevelPlan, Live, Sample};
 use crate::load::schedule::{Arrivals, LoadModel};
 use crate::load::stats::{self, Distribution, LevelSummary, Slo};
@@ -23,7 +25,7 @@ use crate::load::target::Target;
 use crate::load::workload::{read_inputs, Workload, WorkloadKind};
 use crate::spec;
 use crate::store;
-use crate::store::bench::{BenchRecord, Level, PerfLine};
+use crate::store::bench::{best_level, BenchRecord, GeneratorClock, Level, PerfLine};
 use crate::store::run::{self as record, Machine, ToolInfo};
 
 /// The definitions printed under every table and stored in `run.json`.
@@ -41,7 +43,38 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
 pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     let started = chrono::Utc::now();
     let kind: WorkloadKind = args.workload.parse().map_err(usage("--workload"))?;
-    let loads = levels(args)?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|text| Shard::parse(text, |name| std::env::var(name).ok()))
+        .transpose()?;
+    let mut loads = levels(args)?;
+    let mut requests = args.requests;
+    if let Some(shard) = &shard {
+        if args.run_id.is_none() {
+            return Err(Error::Usage(
+                "--shard needs --run-id: every generator writes under the same run folder".into(),
+            ));
+        }
+        loads = loads
+            .iter()
+            .map(|load| share_of_load(load, shard))
+            .collect::<Result<_>>()?;
+        requests = requests.map(|n| share_of(n, shard));
+    }
+    let start_at = args
+        .start_at
+        .as_deref()
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "--start-at `{text}`: {e} (expected RFC 3339, e.g. 2026-12-01T10:00:00Z)"
+                    ))
+                })
+        })
+        .transpose()?;
     let seconds = |text: &str, flag: &str| -> Result<f64> {
         humantime::parse_duration(text)
             .map(|d| d.as_secs_f64())
@@ -71,8 +104,60 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         })
         .max()
         .unwrap_or(1);
+    if let Some(t) = start_at {
+        if t < chrono::Utc::now() - chrono::Duration::seconds(1) {
+            return Err(Error::Usage(format!(
+                "--start-at {}: that was {:.1} s ago; start every generator before the common \
+                 start",
+                t.to_rfc3339(),
+                (chrono::Utc::now() - t).num_milliseconds() as f64 / 1e3
+            )));
+        }
+    }
+    if start_at.is_some() && loads.len() > 1 && !duration.is_finite() {
+        return Err(Error::Usage(
+            "--start-at with several levels needs --duration: every generator starts each \
+             level on a common schedule"
+                .into(),
+        ));
+    }
     let (target, model_info) = connect(args, kind, max_concurrency)?;
     let payloads = Arc::new(workload.payloads());
+    // Where this generator's record times sit on the common timeline.
+    let origin_unix = clock::unix_now() - target.now();
+    let clock_check = match &args.model {
+        ModelRef::OpenAi(endpoint) if shard.is_some() || start_at.is_some() => clock::check(
+            &format!("{}/models", endpoint.base_url.trim_end_matches('/')),
+            Duration::from_millis(2500),
+        ),
+        _ => ClockCheck {
+            offset: Some(0.0),
+            bound: Some(0.0),
+            method: "a local engine: its own clock".into(),
+        },
+    };
+    // The first level's start on the target's clock; each later level one slot after.
+    let first_start = match start_at {
+        Some(t) => {
+            let wait = (t - chrono::Utc::now()).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            if wait < -1.0 {
+                return Err(Error::Usage(format!(
+                    "--start-at {}: that was {:.1} s ago; start every generator before the \
+                     common start",
+                    t.to_rfc3339(),
+                    -wait
+                )));
+            }
+            eprintln!(
+                "waiting {:.1} s for the common start {}",
+                wait.max(0.0),
+                t.to_rfc3339()
+            );
+            Some(target.now() + wait.max(0.0))
+        }
+        None => None,
+    };
+    let slot = warmup + duration + LEVEL_SETTLE_SECONDS;
 
     let runtime = crate::load::runner::client_runtime(args.client_threads)?;
     let interrupt = Arc::new(Interrupt::default());
@@ -87,7 +172,9 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
 
     let mut levels = Vec::new();
     let mut all_samples: Vec<(usize, Sample)> = Vec::new();
-    let mut next_payload = 0usize;
+    // Generators start at different payloads, so a server's prompt cache cannot serve
+    // one the prompts another just sent.
+    let mut next_payload = shard.map_or(0, |s| s.index * payloads.len() / s.count);
     for (i, load) in loads.iter().enumerate() {
         if interrupt.is_set() {
             break;
@@ -99,12 +186,17 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         let plan = LevelPlan {
             load: *load,
             duration,
-            requests: args.requests,
+            requests,
             warmup,
             max_error_rate: args.max_error_rate,
             max_in_flight: args.max_in_flight,
-            seed: args.seed.wrapping_add(i as u64),
+            // Each generator its own arrivals: n copies of one schedule are not Poisson.
+            seed: args
+                .seed
+                .wrapping_add(i as u64)
+                .wrapping_add(shard.map_or(0, |s| s.index as u64 * 1_000_003)),
             first_payload: next_payload,
+            start_at: first_start.map(|t| t + i as f64 * slot),
         };
         let label = load.label();
         let live = Live {
@@ -134,6 +226,7 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
             summary,
             stopped: outcome.stopped,
             abandoned: outcome.abandoned,
+            generators: Vec::new(),
         });
         next_payload += outcome.samples.len();
         all_samples.extend(outcome.samples.into_iter().map(|s| (i, s)));
@@ -171,8 +264,19 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect::<serde_json::Map<_, _>>()
             .into(),
+        generator: shard.map(|shard| GeneratorClock {
+            shard,
+            hostname: Machine::current().hostname,
+            start_at: start_at.map(|t| t.to_rfc3339()),
+            origin_unix,
+            clock: clock_check.clone(),
+        }),
+        generators: Vec::new(),
     };
-    let dir = record::run_dir(&args.reports, &run_id);
+    let mut dir = record::run_dir(&args.reports, &run_id);
+    if let Some(shard) = &shard {
+        dir = dir.join(shard.dir_name());
+    }
     let perf: Vec<PerfLine> = all_samples
         .into_iter()
         .map(|(level, sample)| PerfLine::new(Some(level), sample.warmup, sample.record))
@@ -185,6 +289,38 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
 
 fn usage(flag: &'static str) -> impl Fn(String) -> Error {
     move |e| Error::Usage(format!("{flag} {e}"))
+}
+
+/// Seconds between one level's planned end and the next level's common start, for the
+/// requests in flight to finish.
+const LEVEL_SETTLE_SECONDS: f64 = 5.0;
+
+/// `n` split over the shards: the first `n % count` get one more.
+fn share_of(n: usize, shard: &Shard) -> usize {
+    n / shard.count + usize::from(shard.index < n % shard.count)
+}
+
+/// One generator's part of a level: rate / n of an open loop, its share of the users of a
+/// closed one.
+fn share_of_load(load: &LoadModel, shard: &Shard) -> Result<LoadModel> {
+    Ok(match *load {
+        LoadModel::Open { rate, arrivals } => LoadModel::Open {
+            rate: rate / shard.count as f64,
+            arrivals,
+        },
+        LoadModel::Closed { concurrency } => {
+            if concurrency < shard.count {
+                return Err(Error::Usage(format!(
+                    "--concurrency {concurrency} cannot be split over {} generators: give at \
+                     least one user each",
+                    shard.count
+                )));
+            }
+            LoadModel::Closed {
+                concurrency: share_of(concurrency, shard),
+            }
+        }
+    })
 }
 
 fn levels(args: &BenchArgs) -> Result<Vec<LoadModel>> {
@@ -278,14 +414,6 @@ fn connect(
     }
 }
 
-/// The level with the highest goodput: where capacity at the SLO was measured.
-fn best_level(levels: &[Level]) -> Option<&Level> {
-    levels
-        .iter()
-        .filter(|l| l.summary.good_requests > 0)
-        .max_by(|a, b| a.summary.goodput.total_cmp(&b.summary.goodput))
-}
-
 fn spinner() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
@@ -315,7 +443,7 @@ fn one_line(label: &str, s: &LevelSummary, stopped: Option<&str>) -> String {
     )
 }
 
-fn print(bench: &BenchRecord, kind: WorkloadKind) {
+pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
     println!(
         "\nmodel {}  workload {:?}{}",
         bench.model["model"].as_str().unwrap_or("?"),

@@ -108,6 +108,7 @@ pub fn run(args: &BenchHarnessArgs) -> Result<()> {
             max_in_flight: 100_000,
             seed: 0,
             first_payload: 0,
+            start_at: None,
         };
         let live = Live {
             label: load.label(),

@@ -43,18 +43,35 @@ fn parse_dir_name(name: &str) -> Option<Shard> {
     })
 }
 
-/// Whether a folder holds shard folders (an evaluation or bench run to merge).
-pub fn has_shards(run_dir: &Path) -> bool {
-    std::fs::read_dir(run_dir).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.file_name().to_str().and_then(parse_dir_name).is_some())
-    })
-}
-
 /// The shard folders under a run folder, in shard order, each checked for a finished
 /// record and the full set checked for gaps and duplicates.
 pub fn shards(run_dir: &Path) -> Result<Vec<ShardRecord>> {
+    let mut found = Vec::new();
+    for (named, dir) in shard_dirs(run_dir, "partial.json")? {
+        let record = partial::read(&dir)?;
+        check_named(&dir, &named, &record.shard)?;
+        found.push(ShardRecord { dir, record });
+    }
+    Ok(found)
+}
+
+/// A record must be in the folder named for its shard: a copied folder would count twice.
+pub fn check_named(dir: &Path, named: &Shard, recorded: &Shard) -> Result<()> {
+    if named == recorded {
+        return Ok(());
+    }
+    Err(Error::input(
+        dir,
+        format!(
+            "the folder is named for shard {named} but holds the record of shard {recorded} \
+             (a copied folder?): that shard would count twice"
+        ),
+    ))
+}
+
+/// The `shard-<i>-of-<n>` folders under `run_dir` in shard order: every one finished
+/// (holding `marker`), all of one split, none missing.
+pub fn shard_dirs(run_dir: &Path, marker: &str) -> Result<Vec<(Shard, PathBuf)>> {
     let entries = std::fs::read_dir(run_dir).map_err(|e| Error::io(run_dir, e))?;
     let mut found = Vec::new();
     for entry in entries {
@@ -64,7 +81,7 @@ pub fn shards(run_dir: &Path) -> Result<Vec<ShardRecord>> {
             continue;
         };
         let dir = entry.path();
-        if !dir.join("partial.json").exists() {
+        if !dir.join(marker).exists() {
             let why = std::fs::read_to_string(dir.join("error.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok())
@@ -75,21 +92,10 @@ pub fn shards(run_dir: &Path) -> Result<Vec<ShardRecord>> {
                 );
             return Err(Error::input(
                 &dir,
-                format!("shard {} did not finish{why}", named),
+                format!("shard {named} did not finish (no {marker}){why}"),
             ));
         }
-        let record = partial::read(&dir)?;
-        if record.shard != named {
-            return Err(Error::input(
-                &dir,
-                format!(
-                    "the folder is named for shard {named} but holds the record of shard {} \
-                     (a copied folder?): that shard would count twice",
-                    record.shard
-                ),
-            ));
-        }
-        found.push(ShardRecord { dir, record });
+        found.push((named, dir));
     }
     if found.is_empty() {
         return Err(Error::input(
@@ -98,21 +104,21 @@ pub fn shards(run_dir: &Path) -> Result<Vec<ShardRecord>> {
              (--reports R --run-id X → R/X)",
         ));
     }
-    found.sort_by_key(|s| (s.record.shard.count, s.record.shard.index));
-    let count = found[0].record.shard.count;
-    if let Some(other) = found.iter().find(|s| s.record.shard.count != count) {
+    found.sort_by_key(|(s, _)| (s.count, s.index));
+    let count = found[0].0.count;
+    if let Some((other, _)) = found.iter().find(|(s, _)| s.count != count) {
         return Err(Error::input(
             run_dir,
             format!(
                 "shards of runs split differently: {} and {} (delete the folders of the other \
                  split)",
-                found[0].name(),
-                other.name()
+                found[0].0.dir_name(),
+                other.dir_name()
             ),
         ));
     }
     let missing: Vec<String> = (0..count)
-        .filter(|i| !found.iter().any(|s| s.record.shard.index == *i))
+        .filter(|i| !found.iter().any(|(s, _)| s.index == *i))
         .map(|i| format!("shard-{i}-of-{count}"))
         .collect();
     if !missing.is_empty() {
@@ -126,6 +132,17 @@ pub fn shards(run_dir: &Path) -> Result<Vec<ShardRecord>> {
         ));
     }
     Ok(found)
+}
+
+/// Whether the shards under `run_dir` are generators of a bench (else an evaluation).
+pub fn is_bench(run_dir: &Path) -> bool {
+    std::fs::read_dir(run_dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name().to_str().and_then(parse_dir_name).is_some()
+                && std::fs::read_to_string(e.path().join("run.json"))
+                    .is_ok_and(|t| t.contains(crate::store::run::BENCH_SCHEMA))
+        })
+    })
 }
 
 /// Every shard must be the same run as the first: model, score-shaping settings, tasks,
@@ -381,7 +398,7 @@ fn replay_model(shards: &[ShardRecord]) -> Result<Model> {
         (ModelInfo::Embedder(info), Scoring::Embedding(settings)) => {
             let stores = shards
                 .iter()
-                .map(|s| partial::open_vectors(&s.dir, info.dim))
+                .map(|s| partial::open_vectors(&s.dir, &s.record, info.dim))
                 .collect::<Result<Vec<_>>>()?;
             Ok(Model::Embedder {
                 embedder: Box::new(ReplayEmbedder::new(info.clone(), stores)),

@@ -222,6 +222,7 @@ pub fn run_shard(
         scoring: model.scoring(),
         suite: meta.suite,
         tasks: done,
+        vectors: work.vectors.len(),
     };
     partial::write(
         &dir,

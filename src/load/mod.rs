@@ -2,6 +2,8 @@
 //! (`workload`), what runs them (`target`), the level loop (`runner`) and what the
 //! records add up to (`stats`).
 
+pub mod clock;
+pub mod merge;
 pub mod runner;
 pub mod schedule;
 pub mod stats;

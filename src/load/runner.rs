@@ -44,6 +44,9 @@ pub struct LevelPlan {
     /// so a server's prompt cache cannot serve one level the prompts of another.
     #[serde(skip)]
     pub first_payload: usize,
+    /// When the level starts, on the target's clock (a common `--start-at`); else at once.
+    #[serde(skip)]
+    pub start_at: Option<f64>,
 }
 
 /// Reads back a duration JSON wrote as `null` (infinite).
@@ -174,7 +177,7 @@ async fn level(
     // Carries nothing: it closes when the last task holding a sender ends.
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     // Leave 20 ms to set up, so the first sends are not late by construction.
-    let start = target.now() + 0.02;
+    let start = plan.start_at.unwrap_or_else(|| target.now() + 0.02);
     let warm_end = start + plan.warmup;
     let end = warm_end + plan.duration;
 

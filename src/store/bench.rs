@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::cost::{Capacity, CostEstimate, Pricing};
 use crate::engine::RequestRecord;
 use crate::error::{Error, Result};
+use crate::eval::shard::Shard;
+use crate::load::clock::ClockCheck;
 use crate::load::runner::LevelPlan;
 use crate::load::schedule::LoadModel;
 use crate::load::stats::{self, LevelSummary, Slo};
@@ -34,6 +36,35 @@ pub struct BenchRecord {
     #[serde(default)]
     pub interrupted: bool,
     pub definitions: serde_json::Value,
+    /// One generator of a bench spread over machines (`--shard`): which one, and its clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorClock>,
+    /// A merged bench: every generator's clock, in shard order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generators: Vec<GeneratorClock>,
+}
+
+/// Where one generator's times sit on the common timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorClock {
+    pub shard: Shard,
+    pub hostname: String,
+    /// The common start every generator waited for (`--start-at`), if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// Unix time (this machine's clock) at which this generator's record times count 0.
+    pub origin_unix: f64,
+    /// This machine's clock against the target server's.
+    pub clock: ClockCheck,
+}
+
+/// One generator's part of a merged level.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GeneratorShare {
+    pub shard: Shard,
+    pub requests: usize,
+    /// Its own lag behind its schedule (a late generator shows here, not in the pool).
+    pub schedule_lag: Option<stats::Distribution>,
 }
 
 /// One load level: what was planned and what was measured.
@@ -46,6 +77,9 @@ pub struct Level {
     pub stopped: Option<String>,
     #[serde(default)]
     pub abandoned: usize,
+    /// A merged bench: each generator's share of this level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generators: Vec<GeneratorShare>,
 }
 
 impl Level {
@@ -66,6 +100,14 @@ impl Level {
             pricing,
         ))
     }
+}
+
+/// The level with the highest goodput: where capacity at the SLO was measured.
+pub fn best_level(levels: &[Level]) -> Option<&Level> {
+    levels
+        .iter()
+        .filter(|l| l.summary.good_requests > 0)
+        .max_by(|a, b| a.summary.goodput.total_cmp(&b.summary.goodput))
 }
 
 impl BenchRecord {
@@ -143,6 +185,13 @@ pub fn read_perf(path: &Path) -> Result<Vec<PerfLine>> {
         out.push(record);
     }
     Ok(out)
+}
+
+/// Reads a bench record's `run.json`.
+pub fn read(dir: &Path) -> Result<BenchRecord> {
+    let path = dir.join("run.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::input(&path, format!("not a bench record: {e}")))
 }
 
 /// Writes a bench run: `perf.jsonl`, then `run.json` (last: its presence marks a

@@ -44,6 +44,9 @@ pub struct PartialRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite: Option<SuiteSpec>,
     pub tasks: Vec<PartialTask>,
+    /// Vectors in `embeddings/shard.bin`: a merge checks the file still holds them all.
+    #[serde(default)]
+    pub vectors: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,11 +158,26 @@ pub fn read_ranked(dir: &Path, task: &str) -> Result<Vec<RankedQuery>> {
     read_jsonl(&ranked_path(dir, task), "(ranked query)")
 }
 
-/// The vectors a shard recorded (an empty store if it recorded none).
-pub fn open_vectors(dir: &Path, dim: usize) -> Result<EmbeddingCache> {
-    if dir.join("embeddings").exists() {
-        EmbeddingCache::open(dir, VECTORS, dim)
-    } else {
-        Ok(EmbeddingCache::disabled(dim))
+/// The vectors a shard recorded (an empty store if it recorded none); an error naming the
+/// file when it holds fewer than the shard wrote (truncated or damaged).
+pub fn open_vectors(dir: &Path, record: &PartialRecord, dim: usize) -> Result<EmbeddingCache> {
+    if record.vectors == 0 {
+        return Ok(EmbeddingCache::disabled(dim));
     }
+    let store = EmbeddingCache::open(dir, VECTORS, dim)?;
+    if store.len() < record.vectors {
+        let path = store
+            .path()
+            .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
+        return Err(Error::input(
+            &path,
+            format!(
+                "holds {} whole vectors of the {} this shard recorded (truncated or damaged): \
+                 run the shard again",
+                store.len(),
+                record.vectors
+            ),
+        ));
+    }
+    Ok(store)
 }
