@@ -73,7 +73,7 @@ pub fn embed_all(
     let batches: Vec<&[(&str, Key)]> = unique.chunks(batch_size).collect();
     let mut todo = Vec::new();
     for batch in &batches {
-        if batch.iter().all(|(_, key)| cache.get(key).is_some()) {
+        if batch.iter().all(|(_, key)| cache.contains(key)) {
             stats.from_cache += batch.len();
             progress.inc(batch.len() as u64);
         } else {
@@ -87,7 +87,7 @@ pub fn embed_all(
     let vectors = texts
         .iter()
         .map(|text| {
-            cache.get(&key_of(text)).cloned().ok_or_else(|| {
+            cache.get(&key_of(text)).ok_or_else(|| {
                 Error::External("embedding cache lost a vector it had just stored".into())
             })
         })
