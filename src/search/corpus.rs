@@ -17,6 +17,10 @@ pub trait Corpus: Sync {
     /// `out[i * stride..][..dim]`. The rest of each row (`dim..stride`) is left as is.
     fn read_rows(&self, start: usize, stride: usize, out: &mut [f32]);
 
+    /// Rows `rows` have been scored and will not be read again soon: a memory-mapped corpus
+    /// drops them from resident memory.
+    fn release(&self, _rows: std::ops::Range<usize>) {}
+
     /// Checks that every row has `dim()` values (an in-memory corpus can be ragged).
     fn check(&self) -> Result<()> {
         Ok(())

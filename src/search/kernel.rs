@@ -14,6 +14,10 @@ pub const MR: usize = 6;
 /// Documents per micro-kernel tile. 6 × 2 accumulators, two document registers, one query
 /// register and one product fill the 16 AVX2 registers.
 pub const NR: usize = 2;
+const _: () = assert!(
+    (MR * NR).is_multiple_of(4),
+    "the AVX2 kernel reduces accumulators in fours"
+);
 
 /// The lane tree every path uses: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), which is what
 /// the AVX2 reduction (high half onto low half, then pairs) computes.
@@ -97,12 +101,30 @@ mod avx2 {
 
     use super::{LANES, MR, NR};
 
-    /// `combine` on a register: high half onto low half, then the two pairs.
+    /// `combine` on four registers at once: [sum a, sum b, sum c, sum d], each by the same
+    /// tree as `combine` (high half onto low half, then lanes 0+2 and 1+3, then those two).
     #[inline(always)]
-    unsafe fn reduce(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps::<1>(t, t)))
+    unsafe fn reduce4(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
+        // [a.lo + a.hi | b.lo + b.hi] = [as0..as3 | bs0..bs3], and the same for c, d.
+        let ab = _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(a, b),
+            _mm256_permute2f128_ps::<0x31>(a, b),
+        );
+        let cd = _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(c, d),
+            _mm256_permute2f128_ps::<0x31>(c, d),
+        );
+        // [as0+as2, as1+as3, cs0+cs2, cs1+cs3 | the same for b, d].
+        let t = _mm256_add_ps(
+            _mm256_shuffle_ps::<0b01_00_01_00>(ab, cd),
+            _mm256_shuffle_ps::<0b11_10_11_10>(ab, cd),
+        );
+        // [a, c, a, c | b, d, b, d].
+        let u = _mm256_hadd_ps(t, t);
+        let sums = _mm_unpacklo_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps::<1>(u));
+        let mut out = [0.0; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), sums);
+        out
     }
 
     /// # Safety
@@ -126,13 +148,13 @@ mod avx2 {
             }
             i += LANES;
         }
-        let mut out = [[0.0; NR]; MR];
-        for (o, a) in out.iter_mut().zip(&acc) {
-            for (s, v) in o.iter_mut().zip(a) {
-                *s = reduce(*v);
-            }
+        // 12 accumulators, reduced four at a time (MR × NR is a multiple of 4).
+        let flat: [__m256; MR * NR] = std::mem::transmute(acc);
+        let mut sums = [0.0f32; MR * NR];
+        for (s, a) in sums.chunks_exact_mut(4).zip(flat.chunks_exact(4)) {
+            s.copy_from_slice(&reduce4(a[0], a[1], a[2], a[3]));
         }
-        out
+        std::mem::transmute(sums)
     }
 }
 

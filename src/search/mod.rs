@@ -110,6 +110,9 @@ pub fn top_k_with<C: Corpus + ?Sized>(
                 corpus.read_rows(start + part * FILL_ROWS, stride, out);
                 out.chunks_exact_mut(stride).for_each(normalize);
             });
+        // From the previous chunk's start: the kernel maps pages around each fault, so a
+        // few pages of the previous chunk can come back while this one is read.
+        corpus.release(start.saturating_sub(chunk_rows)..start + rows);
         let chunk = &chunk[..rows.next_multiple_of(NR) * stride];
         heaps
             .par_chunks_mut(block)

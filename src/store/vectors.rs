@@ -275,12 +275,18 @@ impl Corpus for VectorStore {
                 }
             }
         }
+    }
+
+    fn release(&self, rows: std::ops::Range<usize>) {
+        let row_bytes = self.dim * self.dtype.width();
+        let first = HEADER_BYTES + rows.start * row_bytes;
+        let len = rows.len() * row_bytes;
         // Scanned rows leave this process's resident memory (the page cache keeps them), so
-        // a search over a store larger than memory holds one chunk, not the whole file.
+        // a search over a store larger than memory holds about one chunk, not the file.
         // SAFETY: a read-only file mapping: dropped pages are read back from the file.
         let _ = unsafe {
             self.map
-                .unchecked_advise_range(UncheckedAdvice::DontNeed, first, bytes.len())
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, first, len)
         };
     }
 }
