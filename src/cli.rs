@@ -40,6 +40,9 @@ pub enum Command {
     /// A local GGUF model next to llama-server on the same file: greedy agreement, prefill
     /// and decode tokens/s.
     BenchDecode(BenchDecodeArgs),
+    /// Exact top-k search over a synthetic memory-mapped corpus: time, queries/s and peak
+    /// memory, next to faiss on the same vectors.
+    BenchSearch(BenchSearchArgs),
     /// A constant tiny OpenAI-style embeddings response on 127.0.0.1 (for bench-harness).
     #[command(hide = true)]
     ServeTrivial(ServeTrivialArgs),
@@ -436,6 +439,41 @@ pub struct BenchDecodeArgs {
     pub tasks_dir: PathBuf,
     #[arg(long, env = "ASSAY_DATA", default_value = "datasets")]
     pub data_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSearchArgs {
+    /// Corpus rows generated.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub corpus: usize,
+    #[arg(long, default_value_t = 384)]
+    pub dim: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub queries: usize,
+    /// List sizes measured, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,1000")]
+    pub k: Vec<usize>,
+    /// Search threads (faiss gets as many); all cores when absent or 0.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// How the corpus store keeps its values: f32 or f16.
+    #[arg(long, default_value = "f32")]
+    pub store_dtype: String,
+    /// Folder for the generated stores, reused by later runs with the same settings
+    /// (default: a temp folder removed at the end).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Rounds per k, alternating assay and faiss; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Also run faiss (benches/faiss_search.py) on the same vectors and print the ratio.
+    #[arg(long)]
+    pub faiss: bool,
+    /// Python with faiss-cpu and numpy (`eval "$(scripts/python-faiss.sh)"`).
+    #[arg(long, env = "ASSAY_FAISS_PYTHON", default_value = "python3")]
+    pub python: String,
 }
 
 #[derive(Debug, Args)]

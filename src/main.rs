@@ -40,6 +40,7 @@ fn main() {
         Command::BenchEmbed(args) => commands::bench_embed::run(args).map_err(Into::into),
         Command::Bench(args) => commands::bench::run(args).map(|_| ()).map_err(Into::into),
         Command::BenchDecode(args) => commands::bench_decode::run(args).map_err(Into::into),
+        Command::BenchSearch(args) => commands::bench_search::run(args).map_err(Into::into),
         Command::BenchHarness(args) => commands::bench_harness::run(args).map_err(Into::into),
         Command::ServeTrivial(args) => commands::bench_harness::serve(args).map_err(Into::into),
         Command::Merge(args) => commands::merge::run(args).map_err(Into::into),

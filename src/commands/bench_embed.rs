@@ -1,7 +1,7 @@
 //! `assay bench-embed`: sentences per second of the local engine next to onnxruntime on
 //! the same model, sentences, batch size and thread count, measured in the same run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -141,7 +141,7 @@ fn run_reference(
     let files = ModelFiles::resolve(&args.model)?;
     let list = tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     serde_json::to_writer(list.as_file(), sentences).map_err(|e| Error::External(e.to_string()))?;
-    let script = script_path();
+    let script = super::bench_script("onnx_embed.py");
     let output = Command::new(&args.python)
         .arg(&script)
         .arg("--model-onnx")
@@ -178,13 +178,4 @@ fn run_reference(
             "onnxruntime reference printed no result line ({e}): {stdout}"
         ))
     })
-}
-
-fn script_path() -> PathBuf {
-    let local = PathBuf::from("benches/onnx_embed.py");
-    if local.is_file() {
-        local
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/onnx_embed.py")
-    }
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_decode;
 pub mod bench_embed;
 pub mod bench_harness;
+pub mod bench_search;
 pub mod generate;
 pub mod merge;
 pub mod parity;
@@ -45,6 +46,19 @@ pub fn configure_threads(threads: Option<usize>, device: &str) -> usize {
     } else {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
         1
+    }
+}
+
+/// A reference script under `benches/`: beside the working directory when run from the
+/// repo, else in the source tree the binary was built from.
+fn bench_script(name: &str) -> std::path::PathBuf {
+    let local = Path::new("benches").join(name);
+    if local.is_file() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("benches")
+            .join(name)
     }
 }
 

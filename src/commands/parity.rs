@@ -152,7 +152,7 @@ fn compare(
                 b.len()
             )));
         }
-        items.push((cosine(a, b), input));
+        items.push((cosine(&a, &b), input));
     }
     items.sort_by(|x, y| x.0.total_cmp(&y.0));
     let cosines: Vec<f64> = items.iter().map(|(c, _)| *c).collect();

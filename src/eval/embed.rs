@@ -100,7 +100,7 @@ pub fn embed_batches(
     };
     let mut todo = Vec::new();
     for batch in &batches {
-        if batch.iter().all(|(_, key)| cache.get(key).is_some()) {
+        if batch.iter().all(|(_, key)| cache.contains(key)) {
             stats.from_cache += batch.len();
             progress.inc(batch.len() as u64);
         } else {
@@ -122,7 +122,7 @@ pub fn embed_batches(
             if !mine.contains(&key) {
                 return Ok(None);
             }
-            cache.get(&key).map(|v| Some(v.to_vec())).ok_or_else(|| {
+            cache.get(&key).map(Some).ok_or_else(|| {
                 Error::External("embedding cache lost a vector it had just stored".into())
             })
         })

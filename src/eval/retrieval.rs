@@ -15,7 +15,7 @@ use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
 use crate::metrics::bootstrap::{mean_ci, mean_replicates};
 use crate::metrics::ranking::{evaluate, mean_scores, Run};
-use crate::search::top_k;
+use crate::search::{merge_ranked, top_k};
 use crate::spec::{RetrievalSpec, TaskSpec};
 use crate::store::EmbeddingCache;
 
@@ -359,27 +359,24 @@ impl RetrievalTask {
     /// Every shard's lists for each query, united and cut to the ranking depth again:
     /// the top-k of a union is within the union of the top-ks, so this is exact.
     fn merged(&self, shards: &[Vec<RankedQuery>]) -> Result<Ranked> {
-        let mut by_query: HashMap<&str, Vec<(String, f32)>> = HashMap::new();
+        let mut by_query: HashMap<&str, Vec<Vec<(String, f32)>>> = HashMap::new();
         for list in shards.iter().flatten() {
             by_query
                 .entry(list.query.as_str())
                 .or_default()
-                .extend(list.hits.iter().cloned());
+                .push(list.hits.clone());
         }
         self.data
             .queries
             .iter()
             .map(|q| {
-                let mut hits = by_query.remove(q.id.as_str()).ok_or_else(|| {
+                let lists = by_query.remove(q.id.as_str()).ok_or_else(|| {
                     Error::Usage(format!(
                         "task {}: no shard ranked query `{}`",
                         self.spec.name, q.id
                     ))
                 })?;
-                // trec_eval's order: score descending, then doc id descending.
-                hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
-                hits.truncate(self.depth());
-                Ok(hits)
+                Ok(merge_ranked(lists, self.depth()))
             })
             .collect()
     }
