@@ -190,6 +190,10 @@ pub struct RunArgs {
     /// merge` combines the shards (give every shard the same --run-id).
     #[arg(long, env = "ASSAY_SHARD")]
     pub shard: Option<String>,
+    /// Retrieval: how corpus vectors are kept in the memory-mapped store searched (f32, or
+    /// f16 at half the size and about 3 significant digits).
+    #[arg(long, env = "ASSAY_STORE_DTYPE", default_value = "f32")]
+    pub store_dtype: crate::store::vectors::StoreDtype,
 }
 
 #[derive(Debug, Args)]

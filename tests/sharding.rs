@@ -164,6 +164,15 @@ fn scifact_corpus_shards_merge_their_top_k_lists_exactly() {
     let (code, out, err) = merge(&reports.join("sharded"), &reports.join("merged"));
     assert_eq!(code, 0, "{out}\n{err}");
     assert_same_results(&reports.join("whole"), &reports.join("merged"));
+
+    // Corpus vectors kept in f16: half the store, nDCG@10 within a rounding of f32's.
+    ok(run_cmd(&["scifact"], &reports, "half", &cache).args(["--store-dtype", "f16"]));
+    let half = common::score(&reports.join("half"), "scifact", "ndcg_at_10");
+    let full = common::score(&reports.join("whole"), "scifact", "ndcg_at_10");
+    println!("SciFact nDCG@10: f32 store {full:.5}, f16 store {half:.5}");
+    assert!((half - full).abs() < 2e-3, "{half} vs {full}");
+    let record = json(&reports.join("half/run.json"));
+    assert_eq!(record["settings"]["store_dtype"], "f16");
 }
 
 #[test]

@@ -81,6 +81,7 @@ pub fn run(args: &ParityArgs) -> Result<bool> {
         batch_size: args.engine.batch_size,
         bootstrap_resamples: 0,
         seed: 0,
+        store_dtype: Default::default(),
     };
 
     let mut tasks = Vec::new();

@@ -103,12 +103,14 @@ fn embedding_model(args: &RunArgs) -> Result<(Model, serde_json::Value)> {
         batch_size: args.engine.batch_size,
         bootstrap_resamples: args.bootstrap,
         seed: args.seed,
+        store_dtype: args.store_dtype,
     };
     let recorded = json!({
         "batch_size": settings.batch_size,
         "threads": args.engine.threads,
         "bootstrap_resamples": settings.bootstrap_resamples,
         "seed": settings.seed,
+        "store_dtype": settings.store_dtype,
         "data_root": args.data_root,
         "cache": cache.path(),
     });

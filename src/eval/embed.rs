@@ -69,6 +69,34 @@ pub fn embed_batches(
     label: &str,
     owns: &dyn Fn(&Key) -> bool,
 ) -> Result<(Vec<Option<Vec<f32>>>, EmbedStats)> {
+    let mut vectors = vec![None; texts.len()];
+    let stats = embed_streamed(
+        embedder,
+        cache,
+        texts,
+        batch_size,
+        label,
+        owns,
+        &mut |i, v| {
+            vectors[i] = Some(v);
+            Ok(())
+        },
+    )?;
+    Ok((vectors, stats))
+}
+
+/// [`embed_batches`] handing each owned text's vector to `sink` (its position, the
+/// vector) in text order instead of collecting them: with the cache on disk, a corpus
+/// goes to a store without all its vectors in memory at once.
+pub fn embed_streamed(
+    embedder: &dyn Embedder,
+    cache: &mut EmbeddingCache,
+    texts: &[String],
+    batch_size: usize,
+    label: &str,
+    owns: &dyn Fn(&Key) -> bool,
+    sink: &mut dyn FnMut(usize, Vec<f32>) -> Result<()>,
+) -> Result<EmbedStats> {
     let started = Instant::now();
     let batch_size = batch_size.max(1);
     let mut unique: Vec<(&str, Key)> = Vec::new();
@@ -115,20 +143,18 @@ pub fn embed_batches(
         .iter()
         .flat_map(|b| b.iter().map(|(_, k)| *k))
         .collect();
-    let vectors = texts
-        .iter()
-        .map(|text| {
-            let key = key_of(text);
-            if !mine.contains(&key) {
-                return Ok(None);
-            }
-            cache.get(&key).map(Some).ok_or_else(|| {
-                Error::External("embedding cache lost a vector it had just stored".into())
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    for (i, text) in texts.iter().enumerate() {
+        let key = key_of(text);
+        if !mine.contains(&key) {
+            continue;
+        }
+        let vector = cache.get(&key).ok_or_else(|| {
+            Error::External("embedding cache lost a vector it had just stored".into())
+        })?;
+        sink(i, vector)?;
+    }
     stats.seconds = started.elapsed().as_secs_f64();
-    Ok((vectors, stats))
+    Ok(stats)
 }
 
 /// Embeds the batches on `embedder.parallel_batches()` threads and stores each in the

@@ -107,6 +107,9 @@ pub struct RunSettings {
     pub batch_size: usize,
     pub bootstrap_resamples: usize,
     pub seed: u64,
+    /// How retrieval keeps corpus vectors in its memory-mapped store (f16 halves it).
+    #[serde(default)]
+    pub store_dtype: crate::store::vectors::StoreDtype,
 }
 
 /// One text a task embeds, before the model's own prompt is applied.

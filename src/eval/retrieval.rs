@@ -2,6 +2,7 @@
 //! ranking measures with trec_eval semantics (as MTEB computes them with pytrec_eval).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 use crate::data::{lines, BeirDataset, DataSource};
 use crate::engine::{Embedder, Role};
 use crate::error::{Error, Result};
-use crate::eval::embed::{embed_all, embed_batches, EmbedStats};
+use crate::eval::embed::{embed_all, embed_streamed, EmbedStats};
 use crate::eval::shard::{RankedQuery, Shard, ShardWork};
 use crate::eval::task::{Engine, Measure, Needs, Task};
 use crate::eval::{DatasetRecord, RunSettings, Score, TaskInput, TaskResult};
@@ -17,6 +18,8 @@ use crate::metrics::bootstrap::{mean_ci, mean_replicates};
 use crate::metrics::ranking::{evaluate, mean_scores, Run};
 use crate::search::{merge_ranked, top_k};
 use crate::spec::{RetrievalSpec, TaskSpec};
+use crate::store::cache::Key;
+use crate::store::vectors::{VectorStore, VectorWriter};
 use crate::store::EmbeddingCache;
 
 /// Retrieved ids kept per query in `samples.jsonl`.
@@ -231,20 +234,21 @@ fn run(
     settings: &RunSettings,
 ) -> Result<TaskResult> {
     let started = Instant::now();
-    let (docs, queries) = inputs(&task.section, &task.data, task.candidates.as_ref());
-    let doc_texts: Vec<String> = docs.iter().map(|i| i.prepared(embedder)).collect();
-    let (doc_vectors, mut stats) = embed_all(
-        embedder,
-        cache,
-        &doc_texts,
-        settings.batch_size,
-        &format!("{} corpus", task.spec.name),
-    )?;
+    let (_, queries) = inputs(&task.section, &task.data, task.candidates.as_ref());
+    let label = format!("{} corpus", task.spec.name);
+    let (corpus, mut stats) = task.embed_corpus(embedder, cache, settings, &label, &|_| true)?;
     let (query_vectors, query_stats) = task.embed_queries(&queries, embedder, cache, settings)?;
     stats.add(&query_stats);
-    let positions: Vec<usize> = (0..doc_vectors.len()).collect();
-    let ranked = task.search(&query_vectors, &doc_vectors, &positions)?;
+    let ranked = task.search(&query_vectors, &corpus)?;
     task.scored(ranked, stats, started, settings)
+}
+
+/// Corpus vectors in a memory-mapped store (a temporary file beside the cache), and the
+/// positions in the ranked document list of its rows: all documents, or a shard's.
+struct CorpusStore {
+    store: Option<VectorStore>,
+    positions: Vec<usize>,
+    _dir: tempfile::TempDir,
 }
 
 /// Each query's ranked documents: `(doc id, score)`, best first.
@@ -285,20 +289,78 @@ impl RetrievalTask {
         )
     }
 
-    /// Every query's top-k over `doc_vectors`, the documents at `positions` of the ranked
-    /// list (all of them, or one shard's slice).
-    fn search(
+    /// Embeds the documents whose batches `owns` accepts into a store, one vector at a
+    /// time from the cache, so the corpus is never whole in memory.
+    fn embed_corpus(
         &self,
-        query_vectors: &[Vec<f32>],
-        doc_vectors: &[Vec<f32>],
-        positions: &[usize],
-    ) -> Result<Ranked> {
+        embedder: &dyn Embedder,
+        cache: &mut EmbeddingCache,
+        settings: &RunSettings,
+        label: &str,
+        owns: &dyn Fn(&Key) -> bool,
+    ) -> Result<(CorpusStore, EmbedStats)> {
+        let (docs, _) = inputs(&self.section, &self.data, self.candidates.as_ref());
+        let texts: Vec<String> = docs.iter().map(|i| i.prepared(embedder)).collect();
+        let root = cache
+            .path()
+            .and_then(Path::parent)
+            .map_or_else(std::env::temp_dir, Path::to_path_buf);
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix(".assay-corpus-")
+            .tempdir_in(&root)
+            .map_err(|e| Error::io(&root, e))?;
+        let path = dir.path().join("corpus.vectors");
+        let mut writer: Option<VectorWriter> = None;
+        let mut positions = Vec::new();
+        let stats = embed_streamed(
+            embedder,
+            cache,
+            &texts,
+            settings.batch_size,
+            label,
+            owns,
+            &mut |i, vector| {
+                if writer.is_none() {
+                    writer = Some(VectorWriter::create(
+                        &path,
+                        vector.len(),
+                        settings.store_dtype,
+                    )?);
+                }
+                positions.push(i);
+                writer.as_mut().expect("created above").push(&vector)
+            },
+        )?;
+        let store = match writer {
+            Some(w) => {
+                w.finish()?;
+                Some(VectorStore::open(&path)?)
+            }
+            None => None,
+        };
+        Ok((
+            CorpusStore {
+                store,
+                positions,
+                _dir: dir,
+            },
+            stats,
+        ))
+    }
+
+    /// Every query's top-k over the documents in `corpus`.
+    fn search(&self, query_vectors: &[Vec<f32>], corpus: &CorpusStore) -> Result<Ranked> {
+        let Some(store) = &corpus.store else {
+            return Ok(vec![Vec::new(); query_vectors.len()]);
+        };
+        let positions = &corpus.positions;
         let all_ids = self.doc_ids();
         let ids: Vec<String> = positions.iter().map(|&p| all_ids[p].clone()).collect();
         let ignore_identical = self.section.ignore_identical_ids;
         let candidates = self.candidates.as_ref();
         let queries = &self.data.queries;
-        let hits = top_k(query_vectors, doc_vectors, &ids, self.depth(), |q, d| {
+        let hits = top_k(query_vectors, store, &ids, self.depth(), |q, d| {
             let outside = candidates.is_some_and(|c| !c.per_query[q].contains(&positions[d]));
             outside || (ignore_identical && queries[q].id == ids[d])
         })?;
@@ -322,26 +384,15 @@ impl RetrievalTask {
         shard: &Shard,
         work: &mut ShardWork,
     ) -> Result<()> {
-        let (docs, queries) = inputs(&self.section, &self.data, self.candidates.as_ref());
-        let doc_texts: Vec<String> = docs.iter().map(|i| i.prepared(embedder)).collect();
-        let (owned, stats) = embed_batches(
-            embedder,
-            cache,
-            &doc_texts,
-            settings.batch_size,
-            &format!("{} corpus, shard {shard}", self.spec.name),
-            &|key| shard.owns(key),
-        )?;
+        let (_, queries) = inputs(&self.section, &self.data, self.candidates.as_ref());
+        let label = format!("{} corpus, shard {shard}", self.spec.name);
+        let (corpus, stats) =
+            self.embed_corpus(embedder, cache, settings, &label, &|key| shard.owns(key))?;
         work.embedding.add(&stats);
         let (query_vectors, query_stats) =
             self.embed_queries(&queries, embedder, cache, settings)?;
         work.embedding.add(&query_stats);
-        let (positions, doc_vectors): (Vec<usize>, Vec<Vec<f32>>) = owned
-            .into_iter()
-            .enumerate()
-            .filter_map(|(p, v)| Some((p, v?)))
-            .unzip();
-        let ranked = self.search(&query_vectors, &doc_vectors, &positions)?;
+        let ranked = self.search(&query_vectors, &corpus)?;
         let lists = self
             .data
             .queries

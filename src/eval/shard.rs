@@ -387,16 +387,13 @@ impl ReplayEmbedder {
     }
 
     fn vector(&self, key: &Key, what: impl FnOnce() -> String) -> Result<Vec<f32>> {
-        self.stores
-            .iter()
-            .find_map(|s| s.get(key))
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "no shard recorded the vector of {}: the shards ran other settings or \
+        self.stores.iter().find_map(|s| s.get(key)).ok_or_else(|| {
+            Error::Usage(format!(
+                "no shard recorded the vector of {}: the shards ran other settings or \
                      data than the merge replays",
-                    what()
-                ))
-            })
+                what()
+            ))
+        })
     }
 }
 

@@ -25,8 +25,10 @@ pub const HEADER_BYTES: usize = 32;
 const COUNT_OFFSET: u64 = 24;
 
 /// How a store keeps its values: f16 halves the file at about 3 decimal digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StoreDtype {
+    #[default]
     F32,
     F16,
 }
