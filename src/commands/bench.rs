@@ -196,7 +196,9 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
                 .wrapping_add(i as u64)
                 .wrapping_add(shard.map_or(0, |s| s.index as u64 * 1_000_003)),
             first_payload: next_payload,
-            start_at: first_start.map(|t| t + i as f64 * slot),
+            // Level 0 at the common start itself: without --duration the slot is
+            // infinite, and 0 × ∞ is NaN (a NaN start sent nothing).
+            start_at: first_start.map(|t| if i == 0 { t } else { t + i as f64 * slot }),
         };
         let label = load.label();
         let live = Live {
