@@ -496,8 +496,13 @@ fn check_pooled_bench(merged: &Path, run_dir: &Path, start_unix: f64, requests: 
     for i in 0..2 {
         let dir = run_dir.join(format!("shard-{i}-of-2"));
         let own = json(&dir.join("run.json"));
-        let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("perf.jsonl"))
-            .unwrap()
+        let perf = std::fs::read_to_string(dir.join("perf.jsonl")).unwrap_or_else(|e| {
+            panic!(
+                "generator {i} recorded no request ({e}); its level: {}",
+                own["levels"][0]
+            )
+        });
+        let lines: Vec<serde_json::Value> = perf
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .filter(|r: &serde_json::Value| r["warmup"] != true)
