@@ -150,10 +150,11 @@ fn streaming_measures_come_out_as_scripted() {
         // Single requests jitter with the machine's load (a level's first request also
         // opens a connection): the medians are held to 5 ms, the tails loosely.
         assert!(s["ttft"]["max"].as_f64().unwrap() < FIRST.as_secs_f64() + 0.05);
-        // Six timer sleeps each round up to tokio's 1 ms tick.
+        // Six timer sleeps each round up to tokio's 1 ms tick, and a loaded machine (CI
+        // runs other tests beside this one) wakes each a little late.
         let latency = s["latency"]["p50"].as_f64().unwrap();
         assert!(
-            (latency - total.as_secs_f64()).abs() <= 0.010,
+            (latency - total.as_secs_f64()).abs() <= 0.025,
             "latency p50 {latency}"
         );
         assert_eq!(s["itl"]["count"], 6 * (TOKENS - 1));
