@@ -24,7 +24,7 @@ pub enum Command {
     /// List the task specs, one line each.
     Tasks(TasksArgs),
     /// Evaluate a model on tasks and write a run record under reports/<run-id>/.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Tables (CSV, Parquet, JSON, Markdown), plots (SVG, PNG) and one HTML page from run records.
     Report(ReportArgs),
     /// A candidate run against a baseline: paired deltas with bootstrap 95% CIs.
@@ -185,6 +185,20 @@ pub struct RunArgs {
     /// Generation tasks: override the task's `max_tokens` per answer.
     #[arg(long, env = "ASSAY_MAX_NEW_TOKENS")]
     pub max_new_tokens: Option<u32>,
+    /// Code tasks: completions per problem (pass@k is reported for each k up to it).
+    #[arg(long, env = "ASSAY_SAMPLES", default_value_t = 1)]
+    pub samples: usize,
+    /// Code tasks: sampling temperature (default: greedy for one sample, 0.8 with top-p
+    /// 0.95 for more).
+    #[arg(long, env = "ASSAY_TEMPERATURE")]
+    pub temperature: Option<f64>,
+    /// Code tasks: `bubblewrap` (default: no network, read-only system, private /tmp,
+    /// empty environment) or `none` (no isolation: only limits and a timeout).
+    #[arg(long, env = "ASSAY_SANDBOX", default_value = "bubblewrap")]
+    pub sandbox: String,
+    /// Code tasks: the Python that runs the programs (default /usr/bin/python3).
+    #[arg(long, env = "ASSAY_PYTHON")]
+    pub python: Option<PathBuf>,
     /// Run one shard of the work: INDEX/COUNT (from 0), or `auto` for a Slurm job array
     /// or a Kubernetes Indexed Job. Writes <reports>/<run-id>/shard-<i>-of-<n>/; `assay
     /// merge` combines the shards (give every shard the same --run-id).

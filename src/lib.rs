@@ -15,6 +15,7 @@ pub mod gate;
 pub mod load;
 pub mod metrics;
 pub mod report;
+pub mod sandbox;
 pub mod search;
 pub mod spec;
 pub mod store;

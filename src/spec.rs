@@ -110,6 +110,8 @@ families! {
     MmluPro(MmluProSpec) = "mmlu_pro", "mmlu-pro";
     Gsm8k(Gsm8kSpec) = "gsm8k", "gsm8k";
     Math(MathSpec) = "math", "math";
+    /// Code written by the model and graded by running it against tests.
+    Code(CodeSpec) = "code", "code";
 }
 
 impl TaskKind {
@@ -117,7 +119,7 @@ impl TaskKind {
     pub fn generates(&self) -> bool {
         matches!(
             self,
-            TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_)
+            TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) | TaskKind::Code(_)
         )
     }
 }
@@ -184,6 +186,47 @@ fn default_recall_ks() -> Vec<usize> {
 
 fn default_image_text_main() -> String {
     "image_retrieval_recall@5".into()
+}
+
+/// Which code benchmark's layout, prompts and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeBenchmark {
+    /// HumanEval: complete a function; `check(entry_point)` runs its asserts.
+    Humaneval,
+    /// MBPP: write a function from a statement and three asserts.
+    Mbpp,
+}
+
+/// Code generation graded by execution in the sandbox, scored by pass@k.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeSpec {
+    pub benchmark: CodeBenchmark,
+    #[serde(default = "default_code_tokens")]
+    pub max_tokens: u32,
+    /// pass@k reported for each k not above `--samples`.
+    #[serde(default = "default_pass_ks")]
+    pub k_values: Vec<usize>,
+    /// Only problems whose numeric task id is in `[low, high]` (MBPP's test split is
+    /// 11–510 of the full file).
+    #[serde(default)]
+    pub task_ids: Option<[u64; 2]>,
+    /// Wall-clock seconds per program (its tests included).
+    #[serde(default = "default_code_timeout")]
+    pub timeout_seconds: f64,
+}
+
+fn default_code_tokens() -> u32 {
+    512
+}
+
+fn default_pass_ks() -> Vec<usize> {
+    vec![1, 10, 100]
+}
+
+fn default_code_timeout() -> f64 {
+    10.0
 }
 
 /// MATH-style problems: zero-shot, the answer is the last `\boxed{}`.
@@ -536,6 +579,20 @@ impl TaskSpec {
             TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) => {
                 if format != DatasetFormat::Jsonl {
                     return Err("a generation task needs format jsonl".into());
+                }
+            }
+            TaskKind::Code(c) => {
+                if format != DatasetFormat::Jsonl {
+                    return Err("a code task needs format jsonl".into());
+                }
+                if c.k_values.is_empty() || c.k_values.contains(&0) {
+                    return Err("[code] k_values must be at least 1 each".into());
+                }
+                if !(c.timeout_seconds > 0.0 && c.timeout_seconds.is_finite()) {
+                    return Err(format!(
+                        "[code] timeout_seconds must be positive, got {}",
+                        c.timeout_seconds
+                    ));
                 }
             }
             TaskKind::ImageText(it) => {

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::cli::RunArgs;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
-use crate::eval::generation::{GenerationSettings, PromptStyle};
+use crate::eval::generation::{CodeSettings, GenerationSettings, PromptStyle};
 use crate::eval::shard::Shard;
 use crate::eval::suite::{self, Model, RunMeta};
 use crate::eval::{task, Needs, RunSettings, Task};
@@ -42,6 +42,17 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
         .map(|spec| task::load(spec, &DataSource::resolve(&spec.dataset, &args.data_root)?))
         .collect::<Result<_>>()?;
     let needs = suite::needs(&tasks)?;
+    // Code tasks fail before the model loads when their programs cannot run.
+    if specs
+        .iter()
+        .any(|s| matches!(s.kind, spec::TaskKind::Code(_)))
+    {
+        crate::sandbox::Sandbox::new(
+            &args.sandbox,
+            args.python.clone(),
+            crate::sandbox::Limits::default(),
+        )?;
+    }
     // A bad --shard fails before the model loads.
     if let Some(text) = &args.shard {
         Shard::parse(text, |name| std::env::var(name).ok())?;
@@ -136,7 +147,21 @@ fn generation_model(args: &RunArgs) -> Result<(Model, serde_json::Value)> {
             )))
         }
     };
+    if args.samples == 0 {
+        return Err(Error::Usage("--samples must be at least 1".into()));
+    }
+    if args.sandbox == "none" {
+        eprintln!(
+            "warning: --sandbox none: model-written code runs WITHOUT isolation (it can read your files and reach the network); only time, memory and process limits apply"
+        );
+    }
     let settings = GenerationSettings {
+        code: CodeSettings {
+            samples: args.samples,
+            temperature: args.temperature,
+            sandbox: args.sandbox.clone(),
+            python: args.python.clone(),
+        },
         limit: args.limit,
         seed: args.seed,
         style,
@@ -157,6 +182,9 @@ fn generation_model(args: &RunArgs) -> Result<(Model, serde_json::Value)> {
         "seed": args.seed,
         "prompt_style": args.prompt_style,
         "max_new_tokens": args.max_new_tokens,
+        "samples": args.samples,
+        "temperature": args.temperature,
+        "sandbox": args.sandbox,
         "concurrency": args.concurrency,
         "bootstrap_resamples": args.bootstrap,
         "data_root": args.data_root,

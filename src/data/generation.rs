@@ -70,7 +70,7 @@ fn read_records(source: &DataSource, relative: &str) -> Result<(std::path::PathB
 }
 
 /// The file's records as JSON objects with their 1-based line (JSONL) or row (Parquet).
-fn records(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, Map<String, Value>)>> {
+pub(crate) fn records(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, Map<String, Value>)>> {
     if path.extension().is_none_or(|e| e != "parquet") {
         return json_objects(path, bytes);
     }

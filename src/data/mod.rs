@@ -2,6 +2,7 @@
 //! reports malformed input with the file, line and field.
 
 pub mod beir;
+pub mod code;
 pub mod generation;
 pub mod hub;
 pub mod image_text;

@@ -53,6 +53,33 @@ pub struct GenerationSettings {
     pub bootstrap_resamples: usize,
     /// Multiple choice by the log-likelihood of each option instead of a generated answer.
     pub loglikelihood: bool,
+    /// Code tasks: samples per problem and how their programs run.
+    #[serde(default)]
+    pub code: CodeSettings,
+}
+
+/// How code tasks sample and run programs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeSettings {
+    /// Completions per problem (pass@k needs k of them).
+    pub samples: usize,
+    /// Sampling temperature; by default greedy for one sample, 0.8 (top-p 0.95) for more.
+    pub temperature: Option<f64>,
+    /// `bubblewrap` or `none`.
+    pub sandbox: String,
+    /// The Python programs run with (default the system's).
+    pub python: Option<std::path::PathBuf>,
+}
+
+impl Default for CodeSettings {
+    fn default() -> Self {
+        CodeSettings {
+            samples: 1,
+            temperature: None,
+            sandbox: "bubblewrap".into(),
+            python: None,
+        }
+    }
 }
 
 const LETTERS: [char; 10] = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J'];
@@ -141,7 +168,7 @@ pub fn stratified_sample(groups: &[&str], limit: usize, seed: u64) -> Vec<usize>
 }
 
 /// The items a run takes: all, or `--limit`'s seeded sample stratified by `groups`.
-fn choose(groups: &[&str], settings: &GenerationSettings) -> Vec<usize> {
+pub(crate) fn choose(groups: &[&str], settings: &GenerationSettings) -> Vec<usize> {
     match settings.limit {
         Some(n) => stratified_sample(groups, n, settings.seed),
         None => (0..groups.len()).collect(),
@@ -164,7 +191,7 @@ fn answer_params(
 }
 
 /// What `run.json` records of how items and prompts were chosen, plus task-specific fields.
-fn selection(
+pub(crate) fn selection(
     settings: &GenerationSettings,
     params: &GenerationParams,
     extra: serde_json::Value,
@@ -189,7 +216,27 @@ fn generate_all(
     style: PromptStyle,
     label: &str,
 ) -> Result<Vec<Generation>> {
-    let progress = indicatif::ProgressBar::new(prompts.len() as u64);
+    let requests: Vec<GenerationRequest> = prompts
+        .iter()
+        .map(|p| GenerationRequest {
+            prompt: match style {
+                PromptStyle::Chat => Prompt::Chat(vec![ChatMessage::user(p)]),
+                PromptStyle::Completion => Prompt::Text(p.clone()),
+            },
+            params: params.clone(),
+        })
+        .collect();
+    generate_requests(generator, &requests, label)
+}
+
+/// One generation per request, `generator.parallel_requests()` at a time, in order; the
+/// first failure stops handing out work and is returned.
+pub(crate) fn generate_requests(
+    generator: &dyn Generator,
+    requests: &[GenerationRequest],
+    label: &str,
+) -> Result<Vec<Generation>> {
+    let progress = indicatif::ProgressBar::new(requests.len() as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} {elapsed} ETA {eta}")
             .expect("valid template"),
@@ -197,37 +244,31 @@ fn generate_all(
     progress.set_message(label.to_string());
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Generation>>>> =
-        Mutex::new((0..prompts.len()).map(|_| None).collect());
-    let workers = generator.parallel_requests().clamp(1, prompts.len().max(1));
+        Mutex::new((0..requests.len()).map(|_| None).collect());
+    let workers = generator
+        .parallel_requests()
+        .clamp(1, requests.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= prompts.len() {
+                if i >= requests.len() {
                     break;
                 }
-                let prompt = match style {
-                    PromptStyle::Chat => Prompt::Chat(vec![ChatMessage::user(&prompts[i])]),
-                    PromptStyle::Completion => Prompt::Text(prompts[i].clone()),
-                };
-                let request = GenerationRequest {
-                    prompt,
-                    params: params.clone(),
-                };
-                let outcome = generator.generate(&request);
+                let outcome = generator.generate(&requests[i]);
                 let failed = outcome.is_err();
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
                 progress.inc(1);
                 if failed {
                     // Stop handing out work; requests in flight finish.
-                    next.store(prompts.len(), Ordering::Relaxed);
+                    next.store(requests.len(), Ordering::Relaxed);
                 }
             });
         }
     });
     progress.finish_and_clear();
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut out = Vec::with_capacity(prompts.len());
+    let mut out = Vec::with_capacity(requests.len());
     for (i, r) in results.into_iter().enumerate() {
         match r {
             Some(Ok(g)) => out.push(g),
@@ -242,7 +283,7 @@ fn generate_all(
     Ok(out)
 }
 
-fn score(values: &[f64], settings: &GenerationSettings) -> Score {
+pub(crate) fn score(values: &[f64], settings: &GenerationSettings) -> Score {
     Score {
         value: values.iter().sum::<f64>() / values.len().max(1) as f64,
         ci95: mean_ci(values, settings.bootstrap_resamples, settings.seed),
@@ -252,7 +293,7 @@ fn score(values: &[f64], settings: &GenerationSettings) -> Score {
 /// Per-item values of every score (each is a mean over items), by sample position; `None`
 /// where an item does not count (another category). Kept in the samples so `compare` can
 /// pair items across runs.
-type PerItem = BTreeMap<String, Vec<Option<f64>>>;
+pub(crate) type PerItem = BTreeMap<String, Vec<Option<f64>>>;
 
 fn every(values: Vec<f64>) -> Vec<Option<f64>> {
     values.into_iter().map(Some).collect()
@@ -260,7 +301,7 @@ fn every(values: Vec<f64>) -> Vec<Option<f64>> {
 
 /// The scores, with each item's values written into its sample (`scores`) and the task
 /// named in every sample.
-fn finish(
+pub(crate) fn finish(
     per_item: &PerItem,
     samples: &mut [serde_json::Value],
     task: &str,

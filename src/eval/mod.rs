@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod classification;
 pub mod clustering;
+pub mod code;
 pub mod embed;
 pub mod generation;
 pub mod image_text;

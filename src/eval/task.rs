@@ -182,6 +182,7 @@ pub fn load(spec: &TaskSpec, source: &DataSource) -> Result<Box<dyn Task>> {
         TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) => {
             Box::new(super::generation::GenerationTask::load(spec, source)?)
         }
+        TaskKind::Code(section) => Box::new(super::code::CodeTask::load(spec, section, source)?),
     })
 }
 

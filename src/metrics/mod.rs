@@ -13,6 +13,7 @@ pub mod logistic;
 pub mod math_equiv;
 pub mod numpy;
 pub mod pair_classification;
+pub mod pass_at_k;
 pub mod quantile;
 pub mod ranking;
 pub mod rng;
