@@ -185,6 +185,10 @@ pub struct RunArgs {
     /// Generation tasks: override the task's `max_tokens` per answer.
     #[arg(long, env = "ASSAY_MAX_NEW_TOKENS")]
     pub max_new_tokens: Option<u32>,
+    /// GPQA: passes over the questions, each with its own shuffle of the choices
+    /// (overrides the spec's `repeats`); the accuracy averages over all.
+    #[arg(long, env = "ASSAY_REPEATS")]
+    pub repeats: Option<usize>,
     /// Code tasks: completions per problem (pass@k is reported for each k up to it).
     #[arg(long, env = "ASSAY_SAMPLES", default_value_t = 1)]
     pub samples: usize,

@@ -112,6 +112,8 @@ families! {
     Math(MathSpec) = "math", "math";
     /// Code written by the model and graded by running it against tests.
     Code(CodeSpec) = "code", "code";
+    /// GPQA four-way multiple choice, as simple-evals asks and grades it.
+    Gpqa(GpqaSpec) = "gpqa", "gpqa";
 }
 
 impl TaskKind {
@@ -119,7 +121,11 @@ impl TaskKind {
     pub fn generates(&self) -> bool {
         matches!(
             self,
-            TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) | TaskKind::Code(_)
+            TaskKind::MmluPro(_)
+                | TaskKind::Gsm8k(_)
+                | TaskKind::Math(_)
+                | TaskKind::Code(_)
+                | TaskKind::Gpqa(_)
         )
     }
 }
@@ -186,6 +192,36 @@ fn default_recall_ks() -> Vec<usize> {
 
 fn default_image_text_main() -> String {
     "image_retrieval_recall@5".into()
+}
+
+/// GPQA: simple-evals' prompt and `Answer: X` extraction, the four choices shuffled by a
+/// seeded generator on every repeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpqaSpec {
+    /// `main`, `diamond` or `extended`: the CSV is `gpqa_<variant>.csv`.
+    pub variant: String,
+    /// The authors' password-protected archive in the dataset folder, read when the CSV
+    /// is not there extracted.
+    #[serde(default = "default_gpqa_zip")]
+    pub zip: String,
+    /// Passes over the questions, each with its own shuffle (`--repeats` overrides).
+    #[serde(default = "default_gpqa_repeats")]
+    pub repeats: usize,
+    #[serde(default = "default_gpqa_tokens")]
+    pub max_tokens: u32,
+}
+
+fn default_gpqa_zip() -> String {
+    "dataset.zip".into()
+}
+
+fn default_gpqa_repeats() -> usize {
+    1
+}
+
+fn default_gpqa_tokens() -> u32 {
+    2048
 }
 
 /// Which code benchmark's layout, prompts and checks.
@@ -579,6 +615,20 @@ impl TaskSpec {
             TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) => {
                 if format != DatasetFormat::Jsonl {
                     return Err("a generation task needs format jsonl".into());
+                }
+            }
+            TaskKind::Gpqa(g) => {
+                if format != DatasetFormat::Table {
+                    return Err("a GPQA task needs format table (its CSV)".into());
+                }
+                if !["main", "diamond", "extended"].contains(&g.variant.as_str()) {
+                    return Err(format!(
+                        "[gpqa] variant `{}`: expected main, diamond or extended",
+                        g.variant
+                    ));
+                }
+                if g.repeats == 0 {
+                    return Err("[gpqa] repeats must be at least 1".into());
                 }
             }
             TaskKind::Code(c) => {

@@ -55,6 +55,7 @@ pub enum GenerationData {
     },
     Gsm8k(Vec<WordProblem>),
     Math(Vec<MathProblem>),
+    Gpqa(Vec<crate::data::gpqa::GpqaItem>),
 }
 
 pub struct Loaded {

@@ -48,8 +48,12 @@ impl HubRepo {
                 Cache::from_env().path().display()
             )));
         }
-        let api = hf_hub::api::sync::ApiBuilder::from_env()
-            .with_progress(false)
+        let mut builder = hf_hub::api::sync::ApiBuilder::from_env().with_progress(false);
+        // Gated datasets (GPQA) need a token: HF_TOKEN, else the one `hf auth login` saved.
+        if let Some(token) = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()) {
+            builder = builder.with_token(Some(token));
+        }
+        let api = builder
             .build()
             .map_err(|e| self.error(format!("cannot start the hub client: {e}")))?;
         api.repo(self.repo())

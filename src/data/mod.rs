@@ -4,6 +4,7 @@
 pub mod beir;
 pub mod code;
 pub mod generation;
+pub mod gpqa;
 pub mod hub;
 pub mod image_text;
 pub mod lines;

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::data::generation::{
     self as loaders, ChoiceItem, GenerationData, Loaded, MathProblem, WordProblem,
 };
+use crate::data::gpqa::GpqaItem;
 use crate::data::DataSource;
 use crate::engine::{
     ChatMessage, Generation, GenerationParams, GenerationRequest, Generator, Prompt,
@@ -56,6 +57,9 @@ pub struct GenerationSettings {
     /// Code tasks: samples per problem and how their programs run.
     #[serde(default)]
     pub code: CodeSettings,
+    /// GPQA: passes over the questions (overrides the spec's `repeats`).
+    #[serde(default)]
+    pub repeats: Option<usize>,
 }
 
 /// How code tasks sample and run programs.
@@ -336,6 +340,9 @@ impl GenerationTask {
             TaskKind::MmluPro(section) => loaders::load_mmlu_pro(&spec.dataset, source, section)?,
             TaskKind::Gsm8k(_) => loaders::load_gsm8k(&spec.dataset, source)?,
             TaskKind::Math(_) => loaders::load_math(&spec.dataset, source)?,
+            TaskKind::Gpqa(section) => {
+                crate::data::gpqa::load_gpqa(&spec.dataset, section, source)?
+            }
             other => {
                 return Err(Error::Usage(format!(
                     "task {}: family {} is not answered by generation",
@@ -390,6 +397,7 @@ impl Task for GenerationTask {
                 h("accuracy_hendrycks").headline(),
                 l("unboxed_rate").headline(),
             ],
+            GenerationData::Gpqa(_) => vec![h("accuracy"), l("unparsed_rate").headline()],
         }
     }
 
@@ -405,6 +413,10 @@ impl Task for GenerationTask {
             }
             GenerationData::Gsm8k(problems) => problems.iter().map(gsm8k_prompt).collect(),
             GenerationData::Math(problems) => problems.iter().map(math_prompt).collect(),
+            GenerationData::Gpqa(items) => items
+                .iter()
+                .map(|q| gpqa_prompt(q, &[0, 1, 2, 3]).0)
+                .collect(),
         };
         Ok(texts
             .into_iter()
@@ -435,6 +447,7 @@ fn run(
         }
         GenerationData::Gsm8k(problems) => gsm8k(spec, problems, generator, settings)?,
         GenerationData::Math(problems) => math(spec, problems, generator, settings)?,
+        GenerationData::Gpqa(items) => gpqa(spec, items, generator, settings)?,
     };
     let scores = finish(&per_item, &mut samples, &spec.name, settings);
     Ok(TaskResult {
@@ -731,6 +744,103 @@ fn math(
     scores.insert("unboxed_rate".into(), every(unboxed));
     let selection = selection(settings, &params, json!({"stratified_by": "subject"}));
     Ok((scores, samples, selection, chosen.len(), "accuracy"))
+}
+
+/// simple-evals' multiple-choice prompt over the choices in `permutation` order (of
+/// correct, incorrect 1, 2, 3), and the gold letter: where the correct answer's text first
+/// appears among them.
+pub fn gpqa_prompt(item: &GpqaItem, permutation: &[usize]) -> (String, char) {
+    let original = [
+        &item.correct,
+        &item.incorrect[0],
+        &item.incorrect[1],
+        &item.incorrect[2],
+    ];
+    let choices: Vec<&String> = permutation.iter().map(|&i| original[i]).collect();
+    let gold = choices
+        .iter()
+        .position(|c| **c == item.correct)
+        .expect("the correct answer is among the choices");
+    let prompt = format!(
+        "Answer the following multiple choice question. The last line of your response should be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step by step before answering.\n\n{}\n\nA) {}\nB) {}\nC) {}\nD) {}",
+        item.question, choices[0], choices[1], choices[2], choices[3]
+    );
+    (prompt, LETTERS[gold])
+}
+
+/// The questions of each repeat with their shuffles, as simple-evals draws them from one
+/// `random.Random(seed)`: a `--limit` sample first, then the list repeated, then one
+/// `sample(range(4), 4)` per entry.
+pub fn gpqa_schedule(
+    n: usize,
+    limit: Option<usize>,
+    repeats: usize,
+    seed: u64,
+) -> Vec<(usize, Vec<usize>)> {
+    let mut rng = PyRandom::seed(seed);
+    let chosen: Vec<usize> = match limit {
+        Some(k) if k < n => rng.sample(n, k).expect("k < n"),
+        _ => (0..n).collect(),
+    };
+    let mut schedule = Vec::with_capacity(chosen.len() * repeats);
+    for _ in 0..repeats {
+        for &i in &chosen {
+            schedule.push((i, Vec::new()));
+        }
+    }
+    for entry in &mut schedule {
+        entry.1 = rng.sample(4, 4).expect("4 of 4");
+    }
+    schedule
+}
+
+fn gpqa(
+    spec: &TaskSpec,
+    items: &[GpqaItem],
+    generator: &dyn Generator,
+    settings: &GenerationSettings,
+) -> Result<Outcome> {
+    let TaskKind::Gpqa(section) = &spec.kind else {
+        unreachable!("GPQA data comes from a [gpqa] spec")
+    };
+    let repeats = settings.repeats.unwrap_or(section.repeats).max(1);
+    let schedule = gpqa_schedule(items.len(), settings.limit, repeats, settings.seed);
+    let prompts: Vec<(String, char)> = schedule
+        .iter()
+        .map(|(i, permutation)| gpqa_prompt(&items[*i], permutation))
+        .collect();
+    let texts: Vec<String> = prompts.iter().map(|(p, _)| p.clone()).collect();
+    let params = answer_params(settings, section.max_tokens, &[]);
+    let outputs = generate_all(generator, &texts, &params, settings.style, &spec.name)?;
+    let (mut correct, mut unparsed, mut samples) = (vec![], vec![], vec![]);
+    let questions = schedule.len() / repeats;
+    for (k, ((i, permutation), (prompt, gold))) in schedule.iter().zip(&prompts).enumerate() {
+        let extracted = answer::gpqa(&outputs[k].text);
+        let hit = extracted == Some(*gold);
+        correct.push(f64::from(u8::from(hit)));
+        unparsed.push(f64::from(u8::from(extracted.is_none())));
+        samples.push(json!({
+            "id": format!("{}#{}", items[*i].id, k / questions),
+            "repeat": k / questions,
+            "domain": items[*i].domain,
+            "permutation": permutation,
+            "prompt": prompt,
+            "output": outputs[k].text,
+            "finish_reason": outputs[k].finish_reason,
+            "extracted": extracted.map(String::from),
+            "gold": gold.to_string(),
+            "correct": hit,
+        }));
+    }
+    let mut scores = BTreeMap::new();
+    scores.insert("accuracy".into(), every(correct));
+    scores.insert("unparsed_rate".into(), every(unparsed));
+    let selection = selection(
+        settings,
+        &params,
+        json!({"repeats": repeats, "questions": questions, "shuffle": "simple-evals: random.Random(seed).sample(range(4), 4) per question and repeat"}),
+    );
+    Ok((scores, samples, selection, schedule.len(), "accuracy"))
 }
 
 #[cfg(test)]

@@ -179,7 +179,7 @@ pub fn load(spec: &TaskSpec, source: &DataSource) -> Result<Box<dyn Task>> {
         TaskKind::Summarization(section) => Box::new(
             super::summarization::SummarizationTask::load(spec, section, source)?,
         ),
-        TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) => {
+        TaskKind::MmluPro(_) | TaskKind::Gsm8k(_) | TaskKind::Math(_) | TaskKind::Gpqa(_) => {
             Box::new(super::generation::GenerationTask::load(spec, source)?)
         }
         TaskKind::Code(section) => Box::new(super::code::CodeTask::load(spec, section, source)?),

@@ -29,6 +29,19 @@ static ANSWER_IS: LazyLock<Regex> =
 // line holding one (`\s*` may still run across lines).
 static ANSWER_COLON: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r".*[aA]nswer:\s*([A-J])").expect("valid regex"));
+// simple-evals' ANSWER_PATTERN_MULTICHOICE (GPQA): case-insensitive, so a lowercase
+// letter is read (and then does not equal the uppercase gold, as there).
+static ANSWER_MULTICHOICE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)Answer[ \t]*:[ \t]*\$?([A-D])\$?").expect("valid regex"));
+
+/// The letter simple-evals' GPQA grader reads: the first `Answer: X` (any case).
+pub fn gpqa(text: &str) -> Option<char> {
+    ANSWER_MULTICHOICE
+        .captures(text)
+        .and_then(|c| c.get(1))
+        .and_then(|m| m.as_str().chars().next())
+}
+
 static STANDALONE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b[A-J]\b").expect("valid regex"));
 
