@@ -48,6 +48,9 @@ pub enum Command {
     ServeTrivial(ServeTrivialArgs),
     /// Combine the shards of a sharded run (or bench) into one record.
     Merge(MergeArgs),
+    /// Grade saved outputs without a model (human-eval samples, the official MMLU-Pro
+    /// results, assay's samples.jsonl) and write a run record.
+    Grade(GradeArgs),
     /// Embed a task's inputs through two engines and compare vectors and scores.
     Parity(ParityArgs),
     /// Send one prompt to a chat or completion model and show the answer with its timing.
@@ -212,6 +215,42 @@ pub struct RunArgs {
     /// f16 at half the size and about 3 significant digits).
     #[arg(long, env = "ASSAY_STORE_DTYPE", default_value = "f32")]
     pub store_dtype: crate::store::vectors::StoreDtype,
+}
+
+#[derive(Debug, Args)]
+pub struct GradeArgs {
+    /// Task name (from the tasks folder) or path to a spec file.
+    #[arg(long, env = "ASSAY_TASKS")]
+    pub task: String,
+    /// The saved outputs.
+    #[arg(long, env = "ASSAY_OUTPUTS")]
+    pub outputs: PathBuf,
+    /// `auto`, `human-eval` ({task_id, completion} JSONL), `assay` (samples.jsonl) or
+    /// `mmlu-pro` (the official evaluation's JSON results, or a zip of them).
+    #[arg(long, env = "ASSAY_OUTPUTS_FORMAT", default_value = "auto")]
+    pub format: String,
+    /// Folder holding datasets by name (code tasks read their tests there).
+    #[arg(long, env = "ASSAY_DATA", default_value = "datasets")]
+    pub data_root: PathBuf,
+    #[arg(long, env = "ASSAY_TASKS_DIR", default_value = "tasks")]
+    pub tasks_dir: PathBuf,
+    #[arg(long, env = "ASSAY_REPORTS", default_value = "reports")]
+    pub reports: PathBuf,
+    /// Name of the run folder (default: time stamp and the outputs' file name).
+    #[arg(long, env = "ASSAY_RUN_ID")]
+    pub run_id: Option<String>,
+    /// How the outputs were prompted (code tasks; assay samples say it themselves):
+    /// `completion` continues the prompt, `chat` is a reply with a code block.
+    #[arg(long, env = "ASSAY_PROMPT_STYLE", default_value = "completion")]
+    pub prompt_style: String,
+    #[arg(long, env = "ASSAY_SANDBOX", default_value = "bubblewrap")]
+    pub sandbox: String,
+    #[arg(long, env = "ASSAY_PYTHON")]
+    pub python: Option<PathBuf>,
+    #[arg(long, env = "ASSAY_BOOTSTRAP", default_value_t = 1000)]
+    pub bootstrap: usize,
+    #[arg(long, env = "ASSAY_SEED", default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,7 @@ fn main() {
         Command::BenchHarness(args) => commands::bench_harness::run(args).map_err(Into::into),
         Command::ServeTrivial(args) => commands::bench_harness::serve(args).map_err(Into::into),
         Command::Merge(args) => commands::merge::run(args).map_err(Into::into),
+        Command::Grade(args) => commands::grade::run(args).map(|_| ()).map_err(Into::into),
         Command::Generate(args) => commands::generate::run(args).map_err(Into::into),
         Command::Parity(args) => match commands::parity::run(args) {
             Ok(true) => Ok(()),

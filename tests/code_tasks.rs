@@ -245,6 +245,36 @@ fn smollm2_writes_code_through_llama_server_and_locally() {
             assert!(c["code"].as_str().unwrap().starts_with(prompt));
         }
     }
+    // Graded again from its samples (`assay grade`), the run gives the same scores.
+    for task in ["humaneval", "mbpp"] {
+        let reports = tmp.path().join(format!("regraded-{task}"));
+        let (code, out, err) = common::output(
+            common::assay()
+                .args(["grade", "--task", task, "--run-id", "again"])
+                .arg("--outputs")
+                .arg(dir.join("samples.jsonl"))
+                .arg("--data-root")
+                .arg(common::data_root())
+                .arg("--reports")
+                .arg(&reports),
+        );
+        assert_eq!(
+            code, 0,
+            "{out}
+{err}"
+        );
+        let score = |run: &Path| {
+            json(&run.join("run.json"))["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["result"]["task"] == task)
+                .unwrap()["result"]["scores"]["pass@1"]["value"]
+                .as_f64()
+                .unwrap()
+        };
+        assert_eq!(score(&reports.join("again")), score(&dir), "{task}");
+    }
     let run_json = json(&dir.join("run.json"));
     let selection = &run_json["tasks"][0]["result"]["dataset"]["selection"];
     assert_eq!(selection["samples"], 2);
@@ -266,4 +296,36 @@ fn smollm2_writes_code_through_llama_server_and_locally() {
     let dir = tmp.path().join("local");
     check_run(&dir, "humaneval", 3, 2);
     check_run(&dir, "mbpp", 3, 2);
+
+    // compare pairs the two runs problem by problem on pass@1, and gate reads it.
+    let out_dir = tmp.path().join("compare");
+    let (code, out, err) = common::output(
+        common::assay()
+            .arg("compare")
+            .arg(tmp.path().join("served"))
+            .arg(&dir)
+            .arg("--out")
+            .arg(&out_dir),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("pass@1"), "{out}");
+    let compare = json(&out_dir.join("compare.json"));
+    let text = compare.to_string();
+    assert!(text.contains("pass@1"), "{text}");
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nmetric = \"humaneval.pass@1\"\nmin = 0.0\n\n[[rule]]\nmetric = \"mbpp.pass@1\"\nmax_drop = 1.0\n",
+    )
+    .unwrap();
+    let (code, out, err) = common::output(
+        common::assay()
+            .args(["gate", "--rules"])
+            .arg(&rules)
+            .arg(&dir)
+            .arg("--baseline")
+            .arg(tmp.path().join("served")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("humaneval.pass@1"), "{out}");
 }

@@ -72,6 +72,27 @@ fn mmlu_pro_math500_and_gsm8k_through_llama_server() {
             .ends_with("Answer: Let's think step by step."));
     }
     let mmlu = &run_json["tasks"][0]["result"];
+    // `assay grade` on the run's own samples gives the run's scores.
+    let regraded = tmp.path().join("regraded");
+    let (code, out, err) = common::output(
+        common::assay()
+            .args([
+                "grade", "--task", "mmlu-pro", "--format", "assay", "--run-id", "again",
+            ])
+            .arg("--outputs")
+            .arg(dir.join("samples.jsonl"))
+            .arg("--reports")
+            .arg(&regraded),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let again = json(&regraded.join("again/run.json"));
+    for measure in ["accuracy_l1", "accuracy_l2", "accuracy_l2_random_fallback"] {
+        assert_eq!(
+            value(&again["tasks"][0]["result"], measure),
+            value(mmlu, measure),
+            "{measure}"
+        );
+    }
     // The headline equals the share of samples marked correct.
     let correct = items.iter().filter(|s| s["correct"] == true).count();
     let accuracy = value(mmlu, "accuracy_l2");

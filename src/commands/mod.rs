@@ -7,6 +7,7 @@ pub mod bench_embed;
 pub mod bench_harness;
 pub mod bench_search;
 pub mod generate;
+pub mod grade;
 pub mod merge;
 pub mod parity;
 pub mod report;

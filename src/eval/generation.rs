@@ -376,18 +376,7 @@ impl Task for GenerationTask {
         let h = Measure::higher;
         let l = Measure::lower;
         match &self.loaded.data {
-            GenerationData::MmluPro { .. } => vec![
-                h("accuracy_l2"),
-                h("accuracy_l1").headline(),
-                l("unparsed_rate_l2").headline(),
-                l("unparsed_rate_l1"),
-                h("accuracy_l2_random_fallback").headline(),
-                h("accuracy_l1_random_fallback"),
-                h("accuracy_lm_eval_strict").headline(),
-                // --scoring loglikelihood
-                h("acc"),
-                h("acc_norm").headline(),
-            ],
+            GenerationData::MmluPro { .. } => mmlu_pro_measures(),
             GenerationData::Gsm8k(_) => vec![
                 h("exact_match_strict"),
                 h("exact_match_flexible").headline(),
@@ -472,6 +461,40 @@ fn run(
     })
 }
 
+/// The result of MMLU-Pro answers graded from saved outputs (`assay grade`), in the
+/// outputs' order; `origin` and `fingerprint` are the outputs file's.
+pub fn mmlu_pro_graded(
+    spec: &TaskSpec,
+    rows: &[MmluProRow],
+    origin: String,
+    fingerprint: String,
+    settings: &GenerationSettings,
+    started: Instant,
+) -> TaskResult {
+    let (per_item, mut samples, per_category) = grade_mmlu_pro(rows);
+    let scores = finish(&per_item, &mut samples, &spec.name, settings);
+    TaskResult {
+        measures: mmlu_pro_measures(),
+        task: spec.name.clone(),
+        task_name: spec.name.clone(),
+        family: spec.family().into(),
+        split: spec.dataset.split.clone(),
+        main_score: "accuracy_l2".into(),
+        scores,
+        dataset: DatasetRecord {
+            origin: origin.clone(),
+            fingerprint,
+            items: rows.len(),
+            corpus_size: None,
+            selection: Some(json!({"graded_from": origin, "per_category": per_category})),
+        },
+        replicates: Vec::new(),
+        embedding: EmbedStats::default(),
+        seconds: started.elapsed().as_secs_f64(),
+        samples,
+    }
+}
+
 type Outcome = (
     PerItem,
     Vec<serde_json::Value>,
@@ -515,79 +538,20 @@ fn mmlu_pro(
         .collect();
     let params = answer_params(settings, section.max_tokens, &["Question:"]);
     let outputs = generate_all(generator, &prompts, &params, settings.style, &spec.name)?;
-
-    // The official fallback: one CPython generator seeded 12345, drawn for every
-    // unparsed answer of the l1 pass, then of the l2 pass.
-    let mut rng = PyRandom::seed(12345);
-    let mut per_level = Vec::new();
-    for level in [Level::L1, Level::L2] {
-        let mut rows = Vec::new();
-        for (&i, g) in chosen.iter().zip(&outputs) {
-            let pred = answer::mmlu_pro(&g.text, level);
-            let drawn = pred.unwrap_or_else(|| rng.choice(&LETTERS));
-            rows.push((pred, drawn == test[i].answer));
-        }
-        per_level.push(rows);
-    }
-    let mut scores = BTreeMap::new();
-    for (name, rows) in [("l1", &per_level[0]), ("l2", &per_level[1])] {
-        let correct: Vec<f64> = chosen
-            .iter()
-            .zip(rows.iter())
-            .map(|(&i, (p, _))| f64::from(u8::from(*p == Some(test[i].answer))))
-            .collect();
-        let unparsed: Vec<f64> = rows
-            .iter()
-            .map(|(p, _)| f64::from(u8::from(p.is_none())))
-            .collect();
-        let fallback: Vec<f64> = rows
-            .iter()
-            .map(|(_, ok)| f64::from(u8::from(*ok)))
-            .collect();
-        scores.insert(format!("accuracy_{name}"), every(correct));
-        scores.insert(format!("unparsed_rate_{name}"), every(unparsed));
-        scores.insert(format!("accuracy_{name}_random_fallback"), every(fallback));
-    }
-    let strict: Vec<f64> = chosen
+    let rows: Vec<MmluProRow> = chosen
         .iter()
+        .zip(prompts)
         .zip(&outputs)
-        .map(|(&i, g)| {
-            f64::from(u8::from(
-                answer::mmlu_pro_lm_eval(&g.text) == Some(test[i].answer),
-            ))
+        .map(|((&i, prompt), g)| MmluProRow {
+            id: test[i].id.clone(),
+            category: test[i].category.clone(),
+            gold: test[i].answer,
+            prompt: Some(prompt),
+            output: g.text.clone(),
+            finish_reason: g.finish_reason.clone(),
         })
         .collect();
-    scores.insert("accuracy_lm_eval_strict".into(), every(strict));
-    // Per category, at level l2 with unparsed answers wrong.
-    let mut per_category: BTreeMap<&str, usize> = BTreeMap::new();
-    for (k, &i) in chosen.iter().enumerate() {
-        let category = test[i].category.as_str();
-        *per_category.entry(category).or_default() += 1;
-        let ok = per_level[1][k].0 == Some(test[i].answer);
-        scores
-            .entry(format!("accuracy_l2/{category}"))
-            .or_insert_with(|| vec![None; chosen.len()])[k] = Some(f64::from(u8::from(ok)));
-    }
-    let samples = chosen
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| {
-            let item = &test[i];
-            json!({
-                "id": item.id,
-                "category": item.category,
-                "prompt": prompts[k],
-                "output": outputs[k].text,
-                "finish_reason": outputs[k].finish_reason,
-                "extracted": {
-                    "l1": per_level[0][k].0.map(String::from),
-                    "l2": per_level[1][k].0.map(String::from),
-                },
-                "gold": item.answer.to_string(),
-                "correct": per_level[1][k].0 == Some(item.answer),
-            })
-        })
-        .collect();
+    let (scores, samples, per_category) = grade_mmlu_pro(&rows);
     let selection = selection(
         settings,
         &params,
@@ -599,6 +563,112 @@ fn mmlu_pro(
         }),
     );
     Ok((scores, samples, selection, chosen.len(), "accuracy_l2"))
+}
+
+/// MMLU-Pro's measures, the main score first.
+pub fn mmlu_pro_measures() -> Vec<Measure> {
+    let h = Measure::higher;
+    let l = Measure::lower;
+    vec![
+        h("accuracy_l2"),
+        h("accuracy_l1").headline(),
+        l("unparsed_rate_l2").headline(),
+        l("unparsed_rate_l1"),
+        h("accuracy_l2_random_fallback").headline(),
+        h("accuracy_l1_random_fallback"),
+        h("accuracy_lm_eval_strict").headline(),
+        // --scoring loglikelihood
+        h("acc"),
+        h("acc_norm").headline(),
+    ]
+}
+
+/// One MMLU-Pro answer to grade.
+#[derive(Debug, Clone)]
+pub struct MmluProRow {
+    pub id: String,
+    pub category: String,
+    pub gold: char,
+    pub prompt: Option<String>,
+    pub output: String,
+    pub finish_reason: Option<String>,
+}
+
+/// Grades answers in the order given, as the official `compute_accuracy.py` does: both
+/// extraction levels, and its one seeded fallback generator drawn for every unparsed
+/// answer of the l1 pass, then of the l2 pass. Returns per-item scores, the samples and
+/// the count per category.
+pub fn grade_mmlu_pro(
+    rows: &[MmluProRow],
+) -> (PerItem, Vec<serde_json::Value>, BTreeMap<String, usize>) {
+    let mut rng = PyRandom::seed(12345);
+    let mut per_level = Vec::new();
+    for level in [Level::L1, Level::L2] {
+        let mut graded = Vec::new();
+        for row in rows {
+            let pred = answer::mmlu_pro(&row.output, level);
+            let drawn = pred.unwrap_or_else(|| rng.choice(&LETTERS));
+            graded.push((pred, drawn == row.gold));
+        }
+        per_level.push(graded);
+    }
+    let mut scores = BTreeMap::new();
+    for (name, graded) in [("l1", &per_level[0]), ("l2", &per_level[1])] {
+        let correct: Vec<f64> = rows
+            .iter()
+            .zip(graded.iter())
+            .map(|(row, (p, _))| f64::from(u8::from(*p == Some(row.gold))))
+            .collect();
+        let unparsed: Vec<f64> = graded
+            .iter()
+            .map(|(p, _)| f64::from(u8::from(p.is_none())))
+            .collect();
+        let fallback: Vec<f64> = graded
+            .iter()
+            .map(|(_, ok)| f64::from(u8::from(*ok)))
+            .collect();
+        scores.insert(format!("accuracy_{name}"), every(correct));
+        scores.insert(format!("unparsed_rate_{name}"), every(unparsed));
+        scores.insert(format!("accuracy_{name}_random_fallback"), every(fallback));
+    }
+    let strict: Vec<f64> = rows
+        .iter()
+        .map(|row| {
+            f64::from(u8::from(
+                answer::mmlu_pro_lm_eval(&row.output) == Some(row.gold),
+            ))
+        })
+        .collect();
+    scores.insert("accuracy_lm_eval_strict".into(), every(strict));
+    // Per category, at level l2 with unparsed answers wrong.
+    let mut per_category: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, row) in rows.iter().enumerate() {
+        *per_category.entry(row.category.clone()).or_default() += 1;
+        let ok = per_level[1][k].0 == Some(row.gold);
+        scores
+            .entry(format!("accuracy_l2/{}", row.category))
+            .or_insert_with(|| vec![None; rows.len()])[k] = Some(f64::from(u8::from(ok)));
+    }
+    let samples = rows
+        .iter()
+        .enumerate()
+        .map(|(k, row)| {
+            json!({
+                "id": row.id,
+                "category": row.category,
+                "prompt": row.prompt,
+                "output": row.output,
+                "finish_reason": row.finish_reason,
+                "extracted": {
+                    "l1": per_level[0][k].0.map(String::from),
+                    "l2": per_level[1][k].0.map(String::from),
+                },
+                "gold": row.gold.to_string(),
+                "correct": per_level[1][k].0 == Some(row.gold),
+            })
+        })
+        .collect();
+    (scores, samples, per_category)
 }
 
 /// lm-eval's `acc` / `acc_norm` for multiple choice: each option's text is a continuation

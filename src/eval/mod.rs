@@ -8,6 +8,7 @@ pub mod clustering;
 pub mod code;
 pub mod embed;
 pub mod generation;
+pub mod grade;
 pub mod image_text;
 pub mod merge;
 pub mod pair_classification;

