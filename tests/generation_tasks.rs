@@ -147,6 +147,22 @@ fn mmlu_pro_math500_and_gsm8k_through_llama_server() {
     assert!(value(math, "accuracy") >= value(math, "accuracy_hendrycks"));
     let strict = value(gsm, "exact_match_strict");
     let flexible = value(gsm, "exact_match_flexible");
+    // Regraded from the run's own samples, the GSM8K scores are the same.
+    let regraded = tmp.path().join("regraded-gsm8k");
+    let (code, out, err) = common::output(
+        common::assay()
+            .args([
+                "grade", "--task", "gsm8k", "--format", "assay", "--run-id", "again",
+            ])
+            .arg("--outputs")
+            .arg(dir.join("samples.jsonl"))
+            .arg("--reports")
+            .arg(&regraded),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let again = &json(&regraded.join("again/run.json"))["tasks"][0]["result"];
+    assert_eq!(value(again, "exact_match_strict"), strict);
+    assert_eq!(value(again, "exact_match_flexible"), flexible);
     assert!((0.0..=1.0).contains(&strict) && (0.0..=1.0).contains(&flexible));
     eprintln!(
         "SmolLM2-135M: MMLU-Pro(30) l2 {accuracy:.3}; MATH-500(20) {:.3}; GSM8K(20) strict {strict:.3} flexible {flexible:.3}",

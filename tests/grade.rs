@@ -123,6 +123,70 @@ fn human_eval_samples_are_run_and_scored_by_pass_at_k() {
 }
 
 #[test]
+fn lm_eval_gsm8k_samples_are_graded_strictly_and_flexibly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::data_root().join("gsm8k/test.jsonl")).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .take(4)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let gold = |d: &serde_json::Value| {
+        d["answer"]
+            .as_str()
+            .unwrap()
+            .rsplit("#### ")
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    // Real GSM8K docs with answers lm-eval would have logged: the reference itself (both
+    // right), a wrong number, the right number without `####` (flexible only), `#### N`.
+    let responses = [
+        docs[0]["answer"].as_str().unwrap().to_string(),
+        "The answer is 123456789.".to_string(),
+        format!("So the total is {}.", gold(&docs[2])),
+        format!("Working...\n#### {}", gold(&docs[3])),
+    ];
+    let lines: String = docs
+        .iter()
+        .zip(&responses)
+        .enumerate()
+        .map(|(i, (doc, resp))| {
+            serde_json::json!({
+                "doc_id": i, "doc": doc, "target": gold(doc),
+                "arguments": {"gen_args_0": {"arg_0": "..."}},
+                "resps": [[resp]], "filtered_resps": [resp],
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let file = tmp.path().join("samples_gsm8k_2024.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let (code, out, err) = grade(&file, "gsm8k", tmp.path(), &["--format", "lm-eval"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = result(tmp.path());
+    assert_eq!(value(&r, "exact_match_strict"), 0.5);
+    assert_eq!(value(&r, "exact_match_flexible"), 0.75);
+
+    // Another task's lm-eval file (ARC-style docs) is refused, naming the field.
+    let other = tmp.path().join("samples_arc_easy.jsonl");
+    std::fs::write(
+        &other,
+        "{\"doc_id\": 0, \"doc\": {\"id\": \"x\", \"choices\": {}}, \"resps\": [[\"A\"]]}\n",
+    )
+    .unwrap();
+    let (code, _, err) = grade(&other, "gsm8k", &tmp.path().join("o"), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("samples_arc_easy.jsonl:1") && err.contains("doc.question"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_outputs_name_the_file_line_and_field() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: Vec<(&str, Vec<u8>, &str, Vec<&str>)> = vec![

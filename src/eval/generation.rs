@@ -461,32 +461,94 @@ fn run(
     })
 }
 
-/// The result of MMLU-Pro answers graded from saved outputs (`assay grade`), in the
-/// outputs' order; `origin` and `fingerprint` are the outputs file's.
+/// The result of answers graded from saved outputs (`assay grade`), in the outputs'
+/// order; `origin` and `fingerprint` are the outputs file's.
+pub struct GradedOutputs {
+    pub origin: String,
+    pub fingerprint: String,
+    pub format: String,
+}
+
+/// MMLU-Pro answers graded from saved outputs.
 pub fn mmlu_pro_graded(
     spec: &TaskSpec,
     rows: &[MmluProRow],
-    origin: String,
-    fingerprint: String,
+    from: GradedOutputs,
     settings: &GenerationSettings,
     started: Instant,
 ) -> TaskResult {
-    let (per_item, mut samples, per_category) = grade_mmlu_pro(rows);
+    let (per_item, samples, per_category) = grade_mmlu_pro(rows);
+    let extra = json!({"per_category": per_category});
+    graded_result(
+        spec,
+        "accuracy_l2",
+        mmlu_pro_measures(),
+        per_item,
+        samples,
+        from,
+        extra,
+        settings,
+        started,
+    )
+}
+
+/// GSM8K answers graded from saved outputs.
+pub fn gsm8k_graded(
+    spec: &TaskSpec,
+    rows: &[Gsm8kRow],
+    from: GradedOutputs,
+    settings: &GenerationSettings,
+    started: Instant,
+) -> TaskResult {
+    let (per_item, samples) = grade_gsm8k(rows);
+    let measures = vec![
+        Measure::higher("exact_match_strict"),
+        Measure::higher("exact_match_flexible").headline(),
+    ];
+    graded_result(
+        spec,
+        "exact_match_strict",
+        measures,
+        per_item,
+        samples,
+        from,
+        json!({}),
+        settings,
+        started,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn graded_result(
+    spec: &TaskSpec,
+    main: &str,
+    measures: Vec<Measure>,
+    per_item: PerItem,
+    mut samples: Vec<serde_json::Value>,
+    from: GradedOutputs,
+    extra: serde_json::Value,
+    settings: &GenerationSettings,
+    started: Instant,
+) -> TaskResult {
     let scores = finish(&per_item, &mut samples, &spec.name, settings);
+    let mut selection = json!({"graded_from": from.origin, "format": from.format});
+    if let (Some(map), serde_json::Value::Object(more)) = (selection.as_object_mut(), extra) {
+        map.extend(more);
+    }
     TaskResult {
-        measures: mmlu_pro_measures(),
         task: spec.name.clone(),
         task_name: spec.name.clone(),
         family: spec.family().into(),
         split: spec.dataset.split.clone(),
-        main_score: "accuracy_l2".into(),
+        main_score: main.into(),
         scores,
+        measures,
         dataset: DatasetRecord {
-            origin: origin.clone(),
-            fingerprint,
-            items: rows.len(),
+            origin: from.origin,
+            fingerprint: from.fingerprint,
+            items: samples.len(),
             corpus_size: None,
-            selection: Some(json!({"graded_from": origin, "per_category": per_category})),
+            selection: Some(selection),
         },
         replicates: Vec::new(),
         embedding: EmbedStats::default(),
@@ -735,13 +797,49 @@ fn gsm8k(
     let prompts: Vec<String> = chosen.iter().map(|&i| gsm8k_prompt(&problems[i])).collect();
     let params = answer_params(settings, section.max_tokens, &["Question:"]);
     let outputs = generate_all(generator, &prompts, &params, settings.style, &spec.name)?;
+    let rows: Vec<Gsm8kRow> = chosen
+        .iter()
+        .zip(prompts)
+        .zip(&outputs)
+        .map(|((&i, prompt), g)| Gsm8kRow {
+            id: problems[i].id.clone(),
+            prompt: Some(prompt),
+            output: g.text.clone(),
+            finish_reason: g.finish_reason.clone(),
+            reference: problems[i].answer.clone(),
+        })
+        .collect();
+    let (scores, samples) = grade_gsm8k(&rows);
+    let selection = selection(settings, &params, json!({}));
+    Ok((
+        scores,
+        samples,
+        selection,
+        chosen.len(),
+        "exact_match_strict",
+    ))
+}
+
+/// One GSM8K answer to grade.
+#[derive(Debug, Clone)]
+pub struct Gsm8kRow {
+    pub id: String,
+    pub prompt: Option<String>,
+    pub output: String,
+    pub finish_reason: Option<String>,
+    /// The reference solution (its final answer follows `#### `).
+    pub reference: String,
+}
+
+/// lm-eval's strict (`#### N`) and flexible (last number) exact match of each answer.
+pub fn grade_gsm8k(rows: &[Gsm8kRow]) -> (PerItem, Vec<serde_json::Value>) {
     let mut strict = Vec::new();
     let mut flexible = Vec::new();
     let mut samples = Vec::new();
-    for (k, &i) in chosen.iter().enumerate() {
-        let gold = answer::gsm8k_normalize(&problems[i].answer);
-        let s = answer::gsm8k(&outputs[k].text, Gsm8kMode::Strict);
-        let f = answer::gsm8k(&outputs[k].text, Gsm8kMode::Flexible);
+    for row in rows {
+        let gold = answer::gsm8k_normalize(&row.reference);
+        let s = answer::gsm8k(&row.output, Gsm8kMode::Strict);
+        let f = answer::gsm8k(&row.output, Gsm8kMode::Flexible);
         let hit = |x: &Option<String>| {
             x.as_deref()
                 .is_some_and(|x| answer::gsm8k_normalize(x) == gold)
@@ -749,10 +847,10 @@ fn gsm8k(
         strict.push(f64::from(u8::from(hit(&s))));
         flexible.push(f64::from(u8::from(hit(&f))));
         samples.push(json!({
-            "id": problems[i].id,
-            "prompt": prompts[k],
-            "output": outputs[k].text,
-            "finish_reason": outputs[k].finish_reason,
+            "id": row.id,
+            "prompt": row.prompt,
+            "output": row.output,
+            "finish_reason": row.finish_reason,
             "extracted": {"strict": s, "flexible": f},
             "gold": gold,
             "correct": hit(&s),
@@ -762,14 +860,7 @@ fn gsm8k(
     let mut scores = BTreeMap::new();
     scores.insert("exact_match_strict".into(), every(strict));
     scores.insert("exact_match_flexible".into(), every(flexible));
-    let selection = selection(settings, &params, json!({}));
-    Ok((
-        scores,
-        samples,
-        selection,
-        chosen.len(),
-        "exact_match_strict",
-    ))
+    (scores, samples)
 }
 
 fn math(

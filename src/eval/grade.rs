@@ -14,7 +14,10 @@ use crate::data::lines::{json_objects, read_bytes, sha256_hex, str_field};
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::eval::code::CodeTask;
-use crate::eval::generation::{mmlu_pro_graded, GenerationSettings, MmluProRow, PromptStyle};
+use crate::eval::generation::{
+    gsm8k_graded, mmlu_pro_graded, GenerationSettings, GradedOutputs, Gsm8kRow, MmluProRow,
+    PromptStyle,
+};
 use crate::eval::TaskResult;
 use crate::spec::{TaskKind, TaskSpec};
 
@@ -28,6 +31,8 @@ pub enum OutputsFormat {
     /// The official MMLU-Pro evaluation's results: a JSON list (or a zip of one) of
     /// records with `question_id`, `answer`, `category` and the model's text.
     MmluPro,
+    /// lm-evaluation-harness `--log_samples` JSONL (`doc_id`, `doc`, `resps`).
+    LmEval,
 }
 
 impl OutputsFormat {
@@ -38,10 +43,11 @@ impl OutputsFormat {
             "human-eval" | "humaneval" => OutputsFormat::HumanEval,
             "assay" => OutputsFormat::Assay,
             "mmlu-pro" => OutputsFormat::MmluPro,
+            "lm-eval" => OutputsFormat::LmEval,
             "auto" => return detect(path),
             other => {
                 return Err(Error::Usage(format!(
-                    "--format `{other}`: expected auto, human-eval, assay or mmlu-pro"
+                    "--format `{other}`: expected auto, human-eval, assay, mmlu-pro or lm-eval"
                 )))
             }
         })
@@ -61,6 +67,9 @@ fn detect(path: &Path) -> Result<OutputsFormat> {
     match objects.first() {
         Some((_, o)) if o.contains_key("completions") => Ok(OutputsFormat::Assay),
         Some((_, o)) if o.contains_key("completion") => Ok(OutputsFormat::HumanEval),
+        Some((_, o)) if o.contains_key("doc") && o.contains_key("resps") => {
+            Ok(OutputsFormat::LmEval)
+        }
         Some((line, _)) => Err(Error::record(
             path,
             *line,
@@ -92,17 +101,18 @@ pub fn grade(
                 OutputsFormat::MmluPro => official_mmlu_pro(outputs, &bytes)?,
                 _ => assay_mmlu_pro(outputs, &bytes, &spec.name)?,
             };
-            Ok(mmlu_pro_graded(
-                spec,
-                &rows,
-                outputs.display().to_string(),
-                sha256_hex(&bytes),
-                settings,
-                started,
-            ))
+            Ok(mmlu_pro_graded(spec, &rows, from(outputs, &bytes, format), settings, started))
+        }
+        (TaskKind::Gsm8k(_), OutputsFormat::LmEval | OutputsFormat::Assay) => {
+            let bytes = read_bytes(outputs)?;
+            let rows = match format {
+                OutputsFormat::LmEval => lm_eval_gsm8k(outputs, &bytes)?,
+                _ => assay_gsm8k(outputs, &bytes, &spec.name)?,
+            };
+            Ok(gsm8k_graded(spec, &rows, from(outputs, &bytes, format), settings, started))
         }
         (kind, format) => Err(Error::Usage(format!(
-            "assay grade: {format:?} outputs do not fit task {} (family {}); code tasks take human-eval or assay samples, MMLU-Pro the official outputs or assay samples",
+            "assay grade: {format:?} outputs do not fit task {} (family {}); code tasks take human-eval or assay samples, MMLU-Pro the official outputs or assay samples, GSM8K lm-eval or assay samples",
             spec.name,
             kind.family()
         ))),
@@ -327,4 +337,81 @@ fn single_letter(path: &Path, at: usize, field: &str, text: &str) -> Result<char
             format!("`{text}` is not a letter A-J"),
         )),
     }
+}
+
+fn from(path: &Path, bytes: &[u8], format: OutputsFormat) -> GradedOutputs {
+    GradedOutputs {
+        origin: path.display().to_string(),
+        fingerprint: sha256_hex(bytes),
+        format: format!("{format:?}"),
+    }
+}
+
+/// lm-eval's GSM8K samples: the question and reference in `doc`, the raw generation in
+/// `resps[0][0]`. A file of another task lacks `doc.question` or `doc.answer`.
+fn lm_eval_gsm8k(path: &Path, bytes: &[u8]) -> Result<Vec<Gsm8kRow>> {
+    let mut rows = Vec::new();
+    for (line, obj) in json_objects(path, bytes)? {
+        let doc = match obj.get("doc") {
+            Some(Value::Object(doc)) => doc,
+            _ => return Err(Error::record(path, line, "doc", "missing object")),
+        };
+        for field in ["question", "answer"] {
+            if !doc.get(field).is_some_and(Value::is_string) {
+                return Err(Error::record(
+                    path,
+                    line,
+                    format!("doc.{field}"),
+                    "missing: not an lm-eval gsm8k sample (another task's file?)",
+                ));
+            }
+        }
+        let output = obj
+            .get("resps")
+            .and_then(|r| r.get(0))
+            .and_then(|r| r.get(0))
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::record(path, line, "resps", "expected [[text]]"))?;
+        rows.push(Gsm8kRow {
+            id: obj
+                .get("doc_id")
+                .map_or_else(|| line.to_string(), |v| v.to_string()),
+            prompt: None,
+            output: output.to_string(),
+            finish_reason: None,
+            reference: doc["answer"].as_str().unwrap_or_default().to_string(),
+        });
+    }
+    if rows.is_empty() {
+        return Err(Error::input(path, "no samples"));
+    }
+    Ok(rows)
+}
+
+/// assay's own GSM8K samples (the reference is the normalised gold answer).
+fn assay_gsm8k(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<Gsm8kRow>> {
+    let mut rows = Vec::new();
+    for (line, obj) in json_objects(path, bytes)? {
+        if obj
+            .get("task")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != task)
+        {
+            continue;
+        }
+        rows.push(Gsm8kRow {
+            id: str_field(path, line, &obj, "id")?,
+            prompt: obj.get("prompt").and_then(Value::as_str).map(String::from),
+            output: str_field(path, line, &obj, "output")?,
+            finish_reason: obj
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .map(String::from),
+            reference: format!("#### {}", str_field(path, line, &obj, "gold")?),
+        });
+    }
+    if rows.is_empty() {
+        return Err(Error::input(path, format!("no samples of task {task}")));
+    }
+    Ok(rows)
 }
