@@ -203,8 +203,9 @@ pub struct RunArgs {
     /// empty environment) or `none` (no isolation: only limits and a timeout).
     #[arg(long, env = "ASSAY_SANDBOX", default_value = "bubblewrap")]
     pub sandbox: String,
-    /// Code tasks: the Python that runs the programs (default /usr/bin/python3).
-    #[arg(long, env = "ASSAY_PYTHON")]
+    /// Code tasks: the Python that runs the programs (default /usr/bin/python3; it must
+    /// be readable outside the home folder, which the sandbox hides).
+    #[arg(long = "sandbox-python", env = "ASSAY_SANDBOX_PYTHON")]
     pub python: Option<PathBuf>,
     /// Run one shard of the work: INDEX/COUNT (from 0), or `auto` for a Slurm job array
     /// or a Kubernetes Indexed Job. Writes <reports>/<run-id>/shard-<i>-of-<n>/; `assay
@@ -245,7 +246,8 @@ pub struct GradeArgs {
     pub prompt_style: String,
     #[arg(long, env = "ASSAY_SANDBOX", default_value = "bubblewrap")]
     pub sandbox: String,
-    #[arg(long, env = "ASSAY_PYTHON")]
+    /// The Python that runs the programs (default /usr/bin/python3).
+    #[arg(long = "sandbox-python", env = "ASSAY_SANDBOX_PYTHON")]
     pub python: Option<PathBuf>,
     #[arg(long, env = "ASSAY_BOOTSTRAP", default_value_t = 1000)]
     pub bootstrap: usize,

@@ -144,7 +144,7 @@ impl Sandbox {
         let python = python.unwrap_or_else(|| PathBuf::from(SYSTEM_PYTHON));
         if !python.is_file() {
             return Err(Error::Usage(format!(
-                "{}: no Python to run model-written code with (give --python)",
+                "{}: no Python to run model-written code with (give --sandbox-python)",
                 python.display()
             )));
         }
