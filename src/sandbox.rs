@@ -125,6 +125,9 @@ pub struct Sandbox {
     pub limits: Limits,
 }
 
+/// What `--sandbox none` prints (the commands print; the library never does).
+pub const NO_ISOLATION_WARNING: &str = "warning: --sandbox none: model-written code runs WITHOUT isolation (it can read your files and reach the network); only time, memory and process limits apply";
+
 /// The system Python (not a user's virtualenv or pyenv shim, which live under home).
 pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 

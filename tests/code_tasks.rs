@@ -38,7 +38,7 @@ fn grade(
     let sandbox = task.sandbox(&settings).expect("bubblewrap is installed");
     let chosen: Vec<usize> = (0..task.problems().len()).collect();
     let codes: Vec<Vec<String>> = task.problems().iter().map(|p| vec![code(p)]).collect();
-    let (per_item, samples) = task.grade(&chosen, &codes, &sandbox, &settings).unwrap();
+    let (per_item, samples) = task.grade(&chosen, &codes, &sandbox).unwrap();
     let values: Vec<f64> = per_item["pass@1"].iter().map(|v| v.unwrap()).collect();
     let failures = samples
         .iter()

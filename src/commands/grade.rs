@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::cli::GradeArgs;
 use crate::engine::GeneratorInfo;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::eval::generation::{CodeSettings, GenerationSettings, PromptStyle};
 use crate::eval::grade::{self, OutputsFormat};
 use crate::spec;
@@ -19,19 +19,9 @@ pub fn run(args: &GradeArgs) -> Result<PathBuf> {
     let clock = Instant::now();
     let spec = spec::find(&args.tasks_dir, &args.task)?;
     let format = OutputsFormat::parse(&args.format, &args.outputs)?;
-    let style = match args.prompt_style.as_str() {
-        "chat" => PromptStyle::Chat,
-        "completion" => PromptStyle::Completion,
-        other => {
-            return Err(Error::Usage(format!(
-                "--prompt-style `{other}`: expected chat or completion"
-            )))
-        }
-    };
+    let style = PromptStyle::parse(&args.prompt_style)?;
     if args.sandbox == "none" {
-        eprintln!(
-            "warning: --sandbox none: the graded code runs WITHOUT isolation (it can read your files and reach the network); only time, memory and process limits apply"
-        );
+        eprintln!("{}", crate::sandbox::NO_ISOLATION_WARNING);
     }
     let settings = GenerationSettings {
         limit: None,

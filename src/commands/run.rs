@@ -138,22 +138,12 @@ fn embedding_model(args: &RunArgs) -> Result<(Model, serde_json::Value)> {
 /// The chat / completion model with its answer settings, and what the record keeps.
 fn generation_model(args: &RunArgs) -> Result<(Model, serde_json::Value)> {
     let generator = super::load_generator(&args.model, &args.engine, args.concurrency)?;
-    let style = match args.prompt_style.as_str() {
-        "chat" => PromptStyle::Chat,
-        "completion" => PromptStyle::Completion,
-        other => {
-            return Err(Error::Usage(format!(
-                "--prompt-style `{other}`: expected chat or completion"
-            )))
-        }
-    };
+    let style = PromptStyle::parse(&args.prompt_style)?;
     if args.samples == 0 {
         return Err(Error::Usage("--samples must be at least 1".into()));
     }
     if args.sandbox == "none" {
-        eprintln!(
-            "warning: --sandbox none: model-written code runs WITHOUT isolation (it can read your files and reach the network); only time, memory and process limits apply"
-        );
+        eprintln!("{}", crate::sandbox::NO_ISOLATION_WARNING);
     }
     let settings = GenerationSettings {
         code: CodeSettings {

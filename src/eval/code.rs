@@ -144,14 +144,13 @@ impl CodeTask {
         Sandbox::new(&settings.code.sandbox, settings.code.python.clone(), limits)
     }
 
-    /// Runs every completion of the chosen problems (`outputs[i]` holds the code of
-    /// problem `chosen[i]`) and scores them; `prompts` and `raw` go into the samples.
+    /// Runs every completion of the chosen problems (`codes[i]` holds the code of
+    /// problem `chosen[i]`) and scores them; callers add the raw outputs to the samples.
     pub fn grade(
         &self,
         chosen: &[usize],
         codes: &[Vec<String>],
         sandbox: &Sandbox,
-        settings: &GenerationSettings,
     ) -> Result<(PerItem, Vec<serde_json::Value>)> {
         let programs: Vec<Program> = chosen
             .iter()
@@ -215,7 +214,6 @@ impl CodeTask {
                 })).collect::<Vec<_>>(),
             }));
         }
-        let _ = settings;
         Ok((per_item, samples))
     }
 
@@ -324,7 +322,7 @@ impl Task for CodeTask {
             );
             raw.push(these);
         }
-        let (per_item, mut samples) = self.grade(&chosen, &codes, &sandbox, settings)?;
+        let (per_item, mut samples) = self.grade(&chosen, &codes, &sandbox)?;
         for ((sample, these), &i) in samples.iter_mut().zip(&raw).zip(&chosen) {
             sample["prompt"] = json!(self.prompt(&self.data.problems[i], style).plain_text());
             if let Some(list) = sample["completions"].as_array_mut() {

@@ -43,6 +43,19 @@ pub enum PromptStyle {
     Completion,
 }
 
+impl PromptStyle {
+    /// `chat` or `completion`, as `--prompt-style` and records spell them.
+    pub fn parse(name: &str) -> Result<PromptStyle> {
+        match name {
+            "chat" => Ok(PromptStyle::Chat),
+            "completion" => Ok(PromptStyle::Completion),
+            other => Err(Error::Usage(format!(
+                "--prompt-style `{other}`: expected chat or completion"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationSettings {
     /// Items at most: a seeded sample, stratified by category where there is one.

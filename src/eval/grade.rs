@@ -197,7 +197,7 @@ fn grade_code(
         })
         .collect();
     let sandbox = task.sandbox(settings)?;
-    let (per_item, mut samples) = task.grade(&chosen, &codes, &sandbox, settings)?;
+    let (per_item, mut samples) = task.grade(&chosen, &codes, &sandbox)?;
     for (sample, outs) in samples.iter_mut().zip(&raw) {
         if let Some(list) = sample["completions"].as_array_mut() {
             for (c, o) in list.iter_mut().zip(outs) {
@@ -224,11 +224,7 @@ fn recorded_style(samples: &Path, task: &str) -> Option<PromptStyle> {
         .as_array()?
         .iter()
         .find(|t| t["result"]["task"] == task)?;
-    match result["result"]["dataset"]["selection"]["prompt_style"].as_str()? {
-        "chat" => Some(PromptStyle::Chat),
-        "completion" => Some(PromptStyle::Completion),
-        _ => None,
-    }
+    PromptStyle::parse(result["result"]["dataset"]["selection"]["prompt_style"].as_str()?).ok()
 }
 
 /// The official results: a JSON list, or a zip holding one.
