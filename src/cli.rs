@@ -226,8 +226,9 @@ pub struct GradeArgs {
     /// The saved outputs.
     #[arg(long, env = "ASSAY_OUTPUTS")]
     pub outputs: PathBuf,
-    /// `auto`, `human-eval` ({task_id, completion} JSONL), `assay` (samples.jsonl) or
-    /// `mmlu-pro` (the official evaluation's JSON results, or a zip of them).
+    /// `auto`, `human-eval` ({task_id, completion} JSONL), `assay` (samples.jsonl),
+    /// `mmlu-pro` (the official evaluation's JSON results, or a zip of them) or `lm-eval`
+    /// (`--log_samples` JSONL of GSM8K, MMLU-Pro or MATH).
     #[arg(long, env = "ASSAY_OUTPUTS_FORMAT", default_value = "auto")]
     pub format: String,
     /// Folder holding datasets by name (code tasks read their tests there).

@@ -70,6 +70,8 @@ pub enum Reason {
     Passed,
     /// An `assert` failed.
     AssertionFailed,
+    /// A test harness compared the output and found it wrong.
+    WrongAnswer,
     /// Any other exception or non-zero exit.
     Error,
     /// The wall-clock timeout.
@@ -115,6 +117,9 @@ impl Execution {
 pub struct Program {
     pub source: String,
     pub stdin: Vec<u8>,
+    /// Overrides the sandbox's wall-clock timeout (and CPU limit) for this program: a
+    /// harness that times each of many tests itself needs their sum.
+    pub timeout_seconds: Option<f64>,
 }
 
 /// Runs programs under one isolation and set of limits.
@@ -217,7 +222,8 @@ impl Sandbox {
         std::fs::write(&stdin_file, &program.stdin).map_err(|e| Error::io(&stdin_file, e))?;
         readable_by_all(dir.path())?;
 
-        let mut command = self.command(dir.path(), slot);
+        let limits = self.limits_for(program);
+        let mut command = self.command(dir.path(), slot, &limits);
         let stdin = std::fs::File::open(&stdin_file).map_err(|e| Error::io(&stdin_file, e))?;
         command
             .stdin(stdin)
@@ -227,12 +233,12 @@ impl Sandbox {
             Error::External(format!("starting {}: {e}", command.get_program().display()))
         })?;
         let output = Arc::new(Mutex::new(Output::default()));
-        let cap = self.limits.output_bytes;
+        let cap = limits.output_bytes;
         let readers = [
             reader(child.stdout.take(), output.clone(), Stream::Stdout, cap),
             reader(child.stderr.take(), output.clone(), Stream::Stderr, cap),
         ];
-        let deadline = started + Duration::from_secs_f64(self.limits.timeout_seconds);
+        let deadline = started + Duration::from_secs_f64(limits.timeout_seconds);
         let mut timed_out = false;
         let mut flooded = false;
         let mut pause = Duration::from_millis(1);
@@ -244,7 +250,7 @@ impl Sandbox {
                 break status;
             }
             let total = output.lock().unwrap_or_else(|e| e.into_inner()).total();
-            if total > self.limits.output_bytes {
+            if total > limits.output_bytes {
                 flooded = true;
             } else if Instant::now() >= deadline {
                 timed_out = true;
@@ -262,7 +268,7 @@ impl Sandbox {
         let output = output.lock().unwrap_or_else(|e| e.into_inner());
         // A program stopped by the closed pipe (or ending) before the check above saw the
         // flood still flooded.
-        let flooded = flooded || output.total() > self.limits.output_bytes;
+        let flooded = flooded || output.total() > limits.output_bytes;
         use std::os::unix::process::ExitStatusExt;
         let (code, signal) = match (&self.isolation, status.code(), status.signal()) {
             // bubblewrap's init reports a program killed by signal N as exit 128 + N.
@@ -292,8 +298,19 @@ impl Sandbox {
 
     /// The command line: bubblewrap around Python (or Python alone), which sets the
     /// limits on itself and then runs the program.
-    fn command(&self, dir: &Path, slot: u32) -> Command {
-        let l = &self.limits;
+    /// The sandbox's limits with the program's own timeout, if it has one.
+    fn limits_for(&self, program: &Program) -> Limits {
+        match program.timeout_seconds {
+            Some(seconds) => Limits {
+                timeout_seconds: seconds,
+                cpu_seconds: seconds.ceil() as u64,
+                ..self.limits.clone()
+            },
+            None => self.limits.clone(),
+        }
+    }
+
+    fn command(&self, dir: &Path, slot: u32, l: &Limits) -> Command {
         // rlimits are set by the sandboxed Python on itself before it runs the program:
         // inside its own user namespace the process limit counts only its processes.
         let prelude = format!(
@@ -422,6 +439,8 @@ fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Reason {
             Reason::FileSizeLimit
         }
         _ if said("AssertionError") => Reason::AssertionFailed,
+        _ if said("WrongAnswer") => Reason::WrongAnswer,
+        _ if said("TimeLimitExceeded") => Reason::Timeout,
         _ => Reason::Error,
     }
 }

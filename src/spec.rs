@@ -232,6 +232,9 @@ pub enum CodeBenchmark {
     Humaneval,
     /// MBPP: write a function from a statement and three asserts.
     Mbpp,
+    /// LiveCodeBench: a contest problem, tested on standard input/output or by calling a
+    /// method of `class Solution`.
+    Livecodebench,
 }
 
 /// Code generation graded by execution in the sandbox, scored by pass@k.
@@ -248,9 +251,18 @@ pub struct CodeSpec {
     /// 11–510 of the full file).
     #[serde(default)]
     pub task_ids: Option<[u64; 2]>,
-    /// Wall-clock seconds per program (its tests included).
+    /// Wall-clock seconds per program (its tests included); for LiveCodeBench, per test
+    /// case, as its grader times each one.
     #[serde(default = "default_code_timeout")]
     pub timeout_seconds: f64,
+    /// LiveCodeBench: the version tag (`release_v1` ... `release_latest`, `v2`, `v1_v3`).
+    #[serde(default)]
+    pub release: Option<String>,
+    /// LiveCodeBench: only contests on or after / on or before this day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub start_date: Option<String>,
+    #[serde(default)]
+    pub end_date: Option<String>,
 }
 
 fn default_code_tokens() -> u32 {
@@ -643,6 +655,21 @@ impl TaskSpec {
                         "[code] timeout_seconds must be positive, got {}",
                         c.timeout_seconds
                     ));
+                }
+                let filters = c.release.is_some() || c.start_date.is_some() || c.end_date.is_some();
+                if c.benchmark == CodeBenchmark::Livecodebench {
+                    if let Some(tag) = &c.release {
+                        crate::data::livecodebench::release_files(tag)
+                            .map_err(|e| format!("[code] {e}"))?;
+                    }
+                    for day in [&c.start_date, &c.end_date].into_iter().flatten() {
+                        crate::data::livecodebench::parse_day(day)
+                            .map_err(|e| format!("[code] {e}"))?;
+                    }
+                } else if filters {
+                    return Err(
+                        "[code] release, start_date and end_date are LiveCodeBench's".into(),
+                    );
                 }
             }
             TaskKind::ImageText(it) => {

@@ -164,6 +164,23 @@ fn mmlu_pro_math500_and_gsm8k_through_llama_server() {
     assert_eq!(value(again, "exact_match_strict"), strict);
     assert_eq!(value(again, "exact_match_flexible"), flexible);
     assert!((0.0..=1.0).contains(&strict) && (0.0..=1.0).contains(&flexible));
+    // And the MATH-500 scores.
+    let regraded = tmp.path().join("regraded-math");
+    let (code, out, err) = common::output(
+        common::assay()
+            .args([
+                "grade", "--task", "math500", "--format", "assay", "--run-id", "again",
+            ])
+            .arg("--outputs")
+            .arg(dir.join("samples.jsonl"))
+            .arg("--reports")
+            .arg(&regraded),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let again = &json(&regraded.join("again/run.json"))["tasks"][0]["result"];
+    for measure in ["accuracy", "accuracy_hendrycks", "unboxed_rate"] {
+        assert_eq!(value(again, measure), value(math, measure), "{measure}");
+    }
     eprintln!(
         "SmolLM2-135M: MMLU-Pro(30) l2 {accuracy:.3}; MATH-500(20) {:.3}; GSM8K(20) strict {strict:.3} flexible {flexible:.3}",
         value(math, "accuracy")

@@ -19,6 +19,7 @@ fn program(source: &str) -> Program {
     Program {
         source: source.to_string(),
         stdin: Vec::new(),
+        timeout_seconds: None,
     }
 }
 

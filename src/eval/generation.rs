@@ -390,15 +390,8 @@ impl Task for GenerationTask {
         let l = Measure::lower;
         match &self.loaded.data {
             GenerationData::MmluPro { .. } => mmlu_pro_measures(),
-            GenerationData::Gsm8k(_) => vec![
-                h("exact_match_strict"),
-                h("exact_match_flexible").headline(),
-            ],
-            GenerationData::Math(_) => vec![
-                h("accuracy"),
-                h("accuracy_hendrycks").headline(),
-                l("unboxed_rate").headline(),
-            ],
+            GenerationData::Gsm8k(_) => gsm8k_measures(),
+            GenerationData::Math(_) => math_measures(),
             GenerationData::Gpqa(_) => vec![h("accuracy"), l("unparsed_rate").headline()],
         }
     }
@@ -514,14 +507,10 @@ pub fn gsm8k_graded(
     started: Instant,
 ) -> TaskResult {
     let (per_item, samples) = grade_gsm8k(rows);
-    let measures = vec![
-        Measure::higher("exact_match_strict"),
-        Measure::higher("exact_match_flexible").headline(),
-    ];
     graded_result(
         spec,
         "exact_match_strict",
-        measures,
+        gsm8k_measures(),
         per_item,
         samples,
         from,
@@ -833,6 +822,21 @@ fn gsm8k(
     ))
 }
 
+pub fn gsm8k_measures() -> Vec<Measure> {
+    vec![
+        Measure::higher("exact_match_strict"),
+        Measure::higher("exact_match_flexible").headline(),
+    ]
+}
+
+pub fn math_measures() -> Vec<Measure> {
+    vec![
+        Measure::higher("accuracy"),
+        Measure::higher("accuracy_hendrycks").headline(),
+        Measure::lower("unboxed_rate").headline(),
+    ]
+}
+
 /// One GSM8K answer to grade.
 #[derive(Debug, Clone)]
 pub struct Gsm8kRow {
@@ -890,24 +894,58 @@ fn math(
     let prompts: Vec<String> = chosen.iter().map(|&i| math_prompt(&problems[i])).collect();
     let params = answer_params(settings, section.max_tokens, &[]);
     let outputs = generate_all(generator, &prompts, &params, settings.style, &spec.name)?;
+    let rows: Vec<MathRow> = chosen
+        .iter()
+        .zip(prompts)
+        .zip(&outputs)
+        .map(|((&i, prompt), g)| MathRow {
+            id: problems[i].id.clone(),
+            subject: problems[i].subject.clone(),
+            level: problems[i].level.clone(),
+            prompt: Some(prompt),
+            output: g.text.clone(),
+            finish_reason: g.finish_reason.clone(),
+            gold: problems[i].answer.clone(),
+        })
+        .collect();
+    let (scores, samples) = grade_math(&rows);
+    let selection = selection(settings, &params, json!({"stratified_by": "subject"}));
+    Ok((scores, samples, selection, chosen.len(), "accuracy"))
+}
+
+/// One MATH answer to grade.
+#[derive(Debug, Clone)]
+pub struct MathRow {
+    pub id: String,
+    pub subject: String,
+    pub level: String,
+    pub prompt: Option<String>,
+    pub output: String,
+    pub finish_reason: Option<String>,
+    /// The reference final answer.
+    pub gold: String,
+}
+
+/// The last `\boxed{}` of each answer against the reference: equivalent as the MATH-500
+/// grader judges (`accuracy`), as Hendrycks' `is_equiv` does, and the share with no box.
+pub fn grade_math(rows: &[MathRow]) -> (PerItem, Vec<serde_json::Value>) {
     let (mut equivalent, mut exact, mut unboxed, mut samples) = (vec![], vec![], vec![], vec![]);
-    for (k, &i) in chosen.iter().enumerate() {
-        let gold = &problems[i].answer;
-        let extracted = math_equiv::boxed_answer(&outputs[k].text);
-        let correct = extracted.is_some_and(|e| math_equiv::is_equiv(gold, e));
-        let strict = extracted.is_some_and(|e| math_equiv::hendrycks_equiv(gold, e));
+    for row in rows {
+        let extracted = math_equiv::boxed_answer(&row.output);
+        let correct = extracted.is_some_and(|e| math_equiv::is_equiv(&row.gold, e));
+        let strict = extracted.is_some_and(|e| math_equiv::hendrycks_equiv(&row.gold, e));
         equivalent.push(f64::from(u8::from(correct)));
         exact.push(f64::from(u8::from(strict)));
         unboxed.push(f64::from(u8::from(extracted.is_none())));
         samples.push(json!({
-            "id": problems[i].id,
-            "subject": problems[i].subject,
-            "level": problems[i].level,
-            "prompt": prompts[k],
-            "output": outputs[k].text,
-            "finish_reason": outputs[k].finish_reason,
+            "id": row.id,
+            "subject": row.subject,
+            "level": row.level,
+            "prompt": row.prompt,
+            "output": row.output,
+            "finish_reason": row.finish_reason,
             "extracted": extracted,
-            "gold": gold,
+            "gold": row.gold,
             "correct": correct,
             "correct_hendrycks": strict,
         }));
@@ -916,8 +954,29 @@ fn math(
     scores.insert("accuracy".into(), every(equivalent));
     scores.insert("accuracy_hendrycks".into(), every(exact));
     scores.insert("unboxed_rate".into(), every(unboxed));
-    let selection = selection(settings, &params, json!({"stratified_by": "subject"}));
-    Ok((scores, samples, selection, chosen.len(), "accuracy"))
+    (scores, samples)
+}
+
+/// MATH answers graded from saved outputs.
+pub fn math_graded(
+    spec: &TaskSpec,
+    rows: &[MathRow],
+    from: GradedOutputs,
+    settings: &GenerationSettings,
+    started: Instant,
+) -> TaskResult {
+    let (per_item, samples) = grade_math(rows);
+    graded_result(
+        spec,
+        "accuracy",
+        math_measures(),
+        per_item,
+        samples,
+        from,
+        json!({}),
+        settings,
+        started,
+    )
 }
 
 /// simple-evals' multiple-choice prompt over the choices in `permutation` order (of

