@@ -224,6 +224,29 @@ fn the_official_zip_with_its_password_through_llama_server() {
     let accuracy = result["scores"]["accuracy"]["value"].as_f64().unwrap();
     assert!((accuracy - correct as f64 / 8.0).abs() < 1e-12);
     assert_eq!(result["dataset"]["selection"]["repeats"], 2);
+    // Graded again from its samples (`assay grade`): the same scores, and no secret printed.
+    let (code, out, err) = common::output(
+        common::assay()
+            .args(["grade", "--task", "gpqa-diamond", "--run-id", "again"])
+            .arg("--outputs")
+            .arg(dir.join("samples.jsonl"))
+            .arg("--reports")
+            .arg(root.join("regraded")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    clean(&out, &err);
+    let again: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("regraded/again/run.json")).unwrap(),
+    )
+    .unwrap();
+    let again = &again["tasks"][0]["result"];
+    for measure in ["accuracy", "unparsed_rate"] {
+        assert_eq!(
+            again["scores"][measure]["value"],
+            result["scores"][measure]["value"]
+        );
+    }
+    assert_eq!(again["dataset"]["selection"]["repeats"], 2);
     // The password is in no record.
     for file in ["run.json", "samples.jsonl"] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();

@@ -386,13 +386,11 @@ impl Task for GenerationTask {
     }
 
     fn measures(&self) -> Vec<Measure> {
-        let h = Measure::higher;
-        let l = Measure::lower;
         match &self.loaded.data {
             GenerationData::MmluPro { .. } => mmlu_pro_measures(),
             GenerationData::Gsm8k(_) => gsm8k_measures(),
             GenerationData::Math(_) => math_measures(),
-            GenerationData::Gpqa(_) => vec![h("accuracy"), l("unparsed_rate").headline()],
+            GenerationData::Gpqa(_) => gpqa_measures(),
         }
     }
 
@@ -979,6 +977,79 @@ pub fn math_graded(
     )
 }
 
+/// One GPQA answer (one question in one repeat's shuffle) to grade.
+#[derive(Debug, Clone)]
+pub struct GpqaRow {
+    /// `<question id>#<repeat>`.
+    pub id: String,
+    pub repeat: usize,
+    pub domain: String,
+    /// The shuffle of (correct, incorrect 1, 2, 3) the prompt showed.
+    pub permutation: Vec<usize>,
+    pub prompt: Option<String>,
+    pub output: String,
+    pub finish_reason: Option<String>,
+    /// The letter the correct answer had in that shuffle.
+    pub gold: char,
+}
+
+/// simple-evals' `Answer: X` extraction against each row's gold letter.
+pub fn grade_gpqa(rows: &[GpqaRow]) -> (PerItem, Vec<serde_json::Value>) {
+    let (mut correct, mut unparsed, mut samples) = (vec![], vec![], vec![]);
+    for row in rows {
+        let extracted = answer::gpqa(&row.output);
+        let hit = extracted == Some(row.gold);
+        correct.push(f64::from(u8::from(hit)));
+        unparsed.push(f64::from(u8::from(extracted.is_none())));
+        samples.push(json!({
+            "id": row.id,
+            "repeat": row.repeat,
+            "domain": row.domain,
+            "permutation": row.permutation,
+            "prompt": row.prompt,
+            "output": row.output,
+            "finish_reason": row.finish_reason,
+            "extracted": extracted.map(String::from),
+            "gold": row.gold.to_string(),
+            "correct": hit,
+        }));
+    }
+    let mut scores = BTreeMap::new();
+    scores.insert("accuracy".into(), every(correct));
+    scores.insert("unparsed_rate".into(), every(unparsed));
+    (scores, samples)
+}
+
+pub fn gpqa_measures() -> Vec<Measure> {
+    vec![
+        Measure::higher("accuracy"),
+        Measure::lower("unparsed_rate").headline(),
+    ]
+}
+
+/// GPQA answers graded from saved outputs (each line one question in one repeat).
+pub fn gpqa_graded(
+    spec: &TaskSpec,
+    rows: &[GpqaRow],
+    from: GradedOutputs,
+    settings: &GenerationSettings,
+    started: Instant,
+) -> TaskResult {
+    let (per_item, samples) = grade_gpqa(rows);
+    let repeats = rows.iter().map(|r| r.repeat + 1).max().unwrap_or(0);
+    graded_result(
+        spec,
+        "accuracy",
+        gpqa_measures(),
+        per_item,
+        samples,
+        from,
+        json!({"repeats": repeats}),
+        settings,
+        started,
+    )
+}
+
 /// simple-evals' multiple-choice prompt over the choices in `permutation` order (of
 /// correct, incorrect 1, 2, 3), and the gold letter: where the correct answer's text first
 /// appears among them.
@@ -1045,29 +1116,24 @@ fn gpqa(
     let texts: Vec<String> = prompts.iter().map(|(p, _)| p.clone()).collect();
     let params = answer_params(settings, section.max_tokens, &[]);
     let outputs = generate_all(generator, &texts, &params, settings.style, &spec.name)?;
-    let (mut correct, mut unparsed, mut samples) = (vec![], vec![], vec![]);
     let questions = schedule.len() / repeats;
-    for (k, ((i, permutation), (prompt, gold))) in schedule.iter().zip(&prompts).enumerate() {
-        let extracted = answer::gpqa(&outputs[k].text);
-        let hit = extracted == Some(*gold);
-        correct.push(f64::from(u8::from(hit)));
-        unparsed.push(f64::from(u8::from(extracted.is_none())));
-        samples.push(json!({
-            "id": format!("{}#{}", items[*i].id, k / questions),
-            "repeat": k / questions,
-            "domain": items[*i].domain,
-            "permutation": permutation,
-            "prompt": prompt,
-            "output": outputs[k].text,
-            "finish_reason": outputs[k].finish_reason,
-            "extracted": extracted.map(String::from),
-            "gold": gold.to_string(),
-            "correct": hit,
-        }));
-    }
-    let mut scores = BTreeMap::new();
-    scores.insert("accuracy".into(), every(correct));
-    scores.insert("unparsed_rate".into(), every(unparsed));
+    let rows: Vec<GpqaRow> = schedule
+        .iter()
+        .zip(prompts)
+        .zip(&outputs)
+        .enumerate()
+        .map(|(k, (((i, permutation), (prompt, gold)), g))| GpqaRow {
+            id: format!("{}#{}", items[*i].id, k / questions),
+            repeat: k / questions,
+            domain: items[*i].domain.clone(),
+            permutation: permutation.clone(),
+            prompt: Some(prompt),
+            output: g.text.clone(),
+            finish_reason: g.finish_reason.clone(),
+            gold,
+        })
+        .collect();
+    let (scores, samples) = grade_gpqa(&rows);
     let selection = selection(
         settings,
         &params,

