@@ -319,12 +319,9 @@ fn assay_mmlu_pro(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<MmluProRo
                 let gold = str_field(path, line, &obj, "gold")?;
                 single_letter(path, line, "gold", &gold)?
             },
-            prompt: obj.get("prompt").and_then(Value::as_str).map(String::from),
+            prompt: optional_text(&obj, "prompt"),
             output: str_field(path, line, &obj, "output")?,
-            finish_reason: obj
-                .get("finish_reason")
-                .and_then(Value::as_str)
-                .map(String::from),
+            finish_reason: optional_text(&obj, "finish_reason"),
         });
     }
     Ok(rows)
@@ -534,12 +531,9 @@ fn assay_gpqa(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<GpqaRow>> {
             repeat: obj.get("repeat").and_then(Value::as_u64).unwrap_or(0) as usize,
             domain: opt_str_field(path, line, &obj, "domain")?,
             permutation,
-            prompt: obj.get("prompt").and_then(Value::as_str).map(String::from),
+            prompt: optional_text(&obj, "prompt"),
             output: str_field(path, line, &obj, "output")?,
-            finish_reason: obj
-                .get("finish_reason")
-                .and_then(Value::as_str)
-                .map(String::from),
+            finish_reason: optional_text(&obj, "finish_reason"),
             gold,
         });
     }
@@ -557,16 +551,18 @@ fn assay_math(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<MathRow>> {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             }),
-            prompt: obj.get("prompt").and_then(Value::as_str).map(String::from),
+            prompt: optional_text(&obj, "prompt"),
             output: str_field(path, line, &obj, "output")?,
-            finish_reason: obj
-                .get("finish_reason")
-                .and_then(Value::as_str)
-                .map(String::from),
+            finish_reason: optional_text(&obj, "finish_reason"),
             gold: str_field(path, line, &obj, "gold")?,
         });
     }
     Ok(rows)
+}
+
+/// A text field a sample may lack (the prompt, the finish reason).
+fn optional_text(obj: &Map<String, Value>, field: &str) -> Option<String> {
+    obj.get(field).and_then(Value::as_str).map(String::from)
 }
 
 /// The lines of assay's `samples.jsonl` that belong to `task` (lines without a task name
@@ -592,12 +588,9 @@ fn assay_gsm8k(path: &Path, bytes: &[u8], task: &str) -> Result<Vec<Gsm8kRow>> {
     for (line, obj) in task_lines(path, bytes, task)? {
         rows.push(Gsm8kRow {
             id: str_field(path, line, &obj, "id")?,
-            prompt: obj.get("prompt").and_then(Value::as_str).map(String::from),
+            prompt: optional_text(&obj, "prompt"),
             output: str_field(path, line, &obj, "output")?,
-            finish_reason: obj
-                .get("finish_reason")
-                .and_then(Value::as_str)
-                .map(String::from),
+            finish_reason: optional_text(&obj, "finish_reason"),
             reference: format!("#### {}", str_field(path, line, &obj, "gold")?),
         });
     }
