@@ -433,6 +433,25 @@ pub struct BenchArgs {
     /// requests meeting every bound.
     #[arg(long, env = "ASSAY_SLO")]
     pub slo: Option<String>,
+    /// Search the highest open-loop rate at which the SLO holds at --slo-percentile:
+    /// double the rate until a probe fails, then bisect (starts at --rate, else 1/s).
+    #[arg(
+        long,
+        env = "ASSAY_FIND_MAX_RATE",
+        requires = "slo",
+        conflicts_with = "concurrency"
+    )]
+    pub find_max_rate: bool,
+    /// Share of requests, in percent, that must meet every --slo bound (99: p99).
+    #[arg(long, env = "ASSAY_SLO_PERCENTILE", default_value_t = 99.0)]
+    pub slo_percentile: f64,
+    /// Confidence of the interval --find-max-rate reports on the limit.
+    #[arg(long, env = "ASSAY_SLO_CONFIDENCE", default_value_t = 0.95)]
+    pub slo_confidence: f64,
+    /// --find-max-rate stops bisecting when (lowest failing − highest passing rate) /
+    /// highest passing rate is at most this.
+    #[arg(long, env = "ASSAY_RATE_PRECISION", default_value_t = 0.05)]
+    pub rate_precision: f64,
     /// Dollars per hour for one replica (GPU-hour, instance): gives $/1M tokens, $/1k items.
     #[arg(long, env = "ASSAY_PRICE_PER_HOUR")]
     pub price_per_hour: Option<f64>,

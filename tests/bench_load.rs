@@ -394,3 +394,170 @@ fn local_engine_benches_through_the_same_report() {
         );
     }
 }
+
+/// A server of known capacity: one worker taking requests in arrival order, each for
+/// exactly 1/CAPACITY s of its time (on an absolute timeline, so timer overshoot does not
+/// lower the capacity).
+const CAPACITY: f64 = 40.0;
+
+async fn queued_embeddings(
+    State(free_at): State<Arc<std::sync::Mutex<tokio::time::Instant>>>,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let inputs = body["input"].as_array().map_or(1, Vec::len);
+    let done = {
+        let mut free_at = free_at.lock().unwrap();
+        let start = (*free_at).max(tokio::time::Instant::now());
+        *free_at = start + Duration::from_secs_f64(1.0 / CAPACITY);
+        *free_at
+    };
+    tokio::time::sleep_until(done).await;
+    let data: Vec<serde_json::Value> = (0..inputs)
+        .map(|i| serde_json::json!({"index": i, "embedding": [1.0, 0.0]}))
+        .collect();
+    Json(serde_json::json!({"model": "queue", "data": data, "usage": {"prompt_tokens": inputs}}))
+        .into_response()
+}
+
+#[test]
+fn find_max_rate_lands_on_a_known_capacity() {
+    let free_at = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    let app = Router::new()
+        .route("/v1/embeddings", post(queued_embeddings))
+        .with_state(free_at);
+    let addr = common::serve(app);
+    let tmp = tempfile::tempdir().unwrap();
+    // Constant arrivals: below the capacity nothing queues; above it the queue (and the
+    // latency) grows by 25 ms per surplus request, past the 100 ms bound within seconds.
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "search",
+        &[
+            "--workload",
+            "embed",
+            "--batch-size",
+            "1",
+            "--find-max-rate",
+            "--rate",
+            "10",
+            "--arrivals",
+            "constant",
+            "--slo",
+            "latency=100ms",
+            "--slo-percentile",
+            "90",
+            "--duration",
+            "3s",
+            "--target-rate",
+            "100",
+            "--price-per-hour",
+            "2",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("max rate meeting the SLO for 90% of requests"),
+        "{out}"
+    );
+    let run = json(&tmp.path().join("search/run.json"));
+    let found = &run["max_rate"];
+    let max = found["max_rate"].as_f64().unwrap();
+    assert!(
+        (max - CAPACITY).abs() <= 0.1 * CAPACITY,
+        "found {max}/s for a capacity of {CAPACITY}/s: {out}"
+    );
+    let (low, high) = (
+        found["interval_low"].as_f64().unwrap(),
+        found["interval_high"].as_f64().unwrap(),
+    );
+    let failing = found["lowest_failing_rate"].as_f64().unwrap();
+    assert!(low <= max && max < failing && failing <= high, "{found}");
+    assert!((failing - max) / max <= 0.05, "bisected to 5%: {found}");
+    // Doubling from 10/s: 10, 20, 40 pass, 80 fails; then bisection.
+    let probes = found["probes"].as_array().unwrap();
+    let rates: Vec<f64> = probes.iter().map(|p| p["rate"].as_f64().unwrap()).collect();
+    assert_eq!(&rates[..4], &[10.0, 20.0, 40.0, 80.0], "{rates:?}");
+    for p in probes {
+        let level = &run["levels"][p["level"].as_u64().unwrap() as usize];
+        assert_eq!(level["plan"]["load"]["rate"], p["rate"]);
+        // Every passing probe sent at least the requests a confident pass needs.
+        if p["counted_as"] == "pass" {
+            assert!(p["requests"].as_u64().unwrap() >= 36, "{p}");
+        }
+    }
+    // A failing probe stops sending once its failure is certain.
+    let overloaded = &run["levels"][probes[3]["level"].as_u64().unwrap() as usize];
+    assert!(
+        overloaded["stopped"].as_str().unwrap().contains("SLO"),
+        "{overloaded}"
+    );
+    // Sizing at the limit: 100 req/s on replicas of ~40 req/s, priced at that probe.
+    assert_eq!(found["replicas"], 3);
+    assert!(run["cost"]["at_level"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{max}")));
+    assert!(run["cost"]["usd_per_1k_items"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_sweep_past_the_capacity_marks_saturation_in_the_table_and_the_plot() {
+    let free_at = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    let app = Router::new()
+        .route("/v1/embeddings", post(queued_embeddings))
+        .with_state(free_at);
+    let addr = common::serve(app);
+    let tmp = tempfile::tempdir().unwrap();
+    // 20 and 30/s are served as sent; 80/s doubles the offered load over 40/s but the
+    // server still completes 40/s while the queue (and latency) grows.
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "sweep",
+        &[
+            "--workload",
+            "embed",
+            "--batch-size",
+            "1",
+            "--rate",
+            "20,30,80",
+            "--arrivals",
+            "constant",
+            "--duration",
+            "2s",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run = json(&tmp.path().join("sweep/run.json"));
+    assert_eq!(run["saturation"]["knee"], 1, "{}", run["saturation"]);
+    assert_eq!(run["saturation"]["first_saturated"], 2);
+    let row = |label: &str| {
+        out.lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no row {label} in {out}"))
+            .to_string()
+    };
+    assert!(row("rate 30/s").ends_with("<- knee"), "{out}");
+    assert!(row("rate 80/s").ends_with("<- saturated"), "{out}");
+    assert!(out.contains("saturated at rate 80/s constant (knee: rate 30/s constant)"));
+
+    let (code, out, err) = common::output(
+        common::assay()
+            .arg("report")
+            .arg(tmp.path().join("sweep"))
+            .arg("--out")
+            .arg(tmp.path().join("report")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let svg =
+        std::fs::read_to_string(tmp.path().join("report/plots/throughput_vs_rate.svg")).unwrap();
+    assert!(svg.contains("saturated (throughput flat, latency up)"));
+    // Kept for a look at the plot: ASSAY_KEEP_PLOT=dir.
+    if let Some(keep) = std::env::var_os("ASSAY_KEEP_PLOT") {
+        let _ = std::fs::copy(
+            tmp.path().join("report/plots/throughput_vs_rate.png"),
+            std::path::Path::new(&keep).join("throughput_vs_rate.png"),
+        );
+    }
+}

@@ -18,14 +18,17 @@ use crate::error::{Error, Result};
 use crate::eval;
 use crate::eval::shard::Shard;
 use crate::load::clock::{self, ClockCheck};
-use crate::load::runner::{run_level, Interrupt, LevelPlan, Live, Sample};
+use crate::load::runner::{run_level, Interrupt, LevelPlan, Live, Sample, SloStop};
 use crate::load::schedule::{Arrivals, LoadModel};
+use crate::load::search::{point_verdict, MaxRate, Probe, RateSearch, SloTarget, Verdict};
 use crate::load::stats::{self, Distribution, LevelSummary, Slo};
-use crate::load::target::Target;
+use crate::load::target::{Payload, Target};
 use crate::load::workload::{read_inputs, Workload, WorkloadKind};
 use crate::spec;
 use crate::store;
-use crate::store::bench::{best_level, BenchRecord, GeneratorClock, Level, PerfLine};
+use crate::store::bench::{
+    best_level, saturation_of, BenchRecord, GeneratorClock, Level, PerfLine,
+};
 use crate::store::run::{self as record, Machine, ToolInfo};
 
 /// The definitions printed under every table and stored in `run.json`.
@@ -48,6 +51,13 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         .as_deref()
         .map(|text| Shard::parse(text, |name| std::env::var(name).ok()))
         .transpose()?;
+    if args.find_max_rate && (args.shard.is_some() || args.start_at.is_some()) {
+        return Err(Error::Usage(
+            "--find-max-rate runs from one generator: each probe's rate follows the last \
+             verdict, which generators on other machines cannot see (drop --shard / --start-at)"
+                .into(),
+        ));
+    }
     let mut loads = levels(args)?;
     let mut requests = args.requests;
     if let Some(shard) = &shard {
@@ -123,6 +133,7 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     }
     let (target, model_info) = connect(args, kind, max_concurrency)?;
     let payloads = Arc::new(workload.payloads());
+    let payloads_len = payloads.len();
     // Where this generator's record times sit on the common timeline.
     let origin_unix = clock::unix_now() - target.now();
     let clock_check = match &args.model {
@@ -170,69 +181,48 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         });
     }
 
-    let mut levels = Vec::new();
-    let mut all_samples: Vec<(usize, Sample)> = Vec::new();
-    // Generators start at different payloads, so a server's prompt cache cannot serve
-    // one the prompts another just sent.
-    let mut next_payload = shard.map_or(0, |s| s.index * payloads.len() / s.count);
-    for (i, load) in loads.iter().enumerate() {
-        if interrupt.is_set() {
-            break;
-        }
-        let mut level_target = target.clone();
-        if let LoadModel::Closed { concurrency } = load {
-            level_target.set_slots(*concurrency);
-        }
-        let plan = LevelPlan {
-            load: *load,
-            duration,
-            requests,
-            warmup,
-            max_error_rate: args.max_error_rate,
-            max_in_flight: args.max_in_flight,
-            // Each generator its own arrivals: n copies of one schedule are not Poisson.
-            seed: args
-                .seed
-                .wrapping_add(i as u64)
-                .wrapping_add(shard.map_or(0, |s| s.index as u64 * 1_000_003)),
-            first_payload: next_payload,
+    let mut driver = Driver {
+        runtime,
+        target,
+        payloads,
+        interrupt: interrupt.clone(),
+        slo,
+        seed: args.seed,
+        shard,
+        warmup,
+        max_error_rate: args.max_error_rate,
+        max_in_flight: args.max_in_flight,
+        // Generators start at different payloads, so a server's prompt cache cannot serve
+        // one the prompts another just sent.
+        next_payload: shard.map_or(0, |s| s.index * payloads_len / s.count),
+        levels: Vec::new(),
+        samples: Vec::new(),
+    };
+    let max_rate = if args.find_max_rate {
+        let min_seconds = args
+            .duration
+            .as_ref()
+            .map_or(Ok(10.0), |d| seconds(d, "--duration"))?;
+        Some(find_max_rate(&mut driver, args, min_seconds)?)
+    } else {
+        for (i, load) in loads.iter().enumerate() {
+            if interrupt.is_set() {
+                break;
+            }
             // Level 0 at the common start itself: without --duration the slot is
             // infinite, and 0 × ∞ is NaN (a NaN start sent nothing).
-            start_at: first_start.map(|t| if i == 0 { t } else { t + i as f64 * slot }),
-        };
-        let label = load.label();
-        let live = Live {
-            label: format!("[{}/{}] {label}", i + 1, loads.len()),
-            bar: spinner(),
-        };
-        let outcome = run_level(
-            &runtime,
-            Arc::new(level_target),
-            payloads.clone(),
-            &plan,
-            interrupt.clone(),
-            &live,
-        );
-        live.bar.finish_and_clear();
-        let measured: Vec<&_> = outcome
-            .samples
-            .iter()
-            .filter(|s| !s.warmup)
-            .map(|s| &s.record)
-            .collect();
-        let summary = stats::summarize(&measured, &slo);
-        eprintln!("{}", one_line(&label, &summary, outcome.stopped.as_deref()));
-        levels.push(Level {
-            label,
-            plan,
-            summary,
-            stopped: outcome.stopped,
-            abandoned: outcome.abandoned,
-            generators: Vec::new(),
-        });
-        next_payload += outcome.samples.len();
-        all_samples.extend(outcome.samples.into_iter().map(|s| (i, s)));
-    }
+            let start = first_start.map(|t| if i == 0 { t } else { t + i as f64 * slot });
+            let tag = format!("[{}/{}]", i + 1, loads.len());
+            driver.run(*load, duration, requests, start, None, &tag);
+        }
+        None
+    };
+    let Driver {
+        runtime,
+        levels,
+        samples: all_samples,
+        ..
+    } = driver;
     // Let requests the runtime still holds (an interrupted level's) go without waiting.
     runtime.shutdown_timeout(Duration::from_millis(100));
 
@@ -241,7 +231,12 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         provider_per_mtok: args.provider_price_per_mtok,
         target_rate: args.target_rate,
     };
-    let cost = best_level(&levels)
+    // Capacity where the search found the limit, else the sweep's best goodput.
+    let capacity_at = match &max_rate {
+        Some(found) => found.limit_level().map(|i| &levels[i]),
+        None => best_level(&levels),
+    };
+    let cost = capacity_at
         .map(|level| cost::estimate(&level.label, Capacity::within_slo(&level.summary), &pricing));
     let run_id = args
         .run_id
@@ -258,8 +253,15 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         workload,
         slo,
         pricing,
+        // A search's probes are not a sweep: its verdicts say where the limit is.
+        saturation: if max_rate.is_none() {
+            saturation_of(&levels)
+        } else {
+            None
+        },
         levels,
         cost,
+        max_rate,
         interrupted: interrupt.is_set(),
         definitions: DEFINITIONS
             .iter()
@@ -287,6 +289,187 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     print(&bench, kind);
     println!("\nrun record: {}", dir.display());
     Ok(dir)
+}
+
+/// Runs levels one after another against one target on one runtime, keeping every
+/// level's summary and every request's record.
+struct Driver {
+    runtime: tokio::runtime::Runtime,
+    target: Target,
+    payloads: Arc<Vec<Payload>>,
+    interrupt: Arc<Interrupt>,
+    slo: Slo,
+    seed: u64,
+    shard: Option<Shard>,
+    warmup: f64,
+    max_error_rate: f64,
+    max_in_flight: usize,
+    next_payload: usize,
+    levels: Vec<Level>,
+    samples: Vec<(usize, Sample)>,
+}
+
+impl Driver {
+    /// Runs one level and returns its index in `levels`.
+    fn run(
+        &mut self,
+        load: LoadModel,
+        duration: f64,
+        requests: Option<usize>,
+        start_at: Option<f64>,
+        stop_after_violations: Option<SloStop>,
+        tag: &str,
+    ) -> usize {
+        let i = self.levels.len();
+        let mut level_target = self.target.clone();
+        if let LoadModel::Closed { concurrency } = load {
+            level_target.set_slots(concurrency);
+        }
+        let plan = LevelPlan {
+            load,
+            duration,
+            requests,
+            warmup: self.warmup,
+            max_error_rate: self.max_error_rate,
+            max_in_flight: self.max_in_flight,
+            // Each generator its own arrivals: n copies of one schedule are not Poisson.
+            seed: self
+                .seed
+                .wrapping_add(i as u64)
+                .wrapping_add(self.shard.map_or(0, |s| s.index as u64 * 1_000_003)),
+            first_payload: self.next_payload,
+            start_at,
+            stop_after_violations,
+        };
+        let label = load.label();
+        let live = Live {
+            label: format!("{tag} {label}"),
+            bar: spinner(),
+        };
+        let outcome = run_level(
+            &self.runtime,
+            Arc::new(level_target),
+            self.payloads.clone(),
+            &plan,
+            self.interrupt.clone(),
+            &live,
+        );
+        live.bar.finish_and_clear();
+        let measured: Vec<&_> = outcome
+            .samples
+            .iter()
+            .filter(|s| !s.warmup)
+            .map(|s| &s.record)
+            .collect();
+        let summary = stats::summarize(&measured, &self.slo);
+        eprintln!("{}", one_line(&label, &summary, outcome.stopped.as_deref()));
+        self.levels.push(Level {
+            label,
+            plan,
+            summary,
+            stopped: outcome.stopped,
+            abandoned: outcome.abandoned,
+            generators: Vec::new(),
+        });
+        self.next_payload += outcome.samples.len();
+        self.samples
+            .extend(outcome.samples.into_iter().map(|s| (i, s)));
+        i
+    }
+}
+
+/// Probes of one rate that may run again, each with twice the requests, when the last
+/// one's verdict was undecided.
+const MAX_REPROBES: usize = 2;
+
+/// `--find-max-rate`: probes open-loop rates until the limit is bracketed (see
+/// `load::search`). Each probe sends at least enough requests for a pass to be confident,
+/// and at least `min_seconds` of them.
+fn find_max_rate(driver: &mut Driver, args: &BenchArgs, min_seconds: f64) -> Result<MaxRate> {
+    let target = SloTarget::new(args.slo_percentile / 100.0, args.slo_confidence)
+        .map_err(usage("--slo-percentile / --slo-confidence"))?;
+    if !(args.rate_precision > 0.0 && args.rate_precision.is_finite()) {
+        return Err(Error::Usage(
+            "--rate-precision is a positive share, e.g. 0.05".into(),
+        ));
+    }
+    let arrivals: Arrivals = args.arrivals.parse().map_err(usage("--arrivals"))?;
+    let start = args.rate.first().copied().unwrap_or(1.0);
+    let mut search = RateSearch::new(start, args.rate_precision);
+    eprintln!(
+        "searching the highest rate where {}% of requests meet the SLO (each verdict at {:.1}% confidence, at least {} requests)",
+        args.slo_percentile,
+        target.verdict_confidence() * 100.0,
+        target.min_requests()
+    );
+    let mut probe_number = 0;
+    'search: while let Some(rate) = search.next_rate() {
+        let mut requests = target
+            .min_requests()
+            .max((rate * min_seconds).ceil() as usize)
+            .max(args.requests.unwrap_or(0));
+        for attempt in 0..=MAX_REPROBES {
+            if driver.interrupt.is_set() {
+                break 'search;
+            }
+            probe_number += 1;
+            let stop = SloStop {
+                slo: driver.slo,
+                violations: target.certain_failure(requests),
+            };
+            let load = LoadModel::Open { rate, arrivals };
+            let tag = format!("[probe {probe_number}]");
+            let level = driver.run(load, f64::INFINITY, Some(requests), None, Some(stop), &tag);
+            if driver.interrupt.is_set() {
+                break 'search;
+            }
+            let summary = &driver.levels[level].summary;
+            let violations = summary.requests - summary.good_requests;
+            let judgement = target.judge(summary.requests, violations);
+            let counted_as = match judgement.verdict {
+                Verdict::Undecided if attempt < MAX_REPROBES => {
+                    eprintln!(
+                        "  undecided: {violations} of {} missed the SLO; probing {rate}/s again with {} requests",
+                        summary.requests,
+                        requests * 2
+                    );
+                    requests *= 2;
+                    continue;
+                }
+                Verdict::Undecided => point_verdict(&target, summary.requests, violations),
+                decided => decided,
+            };
+            eprintln!(
+                "  {rate}/s: {violations} of {} missed the SLO -> {counted_as:?}{}",
+                summary.requests,
+                if judgement.verdict == Verdict::Undecided {
+                    " (by the point estimate: not confident)"
+                } else {
+                    ""
+                }
+            );
+            search.record(Probe {
+                rate,
+                level,
+                requests: summary.requests,
+                violations,
+                judgement,
+                counted_as,
+            });
+            continue 'search;
+        }
+    }
+    let mut found = search.result(target);
+    if let (Some(target_rate), Some(max)) = (args.target_rate, found.max_rate) {
+        found.replicas = Some(replicas(target_rate, max));
+        found.replicas_at_interval_low = found.interval_low.map(|low| replicas(target_rate, low));
+    }
+    Ok(found)
+}
+
+/// Replicas of `per_replica` requests/s that serve `target` requests/s.
+fn replicas(target: f64, per_replica: f64) -> u64 {
+    (target / per_replica - 1e-9).ceil().max(1.0) as u64
 }
 
 fn usage(flag: &'static str) -> impl Fn(String) -> Error {
@@ -475,7 +658,12 @@ pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
         "lat p50", "lat p90", "lat p99", "lat max", "lag p99", "goodput"
     );
     println!("{header}   (times in ms)");
-    for level in &bench.levels {
+    let mark = |i: usize| match &bench.saturation {
+        Some(sat) if sat.knee == i => "  <- knee",
+        Some(sat) if sat.first_saturated == i => "  <- saturated",
+        _ => "",
+    };
+    for (i, level) in bench.levels.iter().enumerate() {
         let s = &level.summary;
         let mut row = format!(
             "{:<22} {:>6} {:>6.1} {:>8.2} ",
@@ -510,7 +698,7 @@ pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
             ms(&s.schedule_lag, |d| d.p99),
             s.goodput
         );
-        println!("{row}");
+        println!("{row}{}", mark(i));
         if !s.errors.is_empty() {
             println!("{:<22} errors: {:?}", "", s.errors);
         }
@@ -518,11 +706,20 @@ pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
             println!("{:<22} stopped: {stopped}", "");
         }
     }
+    if let Some(sat) = &bench.saturation {
+        println!(
+            "saturated at {} (knee: {}): {}",
+            bench.levels[sat.first_saturated].label, bench.levels[sat.knee].label, sat.rule
+        );
+    }
     if bench.slo.is_set() {
         println!(
             "SLO: {}",
             serde_json::to_string(&bench.slo).unwrap_or_default()
         );
+    }
+    if let Some(found) = &bench.max_rate {
+        print_max_rate(found, &bench.pricing);
     }
     if let Some(c) = &bench.cost {
         print_cost(c, &bench.pricing, kind);
@@ -536,10 +733,58 @@ pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
     }
 }
 
+fn print_max_rate(found: &MaxRate, pricing: &Pricing) {
+    let t = &found.target;
+    let rate = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.3}/s"));
+    println!(
+        "\nmax rate meeting the SLO for {}% of requests: {} (lowest failing: {}; bisected to {:.0}%)",
+        t.percentile * 100.0,
+        rate(found.max_rate),
+        rate(found.lowest_failing_rate),
+        found.precision * 100.0
+    );
+    println!(
+        "  {:.0}% interval on the limit: [{}, {})  (highest confident pass, lowest confident failure; each verdict at {:.1}%, exact binomial bounds)",
+        t.confidence * 100.0,
+        rate(found.interval_low),
+        found.interval_high.map_or("unbounded".into(), |r| format!("{r:.3}/s")),
+        t.verdict_confidence() * 100.0
+    );
+    for p in &found.probes {
+        println!(
+            "  probe {:>9.3}/s: {:>5} requests, {:>5} missed ({:.2}%, {:.2}%..{:.2}%) -> {:?}{}",
+            p.rate,
+            p.requests,
+            p.violations,
+            100.0 * p.violations as f64 / p.requests.max(1) as f64,
+            100.0 * p.judgement.violation_share_low,
+            100.0 * p.judgement.violation_share_high,
+            p.counted_as,
+            if p.judgement.verdict == Verdict::Undecided {
+                " (undecided: point estimate)"
+            } else {
+                ""
+            }
+        );
+    }
+    if let (Some(target), Some(n)) = (pricing.target_rate, found.replicas) {
+        println!(
+            "  replicas for {target} req/s: {n} at the max rate{}",
+            found
+                .replicas_at_interval_low
+                .map(|m| format!(", {m} at the interval's low end"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(note) = &found.note {
+        println!("  note: {note}");
+    }
+}
+
 fn print_cost(c: &CostEstimate, pricing: &Pricing, kind: WorkloadKind) {
     let dollars = |v: Option<f64>| v.map_or("-".into(), |v| format!("${v:.4}"));
     println!(
-        "\ncapacity at the SLO (best level: {}): {:.2} req/s, {:.1} items/s, {:.1} input + {:.1} output tokens/s",
+        "\ncapacity at the SLO (measured at {}): {:.2} req/s, {:.1} items/s, {:.1} input + {:.1} output tokens/s",
         c.at_level,
         c.capacity.requests_per_second,
         c.capacity.items_per_second,

@@ -109,6 +109,7 @@ pub fn run(args: &BenchHarnessArgs) -> Result<()> {
             seed: 0,
             first_payload: 0,
             start_at: None,
+            stop_after_violations: None,
         };
         let live = Live {
             label: load.label(),

@@ -13,7 +13,7 @@ use crate::load::runner::LevelPlan;
 use crate::load::schedule::LoadModel;
 use crate::load::stats;
 use crate::store::bench::{
-    self, best_level, BenchRecord, GeneratorClock, GeneratorShare, Level, PerfLine,
+    self, best_level, saturation_of, BenchRecord, GeneratorClock, GeneratorShare, Level, PerfLine,
 };
 use crate::store::run::{Machine, ToolInfo};
 
@@ -127,8 +127,11 @@ pub fn merge_bench(run_dir: &Path, out: &Path) -> Result<BenchRecord> {
         workload: first.workload.clone(),
         slo,
         pricing: first.pricing,
+        saturation: saturation_of(&levels),
         levels,
         cost,
+        // A search adapts each probe to the last one: it runs from one generator.
+        max_rate: None,
         interrupted: generators.iter().any(|g| g.record.interrupted),
         definitions: first.definitions.clone(),
         generator: None,

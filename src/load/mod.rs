@@ -5,7 +5,9 @@
 pub mod clock;
 pub mod merge;
 pub mod runner;
+pub mod saturation;
 pub mod schedule;
+pub mod search;
 pub mod stats;
 pub mod target;
 pub mod workload;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::engine::openai::RequestRecord;
 use crate::engine::Timing;
 use crate::load::schedule::{LoadModel, Schedule};
-use crate::load::stats::error_kind;
+use crate::load::stats::{error_kind, Slo};
 use crate::load::target::{Payload, Target};
 use crate::metrics::quantile::percentile;
 
@@ -47,6 +47,17 @@ pub struct LevelPlan {
     /// When the level starts, on the target's clock (a common `--start-at`); else at once.
     #[serde(skip)]
     pub start_at: Option<f64>,
+    /// A max-rate probe: stop sending once this many measured requests missed the SLO
+    /// (the probe has failed whatever the rest do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after_violations: Option<SloStop>,
+}
+
+/// When a probe's failure is already certain.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+pub struct SloStop {
+    pub slo: Slo,
+    pub violations: usize,
 }
 
 /// Reads back a duration JSON wrote as `null` (infinite).
@@ -77,6 +88,8 @@ struct Sink {
     measured: AtomicUsize,
     failed: AtomicUsize,
     max_error_rate: f64,
+    violations: AtomicUsize,
+    slo_stop: Option<SloStop>,
     /// Why the level stopped early (the first reason wins).
     stopped: Mutex<Option<String>>,
     stop: Arc<AtomicBool>,
@@ -86,17 +99,24 @@ impl Sink {
     fn push(&self, sample: Sample) {
         if !sample.warmup {
             let done = self.measured.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(stop) = &self.slo_stop {
+                if !stop.slo.met_by(&sample.record) {
+                    let missed = self.violations.fetch_add(1, Ordering::Relaxed) + 1;
+                    if missed >= stop.violations {
+                        self.stop_early(format!(
+                            "SLO: {missed} of {done} requests missed it, so the probe fails whatever the rest do"
+                        ));
+                    }
+                }
+            }
             if let Some(error) = &sample.record.error {
                 let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
                 if done >= 20 && failed as f64 / done as f64 > self.max_error_rate {
-                    self.stopped.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| {
-                        format!(
-                            "error budget: {failed} of {done} requests failed (more than {:.0}%); last: {}",
-                            self.max_error_rate * 100.0,
-                            error_kind(error)
-                        )
-                    });
-                    self.stop.store(true, Ordering::Relaxed);
+                    self.stop_early(format!(
+                        "error budget: {failed} of {done} requests failed (more than {:.0}%); last: {}",
+                        self.max_error_rate * 100.0,
+                        error_kind(error)
+                    ));
                 }
             }
         }
@@ -104,6 +124,15 @@ impl Sink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(sample);
+    }
+
+    /// Stops sending; the first reason given is the one kept.
+    fn stop_early(&self, why: String) {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -171,6 +200,8 @@ async fn level(
         measured: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         max_error_rate: plan.max_error_rate,
+        violations: AtomicUsize::new(0),
+        slo_stop: plan.stop_after_violations,
         stopped: Mutex::new(None),
         stop: stop.clone(),
     });

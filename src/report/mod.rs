@@ -13,6 +13,7 @@ use polars::prelude::DataFrame;
 
 use crate::error::Result;
 use crate::report::runs::{Run, RunKind};
+use crate::store::bench::saturation_of;
 
 /// What `assay report` produced.
 pub struct Written {
@@ -187,21 +188,29 @@ fn plots(runs: &[Run], dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
             .iter()
             .filter_map(|r| Some((r, r.bench()?)))
             .filter(|(_, b)| b.open_loop() == open && b.levels.len() > 1)
-            .map(|(r, b)| LoadCurve {
-                label: r.label.clone(),
-                points: b
+            .map(|(r, b)| {
+                let saturated = saturation_of(&b.levels).map(|s| s.first_saturated);
+                let mut points: Vec<LoadPoint> = b
                     .levels
                     .iter()
-                    .filter_map(|l| {
+                    .enumerate()
+                    .filter_map(|(i, l)| {
                         let d = l.summary.latency.as_ref()?;
                         Some(LoadPoint {
                             offered: l.offered(),
                             throughput: l.summary.requests_per_second,
                             p50_ms: d.p50 * 1e3,
                             p99_ms: d.p99 * 1e3,
+                            saturated: saturated == Some(i),
                         })
                     })
-                    .collect(),
+                    .collect();
+                // A max-rate search probes out of order: the curve runs by load.
+                points.sort_by(|a, b| a.offered.total_cmp(&b.offered));
+                LoadCurve {
+                    label: r.label.clone(),
+                    points,
+                }
             })
             .collect();
         if !curves.is_empty() {

@@ -38,6 +38,8 @@ pub struct LoadPoint {
     pub throughput: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The sweep's first saturated level (ringed on the throughput panel).
+    pub saturated: bool,
 }
 
 /// What the load axis counts.
@@ -523,6 +525,8 @@ enum Stroke {
     Dashed,
     /// A filled box, for bar charts.
     Bar,
+    /// Markers only.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -530,6 +534,8 @@ enum Marker {
     None,
     Circle,
     Triangle,
+    /// An open ring around a point another marker already shows.
+    Ring,
 }
 
 #[derive(Debug, Clone)]
@@ -853,7 +859,7 @@ where
             6,
             colour.stroke_width(3),
         )),
-        Stroke::Bar => Ok(()),
+        Stroke::Bar | Stroke::None => Ok(()),
     }
 }
 
@@ -870,6 +876,7 @@ where
         Marker::None => Ok(()),
         Marker::Circle => area.draw(&Circle::new(at, 6, colour.filled())),
         Marker::Triangle => area.draw(&TriangleMarker::new(at, 8, colour.filled())),
+        Marker::Ring => area.draw(&Circle::new(at, 13, colour.stroke_width(3))),
     }
 }
 
@@ -1099,6 +1106,17 @@ impl Figure for ThroughputVsLoad<'_> {
             Stroke::Dashed,
             Marker::Triangle,
         ));
+        if curves
+            .iter()
+            .any(|(_, points)| points.iter().any(|p| p.saturated))
+        {
+            legend.push(LegendEntry::new(
+                "saturated (throughput flat, latency up)",
+                look,
+                Stroke::None,
+                Marker::Ring,
+            ));
+        }
         let body = frame(root, self.title, &legend)?;
         let (_, h) = body.dim_in_pixel();
         let (top, bottom) = body.split_vertically(h as i32 * 45 / 100);
@@ -1111,8 +1129,20 @@ impl Figure for ThroughputVsLoad<'_> {
                 marker,
             })
         };
-        let throughput: Vec<Series> =
+        let mut throughput: Vec<Series> =
             series(|p| p.throughput, Stroke::Solid, Marker::Circle).collect();
+        throughput.extend(curves.iter().map(|(colour, points)| {
+            Series {
+                points: points
+                    .iter()
+                    .filter(|p| p.saturated)
+                    .map(|p| (p.offered, p.throughput))
+                    .collect(),
+                colour: *colour,
+                stroke: Stroke::None,
+                marker: Marker::Ring,
+            }
+        }));
         let latency: Vec<Series> = series(|p| p.p50_ms, Stroke::Solid, Marker::Circle)
             .chain(series(|p| p.p99_ms, Stroke::Dashed, Marker::Triangle))
             .collect();
@@ -1584,6 +1614,7 @@ mod tests {
             throughput: tput * scale,
             p50_ms: p50 / scale,
             p99_ms: p99 / scale,
+            saturated: offered == 32.0,
         })
         .collect();
         LoadCurve {
@@ -1665,6 +1696,7 @@ mod tests {
                 "latency (ms",
                 "p50 latency",
                 "p99 latency",
+                "saturated (throughput flat, latency up)",
             ],
         );
     }
@@ -1682,6 +1714,7 @@ mod tests {
                     throughput: r.min(3.1),
                     p50_ms: 200.0 + 40.0 * r,
                     p99_ms: 350.0 + 120.0 * r * r,
+                    saturated: false,
                 })
                 .collect(),
         };
@@ -1803,12 +1836,14 @@ mod tests {
                     throughput: 10.0,
                     p50_ms: 100.0,
                     p99_ms: nan,
+                    saturated: false,
                 },
                 LoadPoint {
                     offered: nan,
                     throughput: 1.0,
                     p50_ms: 1.0,
                     p99_ms: 1.0,
+                    saturated: false,
                 },
             ],
         };
@@ -1827,6 +1862,7 @@ mod tests {
                 throughput: nan,
                 p50_ms: nan,
                 p99_ms: nan,
+                saturated: false,
             }],
         };
         let w = throughput_vs_load(

@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::eval::shard::Shard;
 use crate::load::clock::ClockCheck;
 use crate::load::runner::LevelPlan;
+use crate::load::saturation::{self, LoadStep, Saturation};
 use crate::load::schedule::LoadModel;
+use crate::load::search::MaxRate;
 use crate::load::stats::{self, LevelSummary, Slo};
 use crate::load::workload::Workload;
 use crate::store::run::{write_atomic, Machine, ToolInfo};
@@ -33,6 +35,12 @@ pub struct BenchRecord {
     pub levels: Vec<Level>,
     /// Cost at the level with the best goodput (where capacity at the SLO was measured).
     pub cost: Option<CostEstimate>,
+    /// A sweep's saturation point (see `load::saturation`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<Saturation>,
+    /// `--find-max-rate`: the highest rate meeting the SLO, its interval and the probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<MaxRate>,
     #[serde(default)]
     pub interrupted: bool,
     pub definitions: serde_json::Value,
@@ -100,6 +108,20 @@ impl Level {
             pricing,
         ))
     }
+}
+
+/// Where a sweep's throughput stopped rising while its latency rose (levels that measured
+/// no latency take no part).
+pub fn saturation_of(levels: &[Level]) -> Option<Saturation> {
+    let steps: Vec<LoadStep> = levels
+        .iter()
+        .map(|l| LoadStep {
+            offered: l.offered(),
+            throughput: l.summary.requests_per_second,
+            latency_p50: l.summary.latency.map_or(f64::NAN, |d| d.p50),
+        })
+        .collect();
+    saturation::find(&steps)
 }
 
 /// The level with the highest goodput: where capacity at the SLO was measured.
