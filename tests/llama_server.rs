@@ -269,3 +269,75 @@ fn bench_sweeps_against_llama_server_report_sane_numbers() {
     assert!(s["schedule_lag"]["max"].as_f64().unwrap() < 0.05, "{s}");
     assert_eq!(run["workload"]["source"], "task stsb");
 }
+
+/// `--find-max-rate` against a real server: the search brackets a limit, prices it and
+/// every probe's numbers hang together.
+#[test]
+fn find_max_rate_against_llama_server_brackets_a_sane_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = LlamaServer::start(&common::smollm2_gguf(), &["-c", "4096", "-np", "4"]);
+    // p80 needs 17 requests per confident pass: probes of a few seconds.
+    let run = bench(
+        &server,
+        tmp.path(),
+        "search",
+        "smollm2",
+        &[
+            "--workload",
+            "chat",
+            "--find-max-rate",
+            "--rate",
+            "2",
+            "--slo",
+            "ttft=1s,latency=3s",
+            "--slo-percentile",
+            "80",
+            "--rate-precision",
+            "0.25",
+            "--duration",
+            "4s",
+            "--output-tokens",
+            "8",
+            "--ignore-eos",
+            "--input-words",
+            "24",
+            "--price-per-hour",
+            "2.49",
+            "--target-rate",
+            "50",
+        ],
+    );
+    let found = &run["max_rate"];
+    let max = found["max_rate"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no rate met the SLO: {found}"));
+    let failing = found["lowest_failing_rate"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no rate failed: {found}"));
+    // One CPU thread serves a few short chats per second, not hundreds.
+    assert!(max >= 0.5 && max < 200.0, "{found}");
+    assert!(max < failing && (failing - max) / max <= 0.25, "{found}");
+    let low = found["interval_low"].as_f64().unwrap();
+    assert!(low <= max, "{found}");
+    for p in found["probes"].as_array().unwrap() {
+        let level = &run["levels"][p["level"].as_u64().unwrap() as usize];
+        let s = &level["summary"];
+        assert_eq!(p["requests"], s["requests"], "{p}");
+        let missed = s["requests"].as_u64().unwrap() - s["good_requests"].as_u64().unwrap();
+        assert_eq!(p["violations"], missed, "{p}");
+        let (lo, hi) = (
+            p["judgement"]["violation_share_low"].as_f64().unwrap(),
+            p["judgement"]["violation_share_high"].as_f64().unwrap(),
+        );
+        let share = missed as f64 / p["requests"].as_f64().unwrap();
+        assert!(lo <= share && share <= hi, "{p}");
+    }
+    // Priced and sized at the limit's own probe.
+    let cost = &run["cost"];
+    assert!(
+        cost["usd_per_mtok_output"].as_f64().unwrap() > 0.0,
+        "{cost}"
+    );
+    let replicas = found["replicas"].as_u64().unwrap();
+    assert_eq!(replicas, (50.0 / max - 1e-9).ceil() as u64);
+}
