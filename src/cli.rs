@@ -420,6 +420,30 @@ pub struct BenchArgs {
     /// Real inputs instead: the texts of a task (its sentences, queries or documents).
     #[arg(long, env = "ASSAY_INPUTS_FROM_TASK")]
     pub inputs_from_task: Option<String>,
+    /// Generation: a shared prefix of this many words (about a token each) starts every
+    /// prompt (a chat's system message), so prefix caching shows up.
+    #[arg(long, env = "ASSAY_PREFIX_TOKENS", default_value_t = 0)]
+    pub prefix_tokens: usize,
+    /// Distinct shared prefixes, used in turn (with --prefix-tokens).
+    #[arg(long, env = "ASSAY_PREFIXES", default_value_t = 1)]
+    pub prefixes: usize,
+    /// Replay recorded traffic: Mooncake JSONL (timestamp ms, input_length, output_length,
+    /// hash_ids) or CSV (timestamp, input_tokens, output_tokens). One open-loop level sends
+    /// each recorded request at its time with its lengths.
+    #[arg(
+        long,
+        env = "ASSAY_TRACE",
+        conflicts_with_all = ["rate", "concurrency", "find_max_rate", "inputs", "inputs_from_task"]
+    )]
+    pub trace: Option<PathBuf>,
+    /// Multiplies the gaps between a trace's arrivals: 0.5 replays it twice as fast.
+    #[arg(
+        long,
+        env = "ASSAY_TIME_SCALE",
+        default_value_t = 1.0,
+        requires = "trace"
+    )]
+    pub time_scale: f64,
     /// Generation: `max_tokens` of every request (always sent).
     #[arg(long, env = "ASSAY_OUTPUT_TOKENS", default_value_t = 64)]
     pub output_tokens: u32,

@@ -561,3 +561,191 @@ fn a_sweep_past_the_capacity_marks_saturation_in_the_table_and_the_plot() {
         );
     }
 }
+
+/// A chat server that answers at once (unstreamed) and keeps every request body.
+fn recording_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    async fn chat(
+        State(seen): State<Arc<std::sync::Mutex<Vec<serde_json::Value>>>>,
+        Json(body): Json<serde_json::Value>,
+    ) -> Response {
+        let max = body["max_tokens"].as_u64().unwrap();
+        seen.lock().unwrap().push(body);
+        Json(serde_json::json!({
+            "model": "recorder",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": max}
+        }))
+        .into_response()
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(seen.clone());
+    (common::serve(app), seen)
+}
+
+fn user_text(body: &serde_json::Value) -> String {
+    let messages = body["messages"].as_array().unwrap();
+    messages.last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_mooncake_trace_replays_its_times_lengths_and_shared_blocks() {
+    let (addr, seen) = recording_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let trace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/traces/mooncake_sample.jsonl");
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "replay",
+        &[
+            "--workload",
+            "chat",
+            "--no-stream",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--time-scale",
+            "0.5",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Sent at the recorded times, gaps halved: 0, 0.2, 0.5, 0.8 s after the first.
+    let lines = perf(&tmp.path().join("replay"));
+    assert_eq!(lines.len(), 4);
+    let t0 = lines
+        .iter()
+        .map(|l| l["scheduled"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    let mut offsets: Vec<f64> = lines
+        .iter()
+        .map(|l| l["scheduled"].as_f64().unwrap() - t0)
+        .collect();
+    offsets.sort_by(f64::total_cmp);
+    for (got, want) in offsets.iter().zip([0.0, 0.2, 0.5, 0.8]) {
+        assert!((got - want).abs() < 1e-9, "{offsets:?}");
+    }
+    // Each request's recorded lengths: words ≈ tokens, output as max_tokens.
+    let bodies = seen.lock().unwrap().clone();
+    let by_length = |words: usize| {
+        bodies
+            .iter()
+            .find(|b| user_text(b).split(' ').count() == words)
+            .unwrap_or_else(|| panic!("no prompt of {words} words"))
+            .clone()
+    };
+    let (a, b, c, d) = (
+        by_length(600),
+        by_length(1000),
+        by_length(520),
+        by_length(300),
+    );
+    assert_eq!(
+        [&a, &b, &c, &d].map(|x| x["max_tokens"].as_u64().unwrap()),
+        [4, 2, 3, 5]
+    );
+    // Shared blocks are shared text: a is b's first 600 words; c starts with block 0 and
+    // then leaves it; d shares nothing.
+    let (ta, tb, tc, td) = (user_text(&a), user_text(&b), user_text(&c), user_text(&d));
+    assert!(tb.starts_with(&ta));
+    let block0: Vec<&str> = ta.split(' ').take(512).collect();
+    let c_words: Vec<&str> = tc.split(' ').collect();
+    assert_eq!(&c_words[..512], &block0[..]);
+    assert_ne!(
+        &c_words[512..],
+        &ta.split(' ').collect::<Vec<_>>()[512..520]
+    );
+    assert_ne!(
+        td.split(' ').take(20).collect::<Vec<_>>(),
+        block0[..20].to_vec()
+    );
+    let run = json(&tmp.path().join("replay/run.json"));
+    let w = &run["workload"]["trace"];
+    assert_eq!(w["format"], "mooncake-jsonl");
+    assert_eq!(w["requests"], 4);
+    assert_eq!(w["time_scale"], 0.5);
+    assert!((w["span_seconds"].as_f64().unwrap() - 1.6).abs() < 1e-12);
+    assert!(run["levels"][0]["label"]
+        .as_str()
+        .unwrap()
+        .starts_with("trace x0.5"));
+}
+
+#[test]
+fn an_azure_csv_trace_and_shared_prefixes_reach_the_server() {
+    let (addr, seen) = recording_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let trace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/traces/azure_sample.csv");
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "azure",
+        &[
+            "--workload",
+            "chat",
+            "--no-stream",
+            "--trace",
+            trace.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut lengths: Vec<(usize, u64)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                user_text(b).split(' ').count(),
+                b["max_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    lengths.sort();
+    assert_eq!(lengths, vec![(20, 4), (40, 3), (80, 2)]);
+    seen.lock().unwrap().clear();
+
+    // Two shared prefixes of 50 words, in turn, as the system message.
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "prefix",
+        &[
+            "--workload",
+            "chat",
+            "--no-stream",
+            "--concurrency",
+            "1",
+            "--requests",
+            "6",
+            "--prefix-tokens",
+            "50",
+            "--prefixes",
+            "2",
+            "--input-words",
+            "10",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 6);
+    let system: Vec<String> = bodies
+        .iter()
+        .map(|b| {
+            assert_eq!(b["messages"][0]["role"], "system");
+            b["messages"][0]["content"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(system.iter().all(|s| s.split(' ').count() == 50));
+    assert_eq!(system[0], system[2]);
+    assert_eq!(system[1], system[3]);
+    assert_ne!(system[0], system[1]);
+    // Each request's own text still differs.
+    assert_ne!(user_text(&bodies[0]), user_text(&bodies[2]));
+    let run = json(&tmp.path().join("prefix/run.json"));
+    assert_eq!(run["workload"]["prefix_words"], 50);
+    assert_eq!(run["workload"]["prefixes"], 2);
+}

@@ -23,6 +23,7 @@ use crate::load::schedule::{Arrivals, LoadModel};
 use crate::load::search::{point_verdict, MaxRate, Probe, RateSearch, SloTarget, Verdict};
 use crate::load::stats::{self, Distribution, LevelSummary, Slo};
 use crate::load::target::{Payload, Target};
+use crate::load::trace::{self, TraceInfo};
 use crate::load::workload::{read_inputs, Workload, WorkloadKind};
 use crate::spec;
 use crate::store;
@@ -51,6 +52,12 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         .as_deref()
         .map(|text| Shard::parse(text, |name| std::env::var(name).ok()))
         .transpose()?;
+    if args.trace.is_some() && args.shard.is_some() {
+        return Err(Error::Usage(
+            "--trace replays one recording from one generator (drop --shard)".into(),
+        ));
+    }
+    let workload = workload(args, kind)?;
     if args.find_max_rate && (args.shard.is_some() || args.start_at.is_some()) {
         return Err(Error::Usage(
             "--find-max-rate runs from one generator: each probe's rate follows the last \
@@ -58,7 +65,7 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
                 .into(),
         ));
     }
-    let mut loads = levels(args)?;
+    let mut loads = levels(args, &workload)?;
     let mut requests = args.requests;
     if let Some(shard) = &shard {
         if args.run_id.is_none() {
@@ -92,6 +99,8 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     };
     let duration = match (&args.duration, args.requests) {
         (Some(text), _) => seconds(text, "--duration")?,
+        // A replay runs to the trace's end unless told otherwise.
+        (None, _) if workload.trace_rows.is_some() => f64::INFINITY,
         (None, Some(_)) => f64::INFINITY,
         (None, None) => 30.0,
     };
@@ -105,7 +114,6 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
             "--max-error-rate is a share between 0 and 1".into(),
         ));
     }
-    let workload = workload(args, kind)?;
     let max_concurrency = loads
         .iter()
         .map(|l| match l {
@@ -195,6 +203,10 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         // Generators start at different payloads, so a server's prompt cache cannot serve
         // one the prompts another just sent.
         next_payload: shard.map_or(0, |s| s.index * payloads_len / s.count),
+        replay: workload
+            .trace_rows
+            .as_ref()
+            .map(|rows| Arc::new(rows.iter().map(|r| r.at * args.time_scale).collect())),
         levels: Vec::new(),
         samples: Vec::new(),
     };
@@ -305,6 +317,8 @@ struct Driver {
     max_error_rate: f64,
     max_in_flight: usize,
     next_payload: usize,
+    /// A trace replay's send times (payload i at time i).
+    replay: Option<Arc<Vec<f64>>>,
     levels: Vec<Level>,
     samples: Vec<(usize, Sample)>,
 }
@@ -340,6 +354,7 @@ impl Driver {
             first_payload: self.next_payload,
             start_at,
             stop_after_violations,
+            replay: self.replay.clone(),
         };
         let label = load.label();
         let live = Live {
@@ -508,7 +523,14 @@ fn share_of_load(load: &LoadModel, shard: &Shard) -> Result<LoadModel> {
     })
 }
 
-fn levels(args: &BenchArgs) -> Result<Vec<LoadModel>> {
+fn levels(args: &BenchArgs, workload: &Workload) -> Result<Vec<LoadModel>> {
+    if let Some(rows) = &workload.trace_rows {
+        let time_scale = args.time_scale;
+        return Ok(vec![LoadModel::Open {
+            rate: trace::mean_rate(rows, time_scale),
+            arrivals: Arrivals::Replay { time_scale },
+        }]);
+    }
     let arrivals: Arrivals = args.arrivals.parse().map_err(usage("--arrivals"))?;
     if !args.rate.is_empty() {
         if let Some(bad) = args.rate.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
@@ -549,7 +571,47 @@ fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
     } else {
         (None, None)
     };
+    let trace = args
+        .trace
+        .as_ref()
+        .map(|path| -> Result<_> {
+            if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+                return Err(Error::Usage(format!(
+                    "--time-scale {}: a positive factor (0.5 replays twice as fast)",
+                    args.time_scale
+                )));
+            }
+            let (rows, format) = trace::read(path)?;
+            let info = TraceInfo {
+                file: path.display().to_string(),
+                format: format.into(),
+                requests: rows.len(),
+                span_seconds: rows.last().map_or(0.0, |r| r.at),
+                time_scale: args.time_scale,
+            };
+            Ok((info, rows))
+        })
+        .transpose()?;
+    if args.prefix_tokens > 0 && kind == WorkloadKind::Embed {
+        return Err(Error::Usage(
+            "--prefix-tokens applies to chat and completions workloads".into(),
+        ));
+    }
+    if args.prefix_tokens > 0 && args.prefixes == 0 {
+        return Err(Error::Usage(
+            "--prefixes 0: at least one shared prefix".into(),
+        ));
+    }
+    let (trace, trace_rows) = trace.map_or((None, None), |(info, rows)| (Some(info), Some(rows)));
     Ok(Workload {
+        prefix_words: args.prefix_tokens,
+        prefixes: if args.prefix_tokens > 0 {
+            args.prefixes
+        } else {
+            0
+        },
+        trace,
+        trace_rows,
         kind,
         batch_size: if kind == WorkloadKind::Embed {
             args.engine.batch_size.max(1)

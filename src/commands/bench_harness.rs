@@ -110,6 +110,7 @@ pub fn run(args: &BenchHarnessArgs) -> Result<()> {
             first_payload: 0,
             start_at: None,
             stop_after_violations: None,
+            replay: None,
         };
         let live = Live {
             label: load.label(),

@@ -10,4 +10,5 @@ pub mod schedule;
 pub mod search;
 pub mod stats;
 pub mod target;
+pub mod trace;
 pub mod workload;

@@ -51,6 +51,10 @@ pub struct LevelPlan {
     /// (the probe has failed whatever the rest do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_after_violations: Option<SloStop>,
+    /// A trace replay's send times (seconds from the start, scaled); payload i goes at
+    /// time i.
+    #[serde(skip)]
+    pub replay: Option<Arc<Vec<f64>>>,
 }
 
 /// When a probe's failure is already certain.
@@ -216,13 +220,18 @@ async fn level(
         LoadModel::Open { rate, arrivals } => {
             // Offsets from `start`, compared with the plan's own numbers: no rounding from
             // adding and subtracting clock readings decides whether an arrival counts.
-            let schedule = Schedule::new(
-                rate,
-                arrivals,
-                plan.seed,
-                plan.warmup + plan.duration,
-                usize::MAX,
-            );
+            let schedule = match &plan.replay {
+                Some(times) => {
+                    Schedule::replay(times.clone(), plan.warmup + plan.duration, usize::MAX)
+                }
+                None => Schedule::new(
+                    rate,
+                    arrivals,
+                    plan.seed,
+                    plan.warmup + plan.duration,
+                    usize::MAX,
+                ),
+            };
             let warmup = plan.warmup;
             let ctx = Dispatch {
                 target: target.clone(),

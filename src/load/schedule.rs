@@ -7,13 +7,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// How arrivals are spaced in an open-loop run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arrivals {
     /// Exactly 1/rate apart.
     Constant,
     /// Exponential gaps with mean 1/rate, from a seeded generator.
     Poisson,
+    /// A recorded trace's arrival times, gaps multiplied by `time_scale`.
+    Replay { time_scale: f64 },
 }
 
 impl std::str::FromStr for Arrivals {
@@ -39,13 +41,13 @@ impl LoadModel {
     pub fn label(&self) -> String {
         match self {
             LoadModel::Closed { concurrency } => format!("concurrency {concurrency}"),
-            LoadModel::Open { rate, arrivals } => {
-                let kind = match arrivals {
-                    Arrivals::Constant => "constant",
-                    Arrivals::Poisson => "poisson",
-                };
-                format!("rate {rate}/s {kind}")
-            }
+            LoadModel::Open { rate, arrivals } => match arrivals {
+                Arrivals::Constant => format!("rate {rate}/s constant"),
+                Arrivals::Poisson => format!("rate {rate}/s poisson"),
+                Arrivals::Replay { time_scale } => {
+                    format!("trace x{time_scale} (mean {rate:.3}/s)")
+                }
+            },
         }
     }
 }
@@ -53,6 +55,8 @@ impl LoadModel {
 /// Send times (seconds from the start of the level) of an open-loop schedule: every
 /// arrival before `duration`, at most `limit` of them.
 pub struct Schedule {
+    /// A replay's send times, already scaled (else arrivals are drawn).
+    replay: Option<std::sync::Arc<Vec<f64>>>,
     rate: f64,
     arrivals: Arrivals,
     rng: ChaCha8Rng,
@@ -65,6 +69,7 @@ pub struct Schedule {
 impl Schedule {
     pub fn new(rate: f64, arrivals: Arrivals, seed: u64, duration: f64, limit: usize) -> Self {
         let mut schedule = Schedule {
+            replay: None,
             rate,
             arrivals,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -80,9 +85,17 @@ impl Schedule {
         schedule
     }
 
+    /// The recorded send times `at` (seconds from the start), in order.
+    pub fn replay(at: std::sync::Arc<Vec<f64>>, duration: f64, limit: usize) -> Self {
+        let mut schedule = Schedule::new(1.0, Arrivals::Constant, 0, duration, limit);
+        schedule.next = at.first().copied().unwrap_or(f64::INFINITY);
+        schedule.replay = Some(at);
+        schedule
+    }
+
     fn gap(&mut self) -> f64 {
         match self.arrivals {
-            Arrivals::Constant => 1.0 / self.rate,
+            Arrivals::Constant | Arrivals::Replay { .. } => 1.0 / self.rate,
             // Inverse transform of a uniform in (0, 1].
             Arrivals::Poisson => -(1.0 - self.rng.random::<f64>()).ln() / self.rate,
         }
@@ -95,14 +108,20 @@ impl Iterator for Schedule {
         if self.emitted >= self.limit || self.next >= self.duration {
             return None;
         }
+        if let Some(times) = &self.replay {
+            let at = self.next;
+            self.emitted += 1;
+            self.next = times.get(self.emitted).copied().unwrap_or(f64::INFINITY);
+            return Some(at);
+        }
         let at = match self.arrivals {
             // Multiplying, not summing, keeps a constant schedule exact over millions of arrivals.
-            Arrivals::Constant => self.emitted as f64 / self.rate,
+            Arrivals::Constant | Arrivals::Replay { .. } => self.emitted as f64 / self.rate,
             Arrivals::Poisson => self.next,
         };
         self.emitted += 1;
         self.next = match self.arrivals {
-            Arrivals::Constant => self.emitted as f64 / self.rate,
+            Arrivals::Constant | Arrivals::Replay { .. } => self.emitted as f64 / self.rate,
             Arrivals::Poisson => self.next + self.gap(),
         };
         Some(at)
@@ -121,6 +140,15 @@ mod tests {
         assert_eq!(times, vec![0.0, 0.001, 0.002]);
         let n = Schedule::new(1000.0, Arrivals::Constant, 0, 3600.0, usize::MAX).count();
         assert_eq!(n, 3_600_000);
+    }
+
+    #[test]
+    fn a_replay_sends_at_the_recorded_times_within_the_duration() {
+        let at = std::sync::Arc::new(vec![0.0, 0.25, 1.0, 3.0]);
+        let times: Vec<f64> = Schedule::replay(at.clone(), 2.0, usize::MAX).collect();
+        assert_eq!(times, vec![0.0, 0.25, 1.0]);
+        let times: Vec<f64> = Schedule::replay(at, f64::INFINITY, 2).collect();
+        assert_eq!(times, vec![0.0, 0.25]);
     }
 
     #[test]

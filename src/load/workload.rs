@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::engine::{ChatMessage, GenerationParams, GenerationRequest, Prompt};
 use crate::load::target::Payload;
+use crate::load::trace::{TraceInfo, TraceRow, MOONCAKE_BLOCK_TOKENS};
 
 /// Distinct payloads a run cycles through (enough that servers cannot cache their way out).
 const POOL: usize = 1024;
@@ -82,13 +83,29 @@ pub struct Workload {
     pub seed: u64,
     /// Where real inputs came from, if any.
     pub source: Option<String>,
+    /// Shared prefixes: `prefixes` distinct seeded texts of `prefix_words` words; request
+    /// i starts with prefix i mod `prefixes` (a chat's system message, or the start of a
+    /// completion's prompt), so a server's prefix cache has something to reuse.
+    #[serde(default)]
+    pub prefix_words: usize,
+    #[serde(default)]
+    pub prefixes: usize,
+    /// A replayed trace: one request per recorded one, with its lengths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceInfo>,
     #[serde(skip)]
     pub texts: Option<Vec<String>>,
+    #[serde(skip)]
+    pub trace_rows: Option<Vec<TraceRow>>,
 }
 
 impl Workload {
-    /// The payload pool: real texts in order (cycled), or seeded synthetic ones.
+    /// The payloads to send: a trace's requests in order, else a pool of real texts in
+    /// order (cycled) or seeded synthetic ones.
     pub fn payloads(&self) -> Vec<Payload> {
+        if let Some(rows) = &self.trace_rows {
+            return self.trace_payloads(rows);
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let mut next_text = {
             let mut i = 0usize;
@@ -101,29 +118,96 @@ impl Workload {
                 _ => synthetic_text(rng, self.input_words),
             }
         };
+        let prefixes = self.prefix_texts();
         (0..POOL)
-            .map(|_| match self.kind {
+            .map(|i| match self.kind {
                 WorkloadKind::Embed => Payload::Embed(
                     (0..self.batch_size.max(1))
                         .map(|_| next_text(&mut rng))
                         .collect(),
                 ),
                 WorkloadKind::Chat | WorkloadKind::Completions => {
-                    let text = next_text(&mut rng);
-                    Payload::Generate(GenerationRequest {
-                        prompt: if self.kind == WorkloadKind::Chat {
-                            Prompt::Chat(vec![ChatMessage::user(text)])
-                        } else {
-                            Prompt::Text(text)
-                        },
-                        params: GenerationParams {
-                            max_tokens: self.output_tokens,
-                            temperature: 0.0,
-                            ignore_eos: self.ignore_eos,
-                            stream: self.stream,
-                            ..GenerationParams::default()
-                        },
-                    })
+                    let prefix = (!prefixes.is_empty()).then(|| &prefixes[i % prefixes.len()]);
+                    self.generation(prefix, next_text(&mut rng), self.output_tokens)
+                }
+            })
+            .collect()
+    }
+
+    /// One generation request: the shared prefix (if any) before the text.
+    fn generation(&self, prefix: Option<&String>, text: String, max_tokens: u32) -> Payload {
+        let prompt = match (self.kind, prefix) {
+            (WorkloadKind::Chat, Some(p)) => Prompt::Chat(vec![
+                ChatMessage {
+                    role: "system".into(),
+                    content: p.clone(),
+                },
+                ChatMessage::user(text),
+            ]),
+            (WorkloadKind::Chat, None) => Prompt::Chat(vec![ChatMessage::user(text)]),
+            (_, Some(p)) => Prompt::Text(format!("{p}\n\n{text}")),
+            (_, None) => Prompt::Text(text),
+        };
+        Payload::Generate(GenerationRequest {
+            prompt,
+            params: GenerationParams {
+                max_tokens,
+                temperature: 0.0,
+                ignore_eos: self.ignore_eos,
+                stream: self.stream,
+                ..GenerationParams::default()
+            },
+        })
+    }
+
+    /// The shared prefixes, from their own seeded stream (the requests' texts stay the
+    /// same with or without them).
+    fn prefix_texts(&self) -> Vec<String> {
+        if self.prefixes == 0 || self.prefix_words == 0 {
+            return Vec::new();
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5052_4546_4958);
+        let words = Lengths {
+            min: self.prefix_words,
+            max: self.prefix_words,
+        };
+        (0..self.prefixes)
+            .map(|_| synthetic_text(&mut rng, words))
+            .collect()
+    }
+
+    /// A trace's requests: inputs of the recorded length (about a token a word), every
+    /// Mooncake block id its own fixed text so shared blocks stay shared, and the
+    /// recorded output length as `max_tokens`.
+    fn trace_payloads(&self, rows: &[TraceRow]) -> Vec<Payload> {
+        let mut blocks: std::collections::HashMap<u64, String> = Default::default();
+        rows.iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let text = if row.blocks.is_empty() {
+                    let mut rng = ChaCha8Rng::seed_from_u64(self.seed.wrapping_add(i as u64));
+                    let n = row.input_tokens.max(1);
+                    synthetic_text(&mut rng, Lengths { min: n, max: n })
+                } else {
+                    for id in &row.blocks {
+                        blocks.entry(*id).or_insert_with(|| {
+                            let seed = self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                            let n = MOONCAKE_BLOCK_TOKENS;
+                            synthetic_text(&mut rng, Lengths { min: n, max: n })
+                        });
+                    }
+                    let mut words: Vec<&str> = row
+                        .blocks
+                        .iter()
+                        .flat_map(|id| blocks[id].split(' '))
+                        .collect();
+                    words.truncate(row.input_tokens.max(1));
+                    words.join(" ")
+                };
+                match self.kind {
+                    WorkloadKind::Embed => Payload::Embed(vec![text]),
+                    _ => self.generation(None, text, row.output_tokens.max(1)),
                 }
             })
             .collect()
@@ -203,7 +287,11 @@ mod tests {
             stream: false,
             seed: 3,
             source: None,
+            prefix_words: 0,
+            prefixes: 0,
+            trace: None,
             texts: None,
+            trace_rows: None,
         };
         let a = w.payloads();
         assert_eq!(a.len(), POOL);
