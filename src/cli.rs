@@ -378,7 +378,7 @@ pub struct BenchArgs {
     /// Model: openai:BASE_URL#MODEL, or dir:/hf: for the local embedder.
     #[arg(long, env = "ASSAY_MODEL")]
     pub model: ModelRef,
-    /// embed, chat or completions.
+    /// embed, chat, completions or multi-turn (chats of --turns, history re-sent).
     #[arg(long, env = "ASSAY_WORKLOAD", default_value = "chat")]
     pub workload: String,
     /// Closed loop: users sending back to back; a list sweeps (1,2,4,8).
@@ -444,6 +444,12 @@ pub struct BenchArgs {
         requires = "trace"
     )]
     pub time_scale: f64,
+    /// Multi-turn: messages per conversation.
+    #[arg(long, env = "ASSAY_TURNS", default_value_t = 3)]
+    pub turns: usize,
+    /// Multi-turn: the user's pause after each answer before the next message.
+    #[arg(long, env = "ASSAY_THINK_TIME", default_value = "0s")]
+    pub think_time: String,
     /// Generation: `max_tokens` of every request (always sent).
     #[arg(long, env = "ASSAY_OUTPUT_TOKENS", default_value_t = 64)]
     pub output_tokens: u32,

@@ -569,11 +569,18 @@ fn recording_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<serde_json::Value
         Json(body): Json<serde_json::Value>,
     ) -> Response {
         let max = body["max_tokens"].as_u64().unwrap();
+        // Input tokens: one per word of every message, as a tokenizer would roughly count.
+        let words: usize = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().split(' ').count())
+            .sum();
         seen.lock().unwrap().push(body);
         Json(serde_json::json!({
             "model": "recorder",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "length"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": max}
+            "usage": {"prompt_tokens": words, "completion_tokens": max}
         }))
         .into_response()
     }
@@ -748,4 +755,85 @@ fn an_azure_csv_trace_and_shared_prefixes_reach_the_server() {
     let run = json(&tmp.path().join("prefix/run.json"));
     assert_eq!(run["workload"]["prefix_words"], 50);
     assert_eq!(run["workload"]["prefixes"], 2);
+}
+
+#[test]
+fn multi_turn_users_resend_the_history_and_think_between_turns() {
+    let (addr, seen) = recording_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "turns",
+        &[
+            "--workload",
+            "multi-turn",
+            "--no-stream",
+            "--turns",
+            "3",
+            "--think-time",
+            "200ms",
+            "--concurrency",
+            "1",
+            "--requests",
+            "6",
+            "--input-words",
+            "10",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 6);
+    // Two conversations of three turns: 1, 3 and 5 messages, the answers in between.
+    let roles = |b: &serde_json::Value| -> Vec<String> {
+        b["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (i, b) in bodies.iter().enumerate() {
+        let want = match i % 3 {
+            0 => vec!["user"],
+            1 => vec!["user", "assistant", "user"],
+            _ => vec!["user", "assistant", "user", "assistant", "user"],
+        };
+        assert_eq!(roles(b), want, "request {i}");
+    }
+    // The history is the earlier request verbatim, then the answer, then a new message.
+    assert_eq!(bodies[1]["messages"][0], bodies[0]["messages"][0]);
+    assert_eq!(bodies[1]["messages"][1]["content"], "ok");
+    assert_eq!(bodies[2]["messages"][2], bodies[1]["messages"][2]);
+    assert_ne!(bodies[3]["messages"][0], bodies[0]["messages"][0]);
+    // Turns in perf.jsonl; the user thought 200 ms after each answer within a conversation.
+    let mut lines = perf(&tmp.path().join("turns"));
+    lines.sort_by(|a, b| {
+        a["scheduled"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&b["scheduled"].as_f64().unwrap())
+    });
+    let turns: Vec<u64> = lines.iter().map(|l| l["turn"].as_u64().unwrap()).collect();
+    assert_eq!(turns, vec![1, 2, 3, 1, 2, 3]);
+    for pair in lines.windows(2) {
+        let gap = pair[1]["scheduled"].as_f64().unwrap() - pair[0]["end"].as_f64().unwrap();
+        if pair[1]["turn"].as_u64().unwrap() > 1 {
+            assert!(gap >= 0.2, "thought {gap} s");
+        } else {
+            assert!(gap < 0.1, "a new conversation starts at once: {gap} s");
+        }
+    }
+    // Per-turn summaries: the input grows with the history (10 words a message, 1 an
+    // answer): 10, 21, 32.
+    let run = json(&tmp.path().join("turns/run.json"));
+    let summary = run["levels"][0]["turns"].as_array().unwrap();
+    let inputs: Vec<f64> = summary
+        .iter()
+        .map(|t| t["mean_input_tokens"].as_f64().unwrap())
+        .collect();
+    assert_eq!(inputs, vec![10.0, 21.0, 32.0]);
+    assert_eq!(run["workload"]["conversation"]["turns"], 3);
+    assert_eq!(run["workload"]["conversation"]["think_time"], 0.2);
+    assert!(out.contains("turn 3: 2 requests"), "{out}");
 }

@@ -341,3 +341,51 @@ fn find_max_rate_against_llama_server_brackets_a_sane_limit() {
     let replicas = found["replicas"].as_u64().unwrap();
     assert_eq!(replicas, (50.0 / max - 1e-9).ceil() as u64);
 }
+
+/// Multi-turn chats against a real server: every later turn carries the history, so the
+/// server counts more input tokens, and each turn has its own streamed TTFT.
+#[test]
+fn multi_turn_against_llama_server_grows_the_input_turn_by_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = LlamaServer::start(&common::smollm2_gguf(), &["-c", "4096", "-np", "2"]);
+    let run = bench(
+        &server,
+        tmp.path(),
+        "turns",
+        "smollm2",
+        &[
+            "--workload",
+            "multi-turn",
+            "--turns",
+            "3",
+            "--think-time",
+            "100ms",
+            "--concurrency",
+            "2",
+            "--requests",
+            "12",
+            "--output-tokens",
+            "8",
+            "--ignore-eos",
+            "--input-words",
+            "16",
+            "--prefix-tokens",
+            "64",
+        ],
+    );
+    let turns = run["levels"][0]["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 3, "{turns:?}");
+    let inputs: Vec<f64> = turns
+        .iter()
+        .map(|t| t["mean_input_tokens"].as_f64().unwrap())
+        .collect();
+    // Each turn adds the answer (8 tokens) and a new message (~16 words) to the history.
+    assert!(
+        inputs[0] > 64.0 && inputs[1] > inputs[0] + 16.0 && inputs[2] > inputs[1] + 16.0,
+        "{inputs:?}"
+    );
+    for t in turns {
+        assert!(t["ttft"]["p50"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(t["requests"].as_u64().unwrap() >= 2, "{t}");
+    }
+}

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::eval;
 use crate::eval::shard::Shard;
 use crate::load::clock::{self, ClockCheck};
-use crate::load::runner::{run_level, Interrupt, LevelPlan, Live, Sample, SloStop};
+use crate::load::runner::{run_level, Conversation, Interrupt, LevelPlan, Live, Sample, SloStop};
 use crate::load::schedule::{Arrivals, LoadModel};
 use crate::load::search::{point_verdict, MaxRate, Probe, RateSearch, SloTarget, Verdict};
 use crate::load::stats::{self, Distribution, LevelSummary, Slo};
@@ -28,7 +28,7 @@ use crate::load::workload::{read_inputs, Workload, WorkloadKind};
 use crate::spec;
 use crate::store;
 use crate::store::bench::{
-    best_level, saturation_of, BenchRecord, GeneratorClock, Level, PerfLine,
+    best_level, saturation_of, BenchRecord, GeneratorClock, Level, PerfLine, TurnSummary,
 };
 use crate::store::run::{self as record, Machine, ToolInfo};
 
@@ -207,6 +207,7 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
             .trace_rows
             .as_ref()
             .map(|rows| Arc::new(rows.iter().map(|r| r.at * args.time_scale).collect())),
+        conversation: workload.conversation,
         levels: Vec::new(),
         samples: Vec::new(),
     };
@@ -295,7 +296,10 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     }
     let perf: Vec<PerfLine> = all_samples
         .into_iter()
-        .map(|(level, sample)| PerfLine::new(Some(level), sample.warmup, sample.record))
+        .map(|(level, sample)| PerfLine {
+            turn: sample.turn,
+            ..PerfLine::new(Some(level), sample.warmup, sample.record)
+        })
         .collect();
     store::bench::write(&dir, &bench, &perf)?;
     print(&bench, kind);
@@ -319,6 +323,7 @@ struct Driver {
     next_payload: usize,
     /// A trace replay's send times (payload i at time i).
     replay: Option<Arc<Vec<f64>>>,
+    conversation: Option<Conversation>,
     levels: Vec<Level>,
     samples: Vec<(usize, Sample)>,
 }
@@ -355,6 +360,7 @@ impl Driver {
             start_at,
             stop_after_violations,
             replay: self.replay.clone(),
+            conversation: self.conversation,
         };
         let label = load.label();
         let live = Live {
@@ -378,7 +384,15 @@ impl Driver {
             .collect();
         let summary = stats::summarize(&measured, &self.slo);
         eprintln!("{}", one_line(&label, &summary, outcome.stopped.as_deref()));
+        let turns = TurnSummary::by_turn(
+            outcome
+                .samples
+                .iter()
+                .filter(|s| !s.warmup)
+                .filter_map(|s| Some((s.turn?, &s.record))),
+        );
         self.levels.push(Level {
+            turns,
             label,
             plan,
             summary,
@@ -603,6 +617,29 @@ fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
         ));
     }
     let (trace, trace_rows) = trace.map_or((None, None), |(info, rows)| (Some(info), Some(rows)));
+    let conversation = if kind == WorkloadKind::MultiTurn {
+        if args.turns == 0 {
+            return Err(Error::Usage(
+                "--turns 0: a conversation has at least one turn".into(),
+            ));
+        }
+        if !args.rate.is_empty() || args.find_max_rate || trace.is_some() {
+            return Err(Error::Usage(
+                "--workload multi-turn runs closed-loop users, each waiting for its answer \
+                 before the next turn: give --concurrency (conversations at once)"
+                    .into(),
+            ));
+        }
+        let think_time = humantime::parse_duration(&args.think_time)
+            .map_err(|e| Error::Usage(format!("--think-time `{}`: {e}", args.think_time)))?
+            .as_secs_f64();
+        Some(Conversation {
+            turns: args.turns,
+            think_time,
+        })
+    } else {
+        None
+    };
     Ok(Workload {
         prefix_words: args.prefix_tokens,
         prefixes: if args.prefix_tokens > 0 {
@@ -612,6 +649,7 @@ fn workload(args: &BenchArgs, kind: WorkloadKind) -> Result<Workload> {
         },
         trace,
         trace_rows,
+        conversation,
         kind,
         batch_size: if kind == WorkloadKind::Embed {
             args.engine.batch_size.max(1)
@@ -761,6 +799,18 @@ pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
             s.goodput
         );
         println!("{row}{}", mark(i));
+        for t in &level.turns {
+            println!(
+                "{:<22} turn {}: {} requests, TTFT p50 {} p99 {} ms, latency p50 {} ms, {} input tokens on average",
+                "",
+                t.turn,
+                t.requests,
+                ms(&t.ttft, |d| d.p50),
+                ms(&t.ttft, |d| d.p99),
+                ms(&t.latency, |d| d.p50),
+                t.mean_input_tokens.map_or("-".into(), |n| format!("{n:.0}"))
+            );
+        }
         if !s.errors.is_empty() {
             println!("{:<22} errors: {:?}", "", s.errors);
         }

@@ -111,6 +111,7 @@ pub fn run(args: &BenchHarnessArgs) -> Result<()> {
             start_at: None,
             stop_after_violations: None,
             replay: None,
+            conversation: None,
         };
         let live = Live {
             label: load.label(),

@@ -14,6 +14,7 @@ use crate::load::schedule::LoadModel;
 use crate::load::stats;
 use crate::store::bench::{
     self, best_level, saturation_of, BenchRecord, GeneratorClock, GeneratorShare, Level, PerfLine,
+    TurnSummary,
 };
 use crate::store::run::{Machine, ToolInfo};
 
@@ -84,7 +85,13 @@ pub fn merge_bench(run_dir: &Path, out: &Path) -> Result<BenchRecord> {
                     .map(|why| format!("generator {}: {why}", g.clock.shard))
             })
             .collect();
+        let turns = TurnSummary::by_turn(
+            perf.iter()
+                .filter(|p| p.level == Some(i) && !p.warmup)
+                .filter_map(|p| Some((p.turn?, &p.record))),
+        );
         levels.push(Level {
+            turns,
             label: plan.load.label(),
             summary: stats::summarize(&pooled, &slo),
             plan,

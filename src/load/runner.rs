@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::engine::openai::RequestRecord;
-use crate::engine::Timing;
+use crate::engine::{ChatMessage, Prompt, Timing};
 use crate::load::schedule::{LoadModel, Schedule};
 use crate::load::stats::{error_kind, Slo};
 use crate::load::target::{Payload, Target};
@@ -55,6 +55,18 @@ pub struct LevelPlan {
     /// time i.
     #[serde(skip)]
     pub replay: Option<Arc<Vec<f64>>>,
+    /// Closed loop only: each user holds conversations of this shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
+}
+
+/// Multi-turn chats: each user sends `turns` messages, each with the whole conversation
+/// so far (its earlier messages and the model's answers), pausing `think_time` seconds
+/// after each answer; then starts a new conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct Conversation {
+    pub turns: usize,
+    pub think_time: f64,
 }
 
 /// When a probe's failure is already certain.
@@ -73,6 +85,9 @@ fn null_as_infinite<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Resu
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
     pub warmup: bool,
+    /// Multi-turn runs: which turn of its conversation (1 = the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn: Option<usize>,
     #[serde(flatten)]
     pub record: RequestRecord,
 }
@@ -264,10 +279,29 @@ async fn level(
                     (stop.clone(), interrupt.clone(), in_flight.clone());
                 let (measured, claimed) = (measured.clone(), claimed.clone());
                 let requests = plan.requests.unwrap_or(usize::MAX);
+                let conversation = plan.conversation;
                 tokio::spawn(async move {
                     let wait = start - target.now();
                     if wait > 0.0 {
                         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+                    }
+                    if let Some(shape) = conversation {
+                        let user = User {
+                            target,
+                            payloads,
+                            sink,
+                            stop,
+                            interrupt,
+                            in_flight,
+                            measured,
+                            claimed,
+                            requests,
+                            warm_end,
+                            end,
+                        };
+                        user.converse(shape).await;
+                        drop(tx);
+                        return;
                     }
                     loop {
                         let now = target.now();
@@ -282,7 +316,11 @@ async fn level(
                         in_flight.fetch_add(1, Ordering::Relaxed);
                         let record = target.call(payloads[i % payloads.len()].clone(), now).await;
                         in_flight.fetch_sub(1, Ordering::Relaxed);
-                        sink.push(Sample { warmup, record });
+                        sink.push(Sample {
+                            warmup,
+                            turn: None,
+                            record,
+                        });
                     }
                     drop(tx);
                 });
@@ -335,6 +373,82 @@ async fn level(
     }
     outcome.samples = std::mem::take(&mut *sink.samples.lock().unwrap_or_else(|e| e.into_inner()));
     outcome
+}
+
+/// One closed-loop user holding conversations.
+struct User {
+    target: Arc<Target>,
+    payloads: Arc<Vec<Payload>>,
+    sink: Arc<Sink>,
+    stop: Arc<AtomicBool>,
+    interrupt: Arc<Interrupt>,
+    in_flight: Arc<AtomicUsize>,
+    measured: Arc<AtomicUsize>,
+    claimed: Arc<AtomicUsize>,
+    requests: usize,
+    warm_end: f64,
+    end: f64,
+}
+
+impl User {
+    fn done(&self) -> bool {
+        self.target.now() >= self.end
+            || self.stop.load(Ordering::Relaxed)
+            || self.interrupt.is_set()
+    }
+
+    /// Conversations until the level ends. A turn's payload supplies its new user
+    /// message (and the system prompt on the first turn); a failed turn ends the
+    /// conversation, since its history has no answer to carry on from.
+    async fn converse(self, shape: Conversation) {
+        let mut history: Vec<ChatMessage> = Vec::new();
+        let mut turn = 0;
+        while !self.done() {
+            let now = self.target.now();
+            let warmup = now < self.warm_end;
+            if !warmup && self.measured.fetch_add(1, Ordering::Relaxed) >= self.requests {
+                break;
+            }
+            let i = self.claimed.fetch_add(1, Ordering::Relaxed);
+            let Payload::Generate(mut request) = self.payloads[i % self.payloads.len()].clone()
+            else {
+                break;
+            };
+            let Prompt::Chat(messages) = &request.prompt else {
+                break;
+            };
+            if turn == 0 {
+                history = messages.clone();
+            } else if let Some(user) = messages.last() {
+                history.push(user.clone());
+            }
+            request.prompt = Prompt::Chat(history.clone());
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            let (answer, record) = self.target.converse(request, now).await;
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.sink.push(Sample {
+                warmup,
+                turn: Some(turn + 1),
+                record,
+            });
+            turn += 1;
+            match answer {
+                Some(text) if turn < shape.turns => {
+                    history.push(ChatMessage {
+                        role: "assistant".into(),
+                        content: text,
+                    });
+                    // Thinking is the user's time, not the server's: no request is due.
+                    let left = self.end - self.target.now();
+                    let pause = shape.think_time.min(left.max(0.0));
+                    if pause > 0.0 {
+                        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+                    }
+                }
+                _ => turn = 0,
+            }
+        }
+    }
 }
 
 /// Latencies of the measured requests that succeeded so far, and how many failed.
@@ -391,7 +505,11 @@ impl Dispatch {
             }
             if self.in_flight.load(Ordering::Relaxed) >= max_in_flight {
                 let record = dropped(scheduled, self.target.now(), max_in_flight);
-                self.sink.push(Sample { warmup, record });
+                self.sink.push(Sample {
+                    warmup,
+                    turn: None,
+                    record,
+                });
                 continue;
             }
             self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -405,7 +523,11 @@ impl Dispatch {
             self.handle.spawn(async move {
                 let record = target.call(payload, scheduled).await;
                 in_flight.fetch_sub(1, Ordering::Relaxed);
-                sink.push(Sample { warmup, record });
+                sink.push(Sample {
+                    warmup,
+                    turn: None,
+                    record,
+                });
                 drop(tx);
             });
         }

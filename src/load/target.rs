@@ -58,6 +58,22 @@ impl Target {
         }
     }
 
+    /// Runs one chat turn and returns the answer's text too (a conversation re-sends it
+    /// as history); `None` when the request failed or the engine cannot chat.
+    pub async fn converse(
+        &self,
+        request: GenerationRequest,
+        scheduled: f64,
+    ) -> (Option<String>, RequestRecord) {
+        match self {
+            Target::RemoteGenerate(g) => {
+                let (outcome, record) = g.call(&request, Some(scheduled)).await;
+                (outcome.ok().map(|g| g.text), record)
+            }
+            _ => (None, self.call(Payload::Generate(request), scheduled).await),
+        }
+    }
+
     /// Runs one request; the record says how it went (never panics, never loses it).
     pub async fn call(&self, payload: Payload, scheduled: f64) -> RequestRecord {
         match (self, payload) {

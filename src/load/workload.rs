@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::{ChatMessage, GenerationParams, GenerationRequest, Prompt};
+use crate::load::runner::Conversation;
 use crate::load::target::Payload;
 use crate::load::trace::{TraceInfo, TraceRow, MOONCAKE_BLOCK_TOKENS};
 
@@ -19,6 +20,9 @@ pub enum WorkloadKind {
     Embed,
     Chat,
     Completions,
+    /// Chats of several turns, each re-sending the conversation so far.
+    #[serde(rename = "multi-turn")]
+    MultiTurn,
 }
 
 impl std::fmt::Display for WorkloadKind {
@@ -27,6 +31,7 @@ impl std::fmt::Display for WorkloadKind {
             WorkloadKind::Embed => "embed",
             WorkloadKind::Chat => "chat",
             WorkloadKind::Completions => "completions",
+            WorkloadKind::MultiTurn => "multi-turn",
         })
     }
 }
@@ -38,7 +43,10 @@ impl std::str::FromStr for WorkloadKind {
             "embed" => Ok(WorkloadKind::Embed),
             "chat" => Ok(WorkloadKind::Chat),
             "completions" => Ok(WorkloadKind::Completions),
-            other => Err(format!("`{other}`: expected embed, chat or completions")),
+            "multi-turn" => Ok(WorkloadKind::MultiTurn),
+            other => Err(format!(
+                "`{other}`: expected embed, chat, completions or multi-turn"
+            )),
         }
     }
 }
@@ -93,6 +101,9 @@ pub struct Workload {
     /// A replayed trace: one request per recorded one, with its lengths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceInfo>,
+    /// Multi-turn: turns per conversation and the pause after each answer (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
     #[serde(skip)]
     pub texts: Option<Vec<String>>,
     #[serde(skip)]
@@ -126,7 +137,7 @@ impl Workload {
                         .map(|_| next_text(&mut rng))
                         .collect(),
                 ),
-                WorkloadKind::Chat | WorkloadKind::Completions => {
+                WorkloadKind::Chat | WorkloadKind::Completions | WorkloadKind::MultiTurn => {
                     let prefix = (!prefixes.is_empty()).then(|| &prefixes[i % prefixes.len()]);
                     self.generation(prefix, next_text(&mut rng), self.output_tokens)
                 }
@@ -137,14 +148,16 @@ impl Workload {
     /// One generation request: the shared prefix (if any) before the text.
     fn generation(&self, prefix: Option<&String>, text: String, max_tokens: u32) -> Payload {
         let prompt = match (self.kind, prefix) {
-            (WorkloadKind::Chat, Some(p)) => Prompt::Chat(vec![
+            (WorkloadKind::Chat | WorkloadKind::MultiTurn, Some(p)) => Prompt::Chat(vec![
                 ChatMessage {
                     role: "system".into(),
                     content: p.clone(),
                 },
                 ChatMessage::user(text),
             ]),
-            (WorkloadKind::Chat, None) => Prompt::Chat(vec![ChatMessage::user(text)]),
+            (WorkloadKind::Chat | WorkloadKind::MultiTurn, None) => {
+                Prompt::Chat(vec![ChatMessage::user(text)])
+            }
             (_, Some(p)) => Prompt::Text(format!("{p}\n\n{text}")),
             (_, None) => Prompt::Text(text),
         };
@@ -290,6 +303,7 @@ mod tests {
             prefix_words: 0,
             prefixes: 0,
             trace: None,
+            conversation: None,
             texts: None,
             trace_rows: None,
         };

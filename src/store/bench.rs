@@ -88,6 +88,58 @@ pub struct Level {
     /// A merged bench: each generator's share of this level.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generators: Vec<GeneratorShare>,
+    /// Multi-turn runs: the measured requests of each turn (1 = the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<TurnSummary>,
+}
+
+/// What the requests of one turn measured: later turns carry longer histories.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TurnSummary {
+    pub turn: usize,
+    pub requests: usize,
+    pub ttft: Option<stats::Distribution>,
+    pub latency: Option<stats::Distribution>,
+    /// Mean input tokens per request, as the server counted them.
+    pub mean_input_tokens: Option<f64>,
+}
+
+impl TurnSummary {
+    /// One summary per turn seen among `(turn, record)`, in turn order.
+    pub fn by_turn<'a>(
+        samples: impl Iterator<Item = (usize, &'a RequestRecord)>,
+    ) -> Vec<TurnSummary> {
+        let mut turns: std::collections::BTreeMap<usize, Vec<&RequestRecord>> = Default::default();
+        for (turn, record) in samples {
+            turns.entry(turn).or_default().push(record);
+        }
+        turns
+            .into_iter()
+            .map(|(turn, records)| {
+                let ok: Vec<&RequestRecord> = records
+                    .iter()
+                    .copied()
+                    .filter(|r| r.error.is_none())
+                    .collect();
+                let inputs: Vec<f64> = ok
+                    .iter()
+                    .filter_map(|r| r.input_tokens.map(|t| t as f64))
+                    .collect();
+                TurnSummary {
+                    turn,
+                    requests: records.len(),
+                    ttft: stats::Distribution::of(
+                        ok.iter().filter_map(|r| stats::ttft(r)).collect(),
+                    ),
+                    latency: stats::Distribution::of(
+                        ok.iter().map(|r| stats::latency(r)).collect(),
+                    ),
+                    mean_input_tokens: (!inputs.is_empty())
+                        .then(|| inputs.iter().sum::<f64>() / inputs.len() as f64),
+                }
+            })
+            .collect()
+    }
 }
 
 impl Level {
@@ -159,6 +211,9 @@ pub struct PerfLine {
     pub level: Option<usize>,
     #[serde(default)]
     pub warmup: bool,
+    /// Multi-turn runs: the turn of its conversation (1 = the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<usize>,
     #[serde(flatten)]
     pub record: RequestRecord,
     /// Scheduled send to the end (derived, for readers of the file).
@@ -174,6 +229,7 @@ impl PerfLine {
         PerfLine {
             level,
             warmup,
+            turn: None,
             latency: Some(stats::latency(&record)),
             service_latency: Some(stats::service_latency(&record)),
             record,
