@@ -395,6 +395,10 @@ pub struct BenchArgs {
     /// Open-loop arrivals: poisson or constant.
     #[arg(long, env = "ASSAY_ARRIVALS", default_value = "poisson")]
     pub arrivals: String,
+    /// Embeddings: texts per request as a sweep axis (1,8,32): every batch size runs
+    /// every load level. Overrides --batch-size.
+    #[arg(long, env = "ASSAY_BENCH_BATCH_SIZES", value_delimiter = ',')]
+    pub batch_sizes: Vec<usize>,
     /// Measured time per level (after the warm-up), e.g. 60s, 2m (default 30s, or
     /// unbounded when --requests is given).
     #[arg(long, env = "ASSAY_DURATION")]

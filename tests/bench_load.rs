@@ -530,8 +530,8 @@ fn a_sweep_past_the_capacity_marks_saturation_in_the_table_and_the_plot() {
     );
     assert_eq!(code, 0, "{out}\n{err}");
     let run = json(&tmp.path().join("sweep/run.json"));
-    assert_eq!(run["saturation"]["knee"], 1, "{}", run["saturation"]);
-    assert_eq!(run["saturation"]["first_saturated"], 2);
+    assert_eq!(run["saturation"][0]["knee"], 1, "{}", run["saturation"]);
+    assert_eq!(run["saturation"][0]["first_saturated"], 2);
     let row = |label: &str| {
         out.lines()
             .find(|l| l.starts_with(label))
@@ -836,4 +836,77 @@ fn multi_turn_users_resend_the_history_and_think_between_turns() {
     assert_eq!(run["workload"]["conversation"]["turns"], 3);
     assert_eq!(run["workload"]["conversation"]["think_time"], 0.2);
     assert!(out.contains("turn 3: 2 requests"), "{out}");
+}
+
+#[test]
+fn embedding_batch_size_and_concurrency_are_separate_sweep_axes() {
+    let free_at = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    let app = Router::new()
+        .route("/v1/embeddings", post(queued_embeddings))
+        .with_state(free_at);
+    let addr = common::serve(app);
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = bench(
+        addr,
+        tmp.path(),
+        "axes",
+        &[
+            "--workload",
+            "embed",
+            "--batch-sizes",
+            "1,4",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "20",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run = json(&tmp.path().join("axes/run.json"));
+    let levels = run["levels"].as_array().unwrap();
+    let labels: Vec<&str> = levels
+        .iter()
+        .map(|l| l["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "batch 1, concurrency 1",
+            "batch 1, concurrency 2",
+            "batch 4, concurrency 1",
+            "batch 4, concurrency 2"
+        ]
+    );
+    // The server takes 1/40 s per request whatever it holds: four texts a request is
+    // four times the items per second at the same requests per second.
+    for l in levels {
+        let s = &l["summary"];
+        let batch = l["batch_size"].as_f64().unwrap();
+        let (rps, items) = (
+            s["requests_per_second"].as_f64().unwrap(),
+            s["items_per_second"].as_f64().unwrap(),
+        );
+        assert_eq!(s["requests"], 20, "{s}");
+        assert!((items - batch * rps).abs() < 1e-9, "{s}");
+        assert!(rps > 30.0 && rps < 42.0, "{s}");
+    }
+    // Capacity is measured in items: a batch-4 level.
+    assert!(run["cost"]["at_level"]
+        .as_str()
+        .unwrap()
+        .starts_with("batch 4"));
+    let (code, out, err) = common::output(
+        common::assay()
+            .arg("report")
+            .arg(tmp.path().join("axes"))
+            .arg("--out")
+            .arg(tmp.path().join("report")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let svg = std::fs::read_to_string(
+        tmp.path()
+            .join("report/plots/throughput_vs_concurrency.svg"),
+    )
+    .unwrap();
+    assert!(svg.contains("(batch 1)") && svg.contains("(batch 4)"), "two curves");
 }

@@ -114,6 +114,24 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
             "--max-error-rate is a share between 0 and 1".into(),
         ));
     }
+    let batch_sizes: Vec<usize> = match (kind, args.batch_sizes.is_empty()) {
+        (_, true) => vec![workload.batch_size],
+        (WorkloadKind::Embed, false) if !args.batch_sizes.contains(&0) => args.batch_sizes.clone(),
+        (WorkloadKind::Embed, false) => {
+            return Err(Error::Usage(
+                "--batch-sizes 0: at least one text per request".into(),
+            ))
+        }
+        _ => {
+            return Err(Error::Usage(
+                "--batch-sizes is an axis of embedding sweeps (--workload embed)".into(),
+            ))
+        }
+    };
+    let workload = Workload {
+        batch_size: batch_sizes[0],
+        ..workload
+    };
     let max_concurrency = loads
         .iter()
         .map(|l| match l {
@@ -208,6 +226,8 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
             .as_ref()
             .map(|rows| Arc::new(rows.iter().map(|r| r.at * args.time_scale).collect())),
         conversation: workload.conversation,
+        batch_size: (kind == WorkloadKind::Embed).then_some(workload.batch_size),
+        batch_in_label: false,
         levels: Vec::new(),
         samples: Vec::new(),
     };
@@ -218,15 +238,27 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
             .map_or(Ok(10.0), |d| seconds(d, "--duration"))?;
         Some(find_max_rate(&mut driver, args, min_seconds)?)
     } else {
-        for (i, load) in loads.iter().enumerate() {
-            if interrupt.is_set() {
-                break;
+        let total = loads.len() * batch_sizes.len();
+        driver.batch_in_label = batch_sizes.len() > 1;
+        for (b, &batch) in batch_sizes.iter().enumerate() {
+            if b > 0 {
+                // Another batch size: its own payloads, the same texts regrouped.
+                let mut regrouped = workload.clone();
+                regrouped.batch_size = batch;
+                driver.payloads = Arc::new(regrouped.payloads());
             }
-            // Level 0 at the common start itself: without --duration the slot is
-            // infinite, and 0 × ∞ is NaN (a NaN start sent nothing).
-            let start = first_start.map(|t| if i == 0 { t } else { t + i as f64 * slot });
-            let tag = format!("[{}/{}]", i + 1, loads.len());
-            driver.run(*load, duration, requests, start, None, &tag);
+            driver.batch_size = (kind == WorkloadKind::Embed).then_some(batch);
+            for load in &loads {
+                let i = driver.levels.len();
+                if interrupt.is_set() {
+                    break;
+                }
+                // Level 0 at the common start itself: without --duration the slot is
+                // infinite, and 0 × ∞ is NaN (a NaN start sent nothing).
+                let start = first_start.map(|t| if i == 0 { t } else { t + i as f64 * slot });
+                let tag = format!("[{}/{}]", i + 1, total);
+                driver.run(*load, duration, requests, start, None, &tag);
+            }
         }
         None
     };
@@ -270,7 +302,7 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         saturation: if max_rate.is_none() {
             saturation_of(&levels)
         } else {
-            None
+            Vec::new()
         },
         levels,
         cost,
@@ -324,6 +356,10 @@ struct Driver {
     /// A trace replay's send times (payload i at time i).
     replay: Option<Arc<Vec<f64>>>,
     conversation: Option<Conversation>,
+    /// Embedding runs: texts per request of the levels being run.
+    batch_size: Option<usize>,
+    /// Whether labels name the batch size (a sweep over several).
+    batch_in_label: bool,
     levels: Vec<Level>,
     samples: Vec<(usize, Sample)>,
 }
@@ -362,7 +398,10 @@ impl Driver {
             replay: self.replay.clone(),
             conversation: self.conversation,
         };
-        let label = load.label();
+        let label = match self.batch_size {
+            Some(batch) if self.batch_in_label => format!("batch {batch}, {}", load.label()),
+            _ => load.label(),
+        };
         let live = Live {
             label: format!("{tag} {label}"),
             bar: spinner(),
@@ -392,6 +431,7 @@ impl Driver {
                 .filter_map(|s| Some((s.turn?, &s.record))),
         );
         self.levels.push(Level {
+            batch_size: self.batch_size,
             turns,
             label,
             plan,
@@ -758,10 +798,14 @@ pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
         "lat p50", "lat p90", "lat p99", "lat max", "lag p99", "goodput"
     );
     println!("{header}   (times in ms)");
-    let mark = |i: usize| match &bench.saturation {
-        Some(sat) if sat.knee == i => "  <- knee",
-        Some(sat) if sat.first_saturated == i => "  <- saturated",
-        _ => "",
+    let mark = |i: usize| {
+        if bench.saturation.iter().any(|s| s.knee == i) {
+            "  <- knee"
+        } else if bench.saturation.iter().any(|s| s.first_saturated == i) {
+            "  <- saturated"
+        } else {
+            ""
+        }
     };
     for (i, level) in bench.levels.iter().enumerate() {
         let s = &level.summary;
@@ -818,7 +862,7 @@ pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
             println!("{:<22} stopped: {stopped}", "");
         }
     }
-    if let Some(sat) = &bench.saturation {
+    for sat in &bench.saturation {
         println!(
             "saturated at {} (knee: {}): {}",
             bench.levels[sat.first_saturated].label, bench.levels[sat.knee].label, sat.rule

@@ -91,6 +91,7 @@ pub fn merge_bench(run_dir: &Path, out: &Path) -> Result<BenchRecord> {
                 .filter_map(|p| Some((p.turn?, &p.record))),
         );
         levels.push(Level {
+            batch_size: level.batch_size,
             turns,
             label: plan.load.label(),
             summary: stats::summarize(&pooled, &slo),

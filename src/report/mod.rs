@@ -188,29 +188,45 @@ fn plots(runs: &[Run], dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
             .iter()
             .filter_map(|r| Some((r, r.bench()?)))
             .filter(|(_, b)| b.open_loop() == open && b.levels.len() > 1)
-            .map(|(r, b)| {
-                let saturated = saturation_of(&b.levels).map(|s| s.first_saturated);
-                let mut points: Vec<LoadPoint> = b
-                    .levels
+            .flat_map(|(r, b)| {
+                let saturated: Vec<usize> = saturation_of(&b.levels)
                     .iter()
-                    .enumerate()
-                    .filter_map(|(i, l)| {
-                        let d = l.summary.latency.as_ref()?;
-                        Some(LoadPoint {
-                            offered: l.offered(),
-                            throughput: l.summary.requests_per_second,
-                            p50_ms: d.p50 * 1e3,
-                            p99_ms: d.p99 * 1e3,
-                            saturated: saturated == Some(i),
-                        })
-                    })
+                    .map(|s| s.first_saturated)
                     .collect();
-                // A max-rate search probes out of order: the curve runs by load.
-                points.sort_by(|a, b| a.offered.total_cmp(&b.offered));
-                LoadCurve {
-                    label: r.label.clone(),
-                    points,
-                }
+                // One curve per batch size of an embedding sweep over several.
+                let mut batches: Vec<Option<usize>> =
+                    b.levels.iter().map(|l| l.batch_size).collect();
+                batches.sort();
+                batches.dedup();
+                let several = batches.len() > 1;
+                batches
+                    .into_iter()
+                    .map(|batch| {
+                        let mut points: Vec<LoadPoint> = b
+                            .levels
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, l)| l.batch_size == batch)
+                            .filter_map(|(i, l)| {
+                                let d = l.summary.latency.as_ref()?;
+                                Some(LoadPoint {
+                                    offered: l.offered(),
+                                    throughput: l.summary.requests_per_second,
+                                    p50_ms: d.p50 * 1e3,
+                                    p99_ms: d.p99 * 1e3,
+                                    saturated: saturated.contains(&i),
+                                })
+                            })
+                            .collect();
+                        // A max-rate search probes out of order: the curve runs by load.
+                        points.sort_by(|a, b| a.offered.total_cmp(&b.offered));
+                        let label = match batch {
+                            Some(n) if several => format!("{} (batch {n})", r.label),
+                            _ => r.label.clone(),
+                        };
+                        LoadCurve { label, points }
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
         if !curves.is_empty() {

@@ -35,9 +35,10 @@ pub struct BenchRecord {
     pub levels: Vec<Level>,
     /// Cost at the level with the best goodput (where capacity at the SLO was measured).
     pub cost: Option<CostEstimate>,
-    /// A sweep's saturation point (see `load::saturation`), if it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub saturation: Option<Saturation>,
+    /// A sweep's saturation points (see `load::saturation`): one per batch size that
+    /// has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saturation: Vec<Saturation>,
     /// `--find-max-rate`: the highest rate meeting the SLO, its interval and the probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate: Option<MaxRate>,
@@ -88,6 +89,9 @@ pub struct Level {
     /// A merged bench: each generator's share of this level.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generators: Vec<GeneratorShare>,
+    /// Embedding sweeps over batch sizes: the texts per request at this level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
     /// Multi-turn runs: the measured requests of each turn (1 = the first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub turns: Vec<TurnSummary>,
@@ -164,24 +168,50 @@ impl Level {
 
 /// Where a sweep's throughput stopped rising while its latency rose (levels that measured
 /// no latency take no part).
-pub fn saturation_of(levels: &[Level]) -> Option<Saturation> {
-    let steps: Vec<LoadStep> = levels
-        .iter()
-        .map(|l| LoadStep {
-            offered: l.offered(),
-            throughput: l.summary.requests_per_second,
-            latency_p50: l.summary.latency.map_or(f64::NAN, |d| d.p50),
+/// A sweep over batch sizes is a sweep of the load at each batch size.
+pub fn saturation_of(levels: &[Level]) -> Vec<Saturation> {
+    let mut batches: Vec<Option<usize>> = levels.iter().map(|l| l.batch_size).collect();
+    batches.dedup();
+    batches.sort();
+    batches.dedup();
+    batches
+        .into_iter()
+        .filter_map(|batch| {
+            let group: Vec<usize> = (0..levels.len())
+                .filter(|&i| levels[i].batch_size == batch)
+                .collect();
+            let steps: Vec<LoadStep> = group
+                .iter()
+                .map(|&i| {
+                    let l = &levels[i];
+                    LoadStep {
+                        offered: l.offered(),
+                        throughput: l.summary.requests_per_second,
+                        latency_p50: l.summary.latency.map_or(f64::NAN, |d| d.p50),
+                    }
+                })
+                .collect();
+            // Back from the group's indices to the run's.
+            saturation::find(&steps).map(|s| Saturation {
+                first_saturated: group[s.first_saturated],
+                knee: group[s.knee],
+                ..s
+            })
         })
-        .collect();
-    saturation::find(&steps)
+        .collect()
 }
 
-/// The level with the highest goodput: where capacity at the SLO was measured.
+/// The level with the highest goodput in items (texts embedded, or requests: a
+/// generation request is one item): where capacity at the SLO was measured.
 pub fn best_level(levels: &[Level]) -> Option<&Level> {
     levels
         .iter()
         .filter(|l| l.summary.good_requests > 0)
-        .max_by(|a, b| a.summary.goodput.total_cmp(&b.summary.goodput))
+        .max_by(|a, b| {
+            a.summary
+                .good_items_per_second
+                .total_cmp(&b.summary.good_items_per_second)
+        })
 }
 
 impl BenchRecord {
