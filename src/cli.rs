@@ -486,6 +486,13 @@ pub struct BenchArgs {
     /// highest passing rate is at most this.
     #[arg(long, env = "ASSAY_RATE_PRECISION", default_value_t = 0.05)]
     pub rate_precision: f64,
+    /// The server's Prometheus metrics (e.g. llama-server --metrics: http://HOST:PORT/metrics),
+    /// read every --scrape-interval during each level: queue, running requests, KV-cache
+    /// use and the server's token rates beside the client's.
+    #[arg(long, env = "ASSAY_SCRAPE")]
+    pub scrape: Option<String>,
+    #[arg(long, env = "ASSAY_SCRAPE_INTERVAL", default_value = "1s")]
+    pub scrape_interval: String,
     /// Dollars per hour for one replica (GPU-hour, instance): gives $/1M tokens, $/1k items.
     #[arg(long, env = "ASSAY_PRICE_PER_HOUR")]
     pub price_per_hour: Option<f64>,

@@ -908,5 +908,8 @@ fn embedding_batch_size_and_concurrency_are_separate_sweep_axes() {
             .join("report/plots/throughput_vs_concurrency.svg"),
     )
     .unwrap();
-    assert!(svg.contains("(batch 1)") && svg.contains("(batch 4)"), "two curves");
+    assert!(
+        svg.contains("(batch 1)") && svg.contains("(batch 4)"),
+        "two curves"
+    );
 }

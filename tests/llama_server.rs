@@ -389,3 +389,59 @@ fn multi_turn_against_llama_server_grows_the_input_turn_by_turn() {
         assert!(t["requests"].as_u64().unwrap() >= 2, "{t}");
     }
 }
+
+/// `--scrape` against llama-server's own metrics: the server's view of each level sits
+/// beside the client's, and energy sources this host lacks are recorded as missing.
+#[test]
+fn bench_scrapes_llama_server_metrics_beside_the_client_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = LlamaServer::start(
+        &common::smollm2_gguf(),
+        &["-c", "4096", "-np", "2", "--metrics"],
+    );
+    let metrics = format!("{}/metrics", server.base_url().trim_end_matches("/v1"));
+    let run = bench(
+        &server,
+        tmp.path(),
+        "scrape",
+        "smollm2",
+        &[
+            "--workload",
+            "chat",
+            "--concurrency",
+            "1,3",
+            "--requests",
+            "6",
+            "--output-tokens",
+            "16",
+            "--ignore-eos",
+            "--scrape",
+            &metrics,
+            "--scrape-interval",
+            "200ms",
+        ],
+    );
+    for level in run["levels"].as_array().unwrap() {
+        let view = &level["server"];
+        assert_eq!(view["log"]["kind"], "llamacpp", "{view}");
+        assert_eq!(view["log"]["failures"], 0, "{view}");
+        let s = &view["summary"];
+        assert!(s["readings"].as_u64().unwrap() >= 2, "{s}");
+        // The server counted the tokens the client streamed, over the same window.
+        let server_rate = s["generated_tokens_per_s"].as_f64().unwrap();
+        assert!(server_rate > 0.0, "{s}");
+        assert!(s["running_max"].as_f64().unwrap() >= 1.0, "{s}");
+        assert!(s["queued_max"].as_f64().is_some(), "{s}");
+    }
+    // With 3 users on 2 slots the server ran two at once, and queued the third.
+    let busy = &run["levels"][1]["server"]["summary"];
+    assert!(busy["running_max"].as_f64().unwrap() >= 2.0, "{busy}");
+    // No RAPL or GPU here: both reported missing, with a reason, never estimated.
+    let sources = run["energy_sources"].as_array().unwrap();
+    for s in sources {
+        if s["available"] == false {
+            assert!(!s["detail"].as_str().unwrap().is_empty(), "{s}");
+        }
+    }
+    assert_eq!(sources.len(), 2, "{sources:?}");
+}

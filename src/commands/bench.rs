@@ -4,7 +4,7 @@
 //! schema `assay.bench/1`, `perf.jsonl` with every request).
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 use crate::eval;
 use crate::eval::shard::Shard;
 use crate::load::clock::{self, ClockCheck};
+use crate::load::energy::{self, Availability, EnergyMeter, EnergySource};
 use crate::load::runner::{run_level, Conversation, Interrupt, LevelPlan, Live, Sample, SloStop};
 use crate::load::schedule::{Arrivals, LoadModel};
+use crate::load::scrape::{self, ScrapeLog};
 use crate::load::search::{point_verdict, MaxRate, Probe, RateSearch, SloTarget, Verdict};
 use crate::load::stats::{self, Distribution, LevelSummary, Slo};
 use crate::load::target::{Payload, Target};
@@ -28,7 +30,8 @@ use crate::load::workload::{read_inputs, Workload, WorkloadKind};
 use crate::spec;
 use crate::store;
 use crate::store::bench::{
-    best_level, saturation_of, BenchRecord, GeneratorClock, Level, PerfLine, TurnSummary,
+    best_level, saturation_of, BenchRecord, EnergySourceStatus, EnergyUse, GeneratorClock, Level,
+    PerfLine, ServerView, TurnSummary,
 };
 use crate::store::run::{self as record, Machine, ToolInfo};
 
@@ -207,6 +210,28 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         });
     }
 
+    // Energy where the host can read it; a missing source is recorded as missing.
+    let energy_sources = energy::probe_host();
+    let scrape = match &args.scrape {
+        Some(url) => {
+            let interval = humantime::parse_duration(&args.scrape_interval).map_err(|e| {
+                Error::Usage(format!("--scrape-interval `{}`: {e}", args.scrape_interval))
+            })?;
+            // A wrong URL is better found now than as a run with no server figures.
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| Error::External(format!("cannot build an HTTP client: {e}")))?;
+            let (kind, _) = runtime.block_on(scrape::scrape_once(&client, url))?;
+            eprintln!(
+                "scraping {} every {:?} ({kind:?} metrics)",
+                crate::engine::openai::redact_url(url),
+                interval
+            );
+            Some((url.clone(), interval))
+        }
+        None => None,
+    };
     let mut driver = Driver {
         runtime,
         target,
@@ -228,6 +253,15 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         conversation: workload.conversation,
         batch_size: (kind == WorkloadKind::Embed).then_some(workload.batch_size),
         batch_in_label: false,
+        scrape,
+        energy: energy_sources
+            .iter()
+            .filter_map(|a| match a {
+                Availability::Available(source) => Some(source.clone()),
+                Availability::Missing { .. } => None,
+            })
+            .collect(),
+        energy_per_input: kind == WorkloadKind::Embed,
         levels: Vec::new(),
         samples: Vec::new(),
     };
@@ -307,6 +341,21 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         levels,
         cost,
         max_rate,
+        energy_sources: energy_sources
+            .iter()
+            .map(|a| match a {
+                Availability::Available(source) => EnergySourceStatus {
+                    source: source.kind.name().into(),
+                    available: true,
+                    detail: source.method.clone(),
+                },
+                Availability::Missing { source, why } => EnergySourceStatus {
+                    source: source.to_string(),
+                    available: false,
+                    detail: why.clone(),
+                },
+            })
+            .collect(),
         interrupted: interrupt.is_set(),
         definitions: DEFINITIONS
             .iter()
@@ -360,6 +409,12 @@ struct Driver {
     batch_size: Option<usize>,
     /// Whether labels name the batch size (a sweep over several).
     batch_in_label: bool,
+    /// `--scrape`: the metrics URL and the polling interval.
+    scrape: Option<(String, Duration)>,
+    /// Energy sources this host has (NVML, RAPL), metered around every level.
+    energy: Vec<EnergySource>,
+    /// Tokens energy is divided by: output tokens, or input tokens for embeddings.
+    energy_per_input: bool,
     levels: Vec<Level>,
     samples: Vec<(usize, Sample)>,
 }
@@ -406,6 +461,23 @@ impl Driver {
             label: format!("{tag} {label}"),
             bar: spinner(),
         };
+        let scraper = self.scrape.as_ref().map(|(url, interval)| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let clock = self.target.clone();
+            let task = scrape::spawn_scraper(
+                self.runtime.handle(),
+                url.clone(),
+                *interval,
+                move || clock.now(),
+                stop.clone(),
+            );
+            (stop, task)
+        });
+        let meters: Vec<_> = self
+            .energy
+            .iter()
+            .map(|source| EnergyMeter::start(source, source.default_interval()))
+            .collect();
         let outcome = run_level(
             &self.runtime,
             Arc::new(level_target),
@@ -415,6 +487,12 @@ impl Driver {
             &live,
         );
         live.bar.finish_and_clear();
+        let energy = self.energy_use(meters, &outcome.samples);
+        let server = scraper.and_then(|(stop, task)| {
+            stop.store(true, Ordering::Relaxed);
+            let log = self.runtime.block_on(task).ok()?;
+            Some(server_view(log, &outcome.samples))
+        });
         let measured: Vec<&_> = outcome
             .samples
             .iter()
@@ -431,6 +509,8 @@ impl Driver {
                 .filter_map(|s| Some((s.turn?, &s.record))),
         );
         self.levels.push(Level {
+            energy,
+            server,
             batch_size: self.batch_size,
             turns,
             label,
@@ -445,6 +525,64 @@ impl Driver {
             .extend(outcome.samples.into_iter().map(|s| (i, s)));
         i
     }
+}
+
+impl Driver {
+    /// Stops a level's energy meters and divides what they read by the level's tokens.
+    /// A meter that failed is reported and left out, never estimated.
+    fn energy_use(
+        &self,
+        meters: Vec<std::result::Result<EnergyMeter, String>>,
+        samples: &[Sample],
+    ) -> Vec<EnergyUse> {
+        let tokens: u64 = samples
+            .iter()
+            .filter(|s| s.record.error.is_none())
+            .map(|s| {
+                if self.energy_per_input {
+                    s.record.input_tokens.unwrap_or(0)
+                } else {
+                    s.record.output_tokens.unwrap_or(0)
+                }
+            })
+            .sum();
+        meters
+            .into_iter()
+            .filter_map(|meter| match meter.and_then(EnergyMeter::stop) {
+                Ok(reading) => Some(EnergyUse {
+                    joules_per_token: energy::per_token(&reading, tokens),
+                    joules_per_mtok: energy::per_million_tokens(&reading, tokens),
+                    reading,
+                    token_kind: if self.energy_per_input {
+                        "input"
+                    } else {
+                        "output"
+                    }
+                    .into(),
+                    tokens,
+                }),
+                Err(why) => {
+                    eprintln!("energy: {why} (this level has no energy figure)");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// The server's readings of a level, summarised over its measured window.
+fn server_view(log: ScrapeLog, samples: &[Sample]) -> ServerView {
+    let measured = samples
+        .iter()
+        .filter(|s| !s.warmup)
+        .map(|s| &s.record.timing);
+    let from = measured
+        .clone()
+        .map(|t| t.scheduled)
+        .fold(f64::INFINITY, f64::min);
+    let to = measured.map(|t| t.end).fold(f64::NEG_INFINITY, f64::max);
+    let summary = scrape::summarize(log.within(from, to));
+    ServerView { log, summary }
 }
 
 /// Probes of one rate that may run again, each with twice the requests, when the last
@@ -843,6 +981,22 @@ pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
             s.goodput
         );
         println!("{row}{}", mark(i));
+        for e in &level.energy {
+            println!(
+                "{:<22} energy ({}): {:.1} J over {:.1} s, mean {:.1} W; {} J per {} token, {} J per 1M",
+                "",
+                e.reading.source,
+                e.reading.joules,
+                e.reading.seconds,
+                e.reading.mean_watts,
+                e.joules_per_token.map_or("-".into(), |j| format!("{j:.4}")),
+                e.token_kind,
+                e.joules_per_mtok.map_or("-".into(), |j| format!("{j:.0}"))
+            );
+        }
+        if let Some(view) = &level.server {
+            println!("{:<22} {}", "", server_line(view, s));
+        }
         for t in &level.turns {
             println!(
                 "{:<22} turn {}: {} requests, TTFT p50 {} p99 {} ms, latency p50 {} ms, {} input tokens on average",
@@ -884,9 +1038,44 @@ pub(crate) fn print(bench: &BenchRecord, kind: WorkloadKind) {
     for (name, definition) in DEFINITIONS {
         println!("  {name:<12} {definition}");
     }
+    for source in bench.energy_sources.iter().filter(|s| !s.available) {
+        println!("  energy {:<6} missing: {}", source.source, source.detail);
+    }
     if bench.interrupted {
         println!("\ninterrupted: the record holds what was measured until Ctrl-C");
     }
+}
+
+/// The server's figures beside the client's, e.g. `server: queue mean 1.2 max 4, ...`.
+fn server_line(view: &ServerView, client: &LevelSummary) -> String {
+    let s = &view.summary;
+    let pair = |mean: Option<f64>, max: Option<f64>, scale: f64, unit: &str| match (mean, max) {
+        (Some(m), Some(x)) => format!("mean {:.1}{unit} max {:.1}{unit}", m * scale, x * scale),
+        _ => "-".into(),
+    };
+    let tokens = s
+        .generated_tokens_per_s
+        .map_or("-".into(), |t| format!("{t:.1}"));
+    let mut line = format!(
+        "server ({} readings): queued {}, running {}, KV cache {}, generated {tokens} tok/s (client counted {:.1})",
+        s.readings,
+        pair(s.queued_mean, s.queued_max, 1.0, ""),
+        pair(s.running_mean, s.running_max, 1.0, ""),
+        pair(s.kv_cache_usage_mean, s.kv_cache_usage_max, 100.0, "%"),
+        client.output_tokens_per_second
+    );
+    if view.log.failures > 0 {
+        line += &format!(
+            "; {} of {} scrapes failed: {}",
+            view.log.failures,
+            view.log.attempts,
+            view.log.first_error.as_deref().unwrap_or("?")
+        );
+    }
+    if s.counter_resets > 0 {
+        line += "; the server restarted during the level";
+    }
+    line
 }
 
 fn print_max_rate(found: &MaxRate, pricing: &Pricing) {

@@ -91,6 +91,10 @@ pub fn merge_bench(run_dir: &Path, out: &Path) -> Result<BenchRecord> {
                 .filter_map(|p| Some((p.turn?, &p.record))),
         );
         levels.push(Level {
+            // Each generator scraped the same server: the first one's view stands.
+            server: level.server.clone(),
+            // Energy is each generator's own host: not summed into the pooled level.
+            energy: Vec::new(),
             batch_size: level.batch_size,
             turns,
             label: plan.load.label(),
@@ -140,6 +144,7 @@ pub fn merge_bench(run_dir: &Path, out: &Path) -> Result<BenchRecord> {
         cost,
         // A search adapts each probe to the last one: it runs from one generator.
         max_rate: None,
+        energy_sources: Vec::new(),
         interrupted: generators.iter().any(|g| g.record.interrupted),
         definitions: first.definitions.clone(),
         generator: None,

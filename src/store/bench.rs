@@ -11,9 +11,11 @@ use crate::engine::RequestRecord;
 use crate::error::{Error, Result};
 use crate::eval::shard::Shard;
 use crate::load::clock::ClockCheck;
+use crate::load::energy::EnergyReading;
 use crate::load::runner::LevelPlan;
 use crate::load::saturation::{self, LoadStep, Saturation};
 use crate::load::schedule::LoadModel;
+use crate::load::scrape::{ScrapeLog, ServerSummary};
 use crate::load::search::MaxRate;
 use crate::load::stats::{self, LevelSummary, Slo};
 use crate::load::workload::Workload;
@@ -39,6 +41,9 @@ pub struct BenchRecord {
     /// has one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub saturation: Vec<Saturation>,
+    /// Energy sources this host was probed for (NVML, RAPL): measured, or missing and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub energy_sources: Vec<EnergySourceStatus>,
     /// `--find-max-rate`: the highest rate meeting the SLO, its interval and the probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate: Option<MaxRate>,
@@ -89,12 +94,48 @@ pub struct Level {
     /// A merged bench: each generator's share of this level.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generators: Vec<GeneratorShare>,
+    /// Energy over the whole level (warm-up included) from each source this host has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub energy: Vec<EnergyUse>,
+    /// `--scrape`: what the server's metrics said during this level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerView>,
     /// Embedding sweeps over batch sizes: the texts per request at this level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
     /// Multi-turn runs: the measured requests of each turn (1 = the first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub turns: Vec<TurnSummary>,
+}
+
+/// One energy source's reading over a level, per token of the level's work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnergyUse {
+    pub reading: EnergyReading,
+    /// `output` tokens for generation, `input` tokens for embeddings: every request of
+    /// the level, warm-up included, as the meter ran over all of them.
+    pub token_kind: String,
+    pub tokens: u64,
+    pub joules_per_token: Option<f64>,
+    pub joules_per_mtok: Option<f64>,
+}
+
+/// Whether this host can measure energy one way, and if not why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnergySourceStatus {
+    pub source: String,
+    pub available: bool,
+    /// What is measured, or why it cannot be.
+    pub detail: String,
+}
+
+/// The server's own view of a level: every reading (for plots over time) and their
+/// summary over the measured window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerView {
+    pub log: ScrapeLog,
+    /// Over the readings from the first measured send to the last measured end.
+    pub summary: ServerSummary,
 }
 
 /// What the requests of one turn measured: later turns carry longer histories.
