@@ -419,13 +419,18 @@ async fn queued_embeddings(
         .into_response()
 }
 
-#[test]
-fn find_max_rate_lands_on_a_known_capacity() {
+/// A fresh server of capacity CAPACITY on 127.0.0.1.
+fn queue_server() -> SocketAddr {
     let free_at = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
     let app = Router::new()
         .route("/v1/embeddings", post(queued_embeddings))
         .with_state(free_at);
-    let addr = common::serve(app);
+    common::serve(app)
+}
+
+#[test]
+fn find_max_rate_lands_on_a_known_capacity() {
+    let addr = queue_server();
     let tmp = tempfile::tempdir().unwrap();
     // Constant arrivals: below the capacity nothing queues; above it the queue (and the
     // latency) grows by 25 ms per surplus request, past the 100 ms bound within seconds.
@@ -503,11 +508,7 @@ fn find_max_rate_lands_on_a_known_capacity() {
 
 #[test]
 fn a_sweep_past_the_capacity_marks_saturation_in_the_table_and_the_plot() {
-    let free_at = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
-    let app = Router::new()
-        .route("/v1/embeddings", post(queued_embeddings))
-        .with_state(free_at);
-    let addr = common::serve(app);
+    let addr = queue_server();
     let tmp = tempfile::tempdir().unwrap();
     // 20 and 30/s are served as sent; 80/s doubles the offered load over 40/s but the
     // server still completes 40/s while the queue (and latency) grows.
@@ -840,11 +841,7 @@ fn multi_turn_users_resend_the_history_and_think_between_turns() {
 
 #[test]
 fn embedding_batch_size_and_concurrency_are_separate_sweep_axes() {
-    let free_at = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
-    let app = Router::new()
-        .route("/v1/embeddings", post(queued_embeddings))
-        .with_state(free_at);
-    let addr = common::serve(app);
+    let addr = queue_server();
     let tmp = tempfile::tempdir().unwrap();
     let (code, out, err) = bench(
         addr,
