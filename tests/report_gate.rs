@@ -330,6 +330,7 @@ fn report_tables_plots_and_html_from_real_runs() {
     let plots = [
         "latency_cdf",
         "throughput_vs_concurrency",
+        "latency_over_time-1",
         "scores_by_task",
         "cost_vs_quality",
     ];

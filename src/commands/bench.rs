@@ -585,8 +585,8 @@ fn server_view(log: ScrapeLog, samples: &[Sample]) -> ServerView {
     ServerView { log, summary }
 }
 
-/// Probes of one rate that may run again, each with twice the requests, when the last
-/// one's verdict was undecided.
+/// Times a probe whose verdict is undecided may send as many requests again (all of a
+/// rate's requests are judged together).
 const MAX_REPROBES: usize = 2;
 
 /// `--find-max-rate`: probes open-loop rates until the limit is bracketed (see
@@ -611,18 +611,22 @@ fn find_max_rate(driver: &mut Driver, args: &BenchArgs, min_seconds: f64) -> Res
     );
     let mut probe_number = 0;
     'search: while let Some(rate) = search.next_rate() {
-        let mut requests = target
+        let requests = target
             .min_requests()
             .max((rate * min_seconds).ceil() as usize)
             .max(args.requests.unwrap_or(0));
+        // An undecided probe sends as many requests again, judged with the ones before.
+        let (mut pooled_requests, mut pooled_violations) = (0, 0);
+        let mut levels = Vec::new();
         for attempt in 0..=MAX_REPROBES {
             if driver.interrupt.is_set() {
                 break 'search;
             }
             probe_number += 1;
+            let must_fail = target.certain_failure(pooled_requests + requests);
             let stop = SloStop {
                 slo: driver.slo,
-                violations: target.certain_failure(requests),
+                violations: must_fail.saturating_sub(pooled_violations).max(1),
             };
             let load = LoadModel::Open { rate, arrivals };
             let tag = format!("[probe {probe_number}]");
@@ -631,24 +635,22 @@ fn find_max_rate(driver: &mut Driver, args: &BenchArgs, min_seconds: f64) -> Res
                 break 'search;
             }
             let summary = &driver.levels[level].summary;
-            let violations = summary.requests - summary.good_requests;
-            let judgement = target.judge(summary.requests, violations);
+            pooled_requests += summary.requests;
+            pooled_violations += summary.requests - summary.good_requests;
+            levels.push(level);
+            let judgement = target.judge(pooled_requests, pooled_violations);
             let counted_as = match judgement.verdict {
                 Verdict::Undecided if attempt < MAX_REPROBES => {
                     eprintln!(
-                        "  undecided: {violations} of {} missed the SLO; probing {rate}/s again with {} requests",
-                        summary.requests,
-                        requests * 2
+                        "  undecided: {pooled_violations} of {pooled_requests} missed the SLO; {requests} more requests at {rate}/s"
                     );
-                    requests *= 2;
                     continue;
                 }
-                Verdict::Undecided => point_verdict(&target, summary.requests, violations),
+                Verdict::Undecided => point_verdict(&target, pooled_requests, pooled_violations),
                 decided => decided,
             };
             eprintln!(
-                "  {rate}/s: {violations} of {} missed the SLO -> {counted_as:?}{}",
-                summary.requests,
+                "  {rate}/s: {pooled_violations} of {pooled_requests} missed the SLO -> {counted_as:?}{}",
                 if judgement.verdict == Verdict::Undecided {
                     " (by the point estimate: not confident)"
                 } else {
@@ -658,8 +660,9 @@ fn find_max_rate(driver: &mut Driver, args: &BenchArgs, min_seconds: f64) -> Res
             search.record(Probe {
                 rate,
                 level,
-                requests: summary.requests,
-                violations,
+                pooled_levels: if levels.len() > 1 { levels } else { Vec::new() },
+                requests: pooled_requests,
+                violations: pooled_violations,
                 judgement,
                 counted_as,
             });

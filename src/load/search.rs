@@ -4,7 +4,8 @@
 //! request meets none). A probe at one rate counts its violations, and an exact binomial
 //! (Clopper–Pearson) bound on the violation share decides it: it passes when even the upper
 //! bound is within 1 − P, fails when even the lower bound is above it, and is undecided
-//! otherwise (the driver then probes the same rate again with more requests).
+//! otherwise (the driver then sends more requests at the same rate and judges them all
+//! together).
 //!
 //! The search doubles the rate until a probe fails (halves it until one passes), then
 //! bisects between the highest pass and the lowest failure until they are within the
@@ -130,8 +131,12 @@ impl SloTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
     pub rate: f64,
-    /// Index of the probe's level in the run's `levels`.
+    /// Index of the probe's (last) level in the run's `levels`.
     pub level: usize,
+    /// An undecided probe sent more requests at the same rate: every level judged
+    /// together, in order (empty when one level decided).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pooled_levels: Vec<usize>,
     pub requests: usize,
     pub violations: usize,
     pub judgement: Judgement,
@@ -331,6 +336,7 @@ mod tests {
             search.record(Probe {
                 rate,
                 level: search.probes.len(),
+                pooled_levels: Vec::new(),
                 requests,
                 violations,
                 judgement: target.judge(requests, violations),

@@ -236,6 +236,50 @@ fn plots(runs: &[Run], dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
         }
     }
 
+    // The Pareto plane of generation sweeps: what a user sees against what a replica does.
+    let pareto: Vec<plot::ParetoCurve> = runs
+        .iter()
+        .filter_map(|r| Some((r, r.bench()?)))
+        .map(|(r, b)| plot::ParetoCurve {
+            label: r.label.clone(),
+            points: b
+                .levels
+                .iter()
+                .filter_map(|l| {
+                    let tpot = l.summary.tpot.as_ref()?.p50;
+                    (tpot > 0.0).then(|| plot::ParetoPoint {
+                        level: l.label.clone(),
+                        per_user: 1.0 / tpot,
+                        per_replica: l.summary.output_tokens_per_second,
+                    })
+                })
+                .collect(),
+        })
+        .filter(|c| c.points.len() > 1)
+        .collect();
+    if !pareto.is_empty() {
+        let title = "Tokens per user against tokens per replica";
+        let files = plot::pareto(&dir.join("pareto"), title, &pareto)?;
+        out.push((
+            format!("{title}: a point per load level, the Pareto front joined"),
+            files,
+        ));
+    }
+    for (k, (run, bench)) in runs
+        .iter()
+        .filter_map(|r| Some((r, r.bench()?)))
+        .enumerate()
+    {
+        let series = time_series(run, bench);
+        let title = format!("Latency over time: {}", run.label);
+        let stem = dir.join(format!("latency_over_time-{}", k + 1));
+        let files = plot::latency_over_time(&stem, &title, &series)?;
+        out.push((
+            format!("{title} (p50 and p99 per time bucket; the server's requests beneath)"),
+            files,
+        ));
+    }
+
     let scores: Vec<plot::TaskScore> = runs
         .iter()
         .filter_map(|r| Some((r, r.eval()?)))
@@ -333,4 +377,46 @@ fn cost_points(runs: &[Run]) -> Vec<plot::CostPoint> {
         }
     }
     points
+}
+
+/// A bench run's requests and server readings on one timeline: seconds since its first
+/// scheduled request.
+fn time_series(run: &Run, bench: &crate::store::bench::BenchRecord) -> plot::TimeSeries {
+    let t0 = run
+        .perf
+        .iter()
+        .map(|p| p.record.timing.scheduled)
+        .fold(f64::INFINITY, f64::min);
+    let levels = bench
+        .levels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| plot::TimeLevel {
+            label: l.label.clone(),
+            requests: run
+                .perf
+                .iter()
+                .filter(|p| p.level == Some(i) && p.record.error.is_none())
+                .map(|p| {
+                    let r = &p.record;
+                    (
+                        r.timing.scheduled - t0,
+                        crate::load::stats::latency(r) * 1e3,
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let server = bench
+        .levels
+        .iter()
+        .filter_map(|l| l.server.as_ref())
+        .flat_map(|v| v.log.readings.iter())
+        .map(|r| plot::ServerPoint {
+            t: r.t - t0,
+            running: r.running,
+            queued: r.queued,
+        })
+        .collect();
+    plot::TimeSeries { levels, server }
 }

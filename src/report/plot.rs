@@ -69,6 +69,86 @@ pub struct CostPoint {
     pub quality: f64,
 }
 
+/// One run's load levels on the Pareto plane of a sizing study.
+#[derive(Debug, Clone)]
+pub struct ParetoCurve {
+    pub label: String,
+    pub points: Vec<ParetoPoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ParetoPoint {
+    /// The level, e.g. `concurrency 8`.
+    pub level: String,
+    /// Output tokens per second one user sees while decoding (1 / median TPOT).
+    pub per_user: f64,
+    /// Output tokens per second the replica delivered.
+    pub per_replica: f64,
+}
+
+/// A run's requests and the server's state over time, a series per load level.
+#[derive(Debug, Clone, Default)]
+pub struct TimeSeries {
+    pub levels: Vec<TimeLevel>,
+    /// The server's readings (`--scrape`), if any.
+    pub server: Vec<ServerPoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TimeLevel {
+    pub label: String,
+    /// (scheduled send, seconds since the run's first request; latency in ms) per
+    /// successful request.
+    pub requests: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerPoint {
+    /// Seconds since the run's first request.
+    pub t: f64,
+    pub running: Option<f64>,
+    pub queued: Option<f64>,
+}
+
+/// Indices of the points no other point beats on both axes (more per user and more per
+/// replica are both better), in order of tokens per user.
+pub fn pareto_front(points: &[ParetoPoint]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].per_user.is_finite() && points[i].per_replica.is_finite())
+        .collect();
+    // From the fastest per user down: a point is on the front when it delivers more
+    // per replica than every point faster per user.
+    order.sort_by(|&a, &b| {
+        points[b]
+            .per_user
+            .total_cmp(&points[a].per_user)
+            .then(points[b].per_replica.total_cmp(&points[a].per_replica))
+    });
+    let mut best = f64::NEG_INFINITY;
+    let mut front: Vec<usize> = order
+        .into_iter()
+        .filter(|&i| {
+            let keep = points[i].per_replica > best;
+            best = best.max(points[i].per_replica);
+            keep
+        })
+        .collect();
+    front.reverse();
+    front
+}
+
+/// Tokens/s per user against tokens/s per replica, a point per level and the Pareto
+/// front per run: the trade-off a sizing study picks its operating point on.
+pub fn pareto(stem: &Path, title: &str, curves: &[ParetoCurve]) -> Result<Vec<PathBuf>> {
+    render(stem, &Pareto { title, curves })
+}
+
+/// Latency over time per level (top: p50 and p99 per time bucket) with the server's
+/// running and queued requests (means per bucket) beneath.
+pub fn latency_over_time(stem: &Path, title: &str, series: &TimeSeries) -> Result<Vec<PathBuf>> {
+    render(stem, &OverTime { title, series })
+}
+
 /// Latency CDF, one curve per engine. Returns the files written.
 pub fn latency_cdf(stem: &Path, title: &str, curves: &[Samples]) -> Result<Vec<PathBuf>> {
     render(stem, &LatencyCdf { title, curves })
@@ -536,6 +616,8 @@ enum Marker {
     Triangle,
     /// An open ring around a point another marker already shows.
     Ring,
+    /// An open circle: a point that is there but not the point.
+    Hollow,
 }
 
 #[derive(Debug, Clone)]
@@ -877,6 +959,7 @@ where
         Marker::Circle => area.draw(&Circle::new(at, 6, colour.filled())),
         Marker::Triangle => area.draw(&TriangleMarker::new(at, 8, colour.filled())),
         Marker::Ring => area.draw(&Circle::new(at, 13, colour.stroke_width(3))),
+        Marker::Hollow => area.draw(&Circle::new(at, 6, colour.stroke_width(2))),
     }
 }
 
@@ -1468,6 +1551,216 @@ impl Figure for CostVsQuality<'_> {
     }
 }
 
+struct Pareto<'s> {
+    title: &'s str,
+    curves: &'s [ParetoCurve],
+}
+
+impl Figure for Pareto<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<(), DB> {
+        let colours = colours_by_label(self.curves.iter().map(|c| c.label.as_str()));
+        let mut legend = series_legend(&colours, Stroke::Solid, Marker::Circle);
+        legend.push(LegendEntry::new(
+            "dominated level",
+            MUTED,
+            Stroke::None,
+            Marker::Hollow,
+        ));
+        let body = frame(root, self.title, &legend)?;
+        let all = || self.curves.iter().flat_map(|c| c.points.iter());
+        let x = Axis::from_data(all().map(|p| p.per_user), true, false);
+        let y = Axis::from_data(all().map(|p| p.per_replica), true, true);
+        let (Some(x), Some(y)) = (x, y) else {
+            return no_data(&body, None);
+        };
+        let chart = panel(
+            &body,
+            &PanelSpec {
+                x: &x,
+                y: &y,
+                x_title: "output tokens/s per user (1 / median TPOT)",
+                y_title: "output tokens/s per replica",
+                caption: None,
+                x_labels: true,
+                x_label_area: X_LABEL_AREA,
+            },
+        )?;
+        let mut labels: Vec<((f64, f64), RGBColor, &str)> = Vec::new();
+        for curve in self.curves {
+            let colour = colour_of(&colours, &curve.label);
+            let front = pareto_front(&curve.points);
+            let line = front
+                .iter()
+                .map(|&i| (curve.points[i].per_user, curve.points[i].per_replica));
+            draw_series(
+                &chart,
+                to_drawing(&x, &y, line),
+                colour,
+                Stroke::Solid,
+                Marker::Circle,
+            )?;
+            for (i, p) in curve.points.iter().enumerate() {
+                let Some(at) = x.to(p.per_user).zip(y.to(p.per_replica)) else {
+                    continue;
+                };
+                if front.contains(&i) {
+                    labels.push((at, colour, p.level.as_str()));
+                } else {
+                    draw_marker(chart.plotting_area(), at, Marker::Hollow, colour)?;
+                }
+            }
+        }
+        draw_point_labels(&chart, &labels)
+    }
+}
+
+struct OverTime<'s> {
+    title: &'s str,
+    series: &'s TimeSeries,
+}
+
+/// Time buckets per level: enough to show a trend, each with several requests.
+const TIME_BUCKETS: f64 = 60.0;
+
+impl OverTime<'_> {
+    /// (bucket middle, p50 ms, p99 ms) of a level's requests in buckets of `width` s.
+    fn buckets(requests: &[(f64, f64)], width: f64) -> Vec<(f64, f64, f64)> {
+        let mut by_bucket: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
+        for &(t, ms) in requests {
+            if t.is_finite() && ms.is_finite() {
+                by_bucket
+                    .entry((t / width).floor() as i64)
+                    .or_default()
+                    .push(ms);
+            }
+        }
+        by_bucket
+            .into_iter()
+            .map(|(k, values)| {
+                let mid = (k as f64 + 0.5) * width;
+                let p = |q| crate::metrics::quantile::percentile(&values, q);
+                (mid, p(50.0), p(99.0))
+            })
+            .collect()
+    }
+}
+
+impl Figure for OverTime<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<(), DB> {
+        let levels = &self.series.levels;
+        let colours = colours_by_label(levels.iter().map(|l| l.label.as_str()));
+        let mut legend = series_legend(&colours, Stroke::Solid, Marker::None);
+        legend.push(LegendEntry::new(
+            "p50 latency",
+            MUTED,
+            Stroke::Solid,
+            Marker::None,
+        ));
+        legend.push(LegendEntry::new(
+            "p99 latency",
+            MUTED,
+            Stroke::Dashed,
+            Marker::None,
+        ));
+        legend.push(LegendEntry::new(
+            "server: running",
+            TEXT,
+            Stroke::Solid,
+            Marker::None,
+        ));
+        legend.push(LegendEntry::new(
+            "server: queued",
+            TEXT,
+            Stroke::Dashed,
+            Marker::None,
+        ));
+        let times = levels
+            .iter()
+            .flat_map(|l| l.requests.iter().map(|r| r.0))
+            .chain(self.series.server.iter().map(|s| s.t));
+        let Some(x) = Axis::from_data(times.clone(), false, false) else {
+            let body = frame(root, self.title, &legend)?;
+            return no_data(&body, None);
+        };
+        let span = finite_bounds(times).map_or(1.0, |(lo, hi)| (hi - lo).max(1e-3));
+        let width = (span / TIME_BUCKETS).max(0.25);
+        let body = frame(root, self.title, &legend)?;
+        let (_, h) = body.dim_in_pixel();
+        let (top, bottom) = body.split_vertically(h as i32 * 55 / 100);
+        let mut latency = Vec::new();
+        for level in levels {
+            let colour = colour_of(&colours, &level.label);
+            let buckets = Self::buckets(&level.requests, width);
+            for (stroke, pick) in [
+                (
+                    Stroke::Solid,
+                    (|b: &(f64, f64, f64)| b.1) as fn(&(f64, f64, f64)) -> f64,
+                ),
+                (Stroke::Dashed, |b| b.2),
+            ] {
+                latency.push(Series {
+                    points: buckets.iter().map(|b| (b.0, pick(b))).collect(),
+                    colour,
+                    stroke,
+                    // A level within one bucket is a point, not a line: mark it.
+                    marker: if buckets.len() == 1 {
+                        Marker::Circle
+                    } else {
+                        Marker::None
+                    },
+                });
+            }
+        }
+        let top_spec = LinePanel {
+            x: &x,
+            x_title: "time (s since the first request)",
+            y_title: "latency (ms)",
+            y_log: true,
+            x_labels: false,
+        };
+        line_panel(&top, &top_spec, &latency)?;
+        let bottom_spec = LinePanel {
+            y_title: "server requests",
+            y_log: false,
+            x_labels: true,
+            ..top_spec
+        };
+        let server = &self.series.server;
+        if server.is_empty() {
+            return no_data(&bottom, Some("server requests (run with --scrape)"));
+        }
+        // Means per time bucket, as for latency: raw readings every second over a long
+        // run are a comb, and near-simultaneous readings (one level's last, the next
+        // one's first) make zero-length dashes.
+        let gauge = |pick: fn(&ServerPoint) -> Option<f64>, stroke| {
+            let mut by_bucket: std::collections::BTreeMap<i64, (f64, usize)> = Default::default();
+            for p in server {
+                if let Some(v) = pick(p).filter(|v| v.is_finite() && p.t.is_finite()) {
+                    let e = by_bucket.entry((p.t / width).floor() as i64).or_default();
+                    *e = (e.0 + v, e.1 + 1);
+                }
+            }
+            Series {
+                points: by_bucket
+                    .into_iter()
+                    .map(|(k, (sum, n))| ((k as f64 + 0.5) * width, sum / n as f64))
+                    .collect(),
+                colour: TEXT,
+                stroke,
+                marker: Marker::None,
+            }
+        };
+        line_panel(
+            &bottom,
+            &bottom_spec,
+            &[
+                gauge(|s| s.running, Stroke::Solid),
+                gauge(|s| s.queued, Stroke::Dashed),
+            ],
+        )
+    }
+}
+
 /// Pixel box (x0, y0, x1, y1).
 type PixelBox = (i32, i32, i32, i32);
 
@@ -1677,6 +1970,96 @@ mod tests {
         );
         let svg = std::fs::read_to_string(&written[0]).expect("read svg");
         assert!(!svg.contains("log scale"));
+    }
+
+    fn pareto_point(per_user: f64, per_replica: f64) -> ParetoPoint {
+        ParetoPoint {
+            level: format!("c={per_replica}"),
+            per_user,
+            per_replica,
+        }
+    }
+
+    #[test]
+    fn pareto_front_keeps_the_undominated_levels() {
+        let points = vec![
+            pareto_point(50.0, 40.0),
+            pareto_point(40.0, 120.0),
+            pareto_point(30.0, 100.0),
+            pareto_point(20.0, 200.0),
+            pareto_point(10.0, 190.0),
+            pareto_point(f64::NAN, 500.0),
+        ];
+        // 30/100 loses to 40/120 on both; 10/190 to 20/200; NaN is no point at all.
+        assert_eq!(pareto_front(&points), vec![3, 1, 0]);
+        assert!(pareto_front(&[]).is_empty());
+    }
+
+    #[test]
+    fn pareto_and_latency_over_time_write_both_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stem = dir.path().join("pareto");
+        let curves = [ParetoCurve {
+            label: "llama.cpp".into(),
+            points: vec![
+                pareto_point(52.0, 50.0),
+                pareto_point(30.0, 110.0),
+                pareto_point(25.0, 100.0),
+                pareto_point(12.0, 150.0),
+            ],
+        }];
+        let written = pareto(&stem, "Per user against per replica", &curves).expect("plot");
+        check(
+            &written,
+            &stem,
+            &[
+                "Per user against per replica",
+                "output tokens/s per user (1 / median TPOT)",
+                "output tokens/s per replica",
+                "dominated level",
+                "c=150",
+            ],
+        );
+        let level = |label: &str, from: f64, ms: f64| TimeLevel {
+            label: label.into(),
+            requests: (0..100)
+                .map(|i| (from + i as f64 * 0.1, ms * (1.0 + (i % 7) as f64 / 10.0)))
+                .collect(),
+        };
+        let series = TimeSeries {
+            levels: vec![
+                level("rate 2/s", 0.0, 300.0),
+                level("rate 4/s", 12.0, 900.0),
+            ],
+            server: (0..80)
+                .map(|i| ServerPoint {
+                    t: i as f64 * 0.3,
+                    running: Some((i % 4) as f64),
+                    queued: Some(if i > 40 { 2.0 } else { 0.0 }),
+                })
+                .collect(),
+        };
+        let stem = dir.path().join("over_time");
+        let written = latency_over_time(&stem, "Latency over time", &series).expect("plot");
+        check(
+            &written,
+            &stem,
+            &[
+                "time (s since the first request)",
+                "latency (ms",
+                "server requests",
+                "server: queued",
+                "rate 4/s",
+            ],
+        );
+        // Without --scrape the lower panel says why it is empty.
+        let stem = dir.path().join("over_time_no_server");
+        let bare = TimeSeries {
+            server: Vec::new(),
+            ..series
+        };
+        let written = latency_over_time(&stem, "Latency over time", &bare).expect("plot");
+        check(&written, &stem, &["run with --scrape"]);
     }
 
     #[test]
