@@ -6,6 +6,11 @@ mod common;
 use std::path::{Path, PathBuf};
 
 fn run(task: &str, cache: &Path, reports: &Path, run_id: &str) -> PathBuf {
+    run_printing(task, cache, reports, run_id).0
+}
+
+/// The run's folder and what it printed.
+fn run_printing(task: &str, cache: &Path, reports: &Path, run_id: &str) -> (PathBuf, String) {
     let (code, stdout, stderr) = common::output(
         common::assay()
             .args([
@@ -26,7 +31,7 @@ fn run(task: &str, cache: &Path, reports: &Path, run_id: &str) -> PathBuf {
     );
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     println!("{stdout}");
-    reports.join(run_id)
+    (reports.join(run_id), stdout)
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -85,7 +90,7 @@ fn stsb_cosine_spearman_matches_mteb_and_second_run_reembeds_nothing() {
 #[test]
 fn scifact_ndcg_at_10_matches_mteb() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = run(
+    let (dir, stdout) = run_printing(
         "scifact",
         &cache_dir(tmp.path()),
         &tmp.path().join("reports"),
@@ -106,4 +111,23 @@ fn scifact_ndcg_at_10_matches_mteb() {
     assert_eq!(record["tasks"][0]["result"]["dataset"]["corpus_size"], 5183);
     let mteb = json(&dir.join("mteb/SciFact.json"));
     assert_eq!(mteb["scores"]["test"][0]["main_score"].as_f64(), Some(ndcg));
+    // Where the time went: embedding, the exact search and scoring each recorded and
+    // printed with their share of the wall time.
+    let result = &record["tasks"][0]["result"];
+    let (embedding, search, seconds) = (
+        result["embedding"]["seconds"].as_f64().unwrap(),
+        result["search_seconds"].as_f64().unwrap(),
+        result["seconds"].as_f64().unwrap(),
+    );
+    assert!(
+        embedding > 0.0 && search > 0.0 && embedding + search <= seconds,
+        "{result}"
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("wall time "))
+        .unwrap_or_else(|| panic!("no wall-time line:\n{stdout}"));
+    for part in ["embedding ", "search ", "scoring ", "other "] {
+        assert!(line.contains(part), "{line}");
+    }
 }

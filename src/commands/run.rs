@@ -90,6 +90,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
     let dir = meta.dir.clone();
     let record = suite::run(&tasks, model, meta)?;
     print_table(&record);
+    println!("\n{}", crate::store::run::WallTime::of(&record).line());
     if let Some(r) = &record.requests {
         print_requests(r);
     }

@@ -377,6 +377,7 @@ impl Task for ClassificationTask {
             },
             replicates,
             embedding: stats,
+            search_seconds: 0.0,
             seconds: started.elapsed().as_secs_f64(),
             samples,
         })

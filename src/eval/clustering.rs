@@ -189,6 +189,7 @@ impl Task for ClusteringTask {
             },
             replicates,
             embedding: stats,
+            search_seconds: 0.0,
             seconds: started.elapsed().as_secs_f64(),
             samples,
         })

@@ -286,6 +286,7 @@ impl CodeTask {
             },
             replicates: Vec::new(),
             embedding: EmbedStats::default(),
+            search_seconds: 0.0,
             seconds: started.elapsed().as_secs_f64(),
             samples,
         }

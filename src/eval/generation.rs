@@ -460,6 +460,7 @@ fn run(
         },
         replicates: Vec::new(),
         embedding: EmbedStats::default(),
+        search_seconds: 0.0,
         seconds: started.elapsed().as_secs_f64(),
         samples,
     })
@@ -552,6 +553,7 @@ fn graded_result(
         },
         replicates: Vec::new(),
         embedding: EmbedStats::default(),
+        search_seconds: 0.0,
         seconds: started.elapsed().as_secs_f64(),
         samples,
     }

@@ -258,6 +258,7 @@ fn run(
         },
         replicates: Vec::new(),
         embedding: stats,
+        search_seconds: 0.0,
         seconds: started.elapsed().as_secs_f64(),
         samples,
     })

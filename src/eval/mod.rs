@@ -61,10 +61,18 @@ pub struct TaskResult {
     )]
     pub replicates: Vec<f64>,
     pub embedding: EmbedStats,
+    /// Time spent ranking documents for queries (retrieval's exact top-k search); the rest
+    /// of `seconds` beyond embedding is scoring.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub search_seconds: f64,
     pub seconds: f64,
     /// One JSON object per item (pair, query); written to `samples.jsonl`, not `run.json`.
     #[serde(skip)]
     pub samples: Vec<serde_json::Value>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl TaskResult {

@@ -280,6 +280,7 @@ impl Task for PairClassificationTask {
             },
             replicates: resampled,
             embedding: stats,
+            search_seconds: 0.0,
             seconds: started.elapsed().as_secs_f64(),
             samples,
         })

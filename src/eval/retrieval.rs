@@ -188,6 +188,7 @@ impl Task for RetrievalTask {
         self.scored(
             self.merged(ranked)?,
             EmbedStats::default(),
+            0.0,
             started,
             settings,
         )
@@ -239,8 +240,10 @@ fn run(
     let (corpus, mut stats) = task.embed_corpus(embedder, cache, settings, &label, &|_| true)?;
     let (query_vectors, query_stats) = task.embed_queries(&queries, embedder, cache, settings)?;
     stats.add(&query_stats);
+    let searching = Instant::now();
     let ranked = task.search(&query_vectors, &corpus)?;
-    task.scored(ranked, stats, started, settings)
+    let search_seconds = searching.elapsed().as_secs_f64();
+    task.scored(ranked, stats, search_seconds, started, settings)
 }
 
 /// Corpus vectors in a memory-mapped store (a temporary file beside the cache), and the
@@ -437,6 +440,7 @@ impl RetrievalTask {
         &self,
         ranked: Ranked,
         stats: EmbedStats,
+        search_seconds: f64,
         started: Instant,
         settings: &RunSettings,
     ) -> Result<TaskResult> {
@@ -523,6 +527,7 @@ impl RetrievalTask {
             },
             replicates,
             embedding: stats,
+            search_seconds,
             seconds: started.elapsed().as_secs_f64(),
             samples,
         })

@@ -150,6 +150,7 @@ fn run(
         },
         replicates: spearman_replicates,
         embedding: stats,
+        search_seconds: 0.0,
         seconds: started.elapsed().as_secs_f64(),
         samples,
     })

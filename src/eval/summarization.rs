@@ -211,6 +211,7 @@ impl Task for SummarizationTask {
             },
             replicates,
             embedding: stats,
+            search_seconds: 0.0,
             seconds: started.elapsed().as_secs_f64(),
             samples,
         })

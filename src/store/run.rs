@@ -197,3 +197,54 @@ fn mteb_result(task: &TaskRecord, record: &RunRecord) -> serde_json::Value {
 pub fn run_dir(reports: &Path, run_id: &str) -> PathBuf {
     reports.join(run_id)
 }
+
+/// Where a run's wall time went: computing (or reading cached) vectors, ranking documents,
+/// scoring (everything else inside the tasks: metrics, bootstrap, probes, k-means) and the
+/// rest (loading data, the model, writing the record).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WallTime {
+    pub total: f64,
+    pub embedding: f64,
+    pub search: f64,
+    pub scoring: f64,
+    pub other: f64,
+}
+
+impl WallTime {
+    pub fn of(record: &RunRecord) -> WallTime {
+        let (mut embedding, mut search, mut tasks) = (0.0, 0.0, 0.0);
+        for task in &record.tasks {
+            let r = &task.result;
+            embedding += r.embedding.seconds;
+            search += r.search_seconds;
+            tasks += r.seconds;
+        }
+        WallTime {
+            total: record.seconds,
+            embedding,
+            search,
+            scoring: (tasks - embedding - search).max(0.0),
+            other: (record.seconds - tasks).max(0.0),
+        }
+    }
+
+    /// `wall time 12.3 s: embedding 10.1 s (82%), search …`.
+    pub fn line(&self) -> String {
+        let share = |s: f64| {
+            if self.total > 0.0 {
+                100.0 * s / self.total
+            } else {
+                0.0
+            }
+        };
+        let part = |name: &str, s: f64| format!("{name} {s:.1} s ({:.0}%)", share(s));
+        format!(
+            "wall time {:.1} s: {}, {}, {}, {}",
+            self.total,
+            part("embedding", self.embedding),
+            part("search", self.search),
+            part("scoring", self.scoring),
+            part("other (data, model, record)", self.other)
+        )
+    }
+}
