@@ -22,13 +22,29 @@ fn model_arg(path: &Path) -> String {
 #[test]
 fn greedy_tokens_agree_with_llama_server() {
     let _turn = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    let gguf = common::smollm2_gguf();
+    // Measured 50 of 50: the native path computes llama.cpp's floats. A near-tie flipped by
+    // one rounding difference is enough to change a greedy continuation of this model.
+    bench_decode_agrees(&common::smollm2_gguf(), &tokenizer(), "smollm2", "Q4_1");
+}
+
+/// Gemma 3 on the native path: Q5_0, Q8_0, Q4_K (repacked by llama.cpp) and Q6_K weights,
+/// sliding-window layers, Q/K norms, GeGLU and the scaled embedding.
+#[test]
+fn gemma3_k_quants_agree_with_llama_server() {
+    let _turn = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let tokenizer = common::assets().join("tokenizers/gemma3/tokenizer.json");
+    bench_decode_agrees(&common::gemma3_gguf(), &tokenizer, "gemma3", "Q4_K");
+}
+
+/// `assay bench-decode` against llama-server on the same file: the first 16 greedy tokens
+/// of 50 MMLU-Pro prompts agree on at least 45, and both speed rows are printed.
+fn bench_decode_agrees(gguf: &Path, tokenizer: &Path, alias: &str, weights: &str) {
     // An f32 KV cache without flash attention: llama.cpp's one configuration whose output
     // does not depend on its thread count (its default f16 flash attention agrees with
     // itself across 1 and 2 threads on 39 of 50 prompts), and the one the native GGUF path
     // reproduces.
     let server = LlamaServer::start(
-        &gguf,
+        gguf,
         &[
             "-c", "4096", "-np", "1", "-t", "2", "-fa", "off", "-ctk", "f32", "-ctv", "f32", "-lv",
             "4",
@@ -45,12 +61,12 @@ fn greedy_tokens_agree_with_llama_server() {
     }
     let (code, out, err) = common::output(
         common::assay()
-            .args(["bench-decode", "--model", &model_arg(&gguf)])
+            .args(["bench-decode", "--model", &model_arg(gguf)])
             .arg("--tokenizer")
-            .arg(tokenizer())
+            .arg(tokenizer)
             .args([
                 "--reference",
-                &format!("openai:{}#smollm2", server.base_url()),
+                &format!("openai:{}#{alias}", server.base_url()),
             ])
             .args(["--threads", "2", "--prompts", "50", "--tokens", "16"])
             .args(["--speed-prompts", "2", "--decode-tokens", "32"])
@@ -63,6 +79,10 @@ fn greedy_tokens_agree_with_llama_server() {
         out.contains("native arithmetic: ggml-x86-avx2 ("),
         "bench-decode names the arithmetic it computed:\n{out}"
     );
+    assert!(
+        out.contains(weights),
+        "bench-decode names the weight types ({weights}):\n{out}"
+    );
     let line = out
         .lines()
         .find(|l| l.starts_with("greedy agreement:"))
@@ -70,8 +90,6 @@ fn greedy_tokens_agree_with_llama_server() {
     let words: Vec<&str> = line.split_whitespace().collect();
     let (agree, of): (f64, f64) = (words[2].parse().unwrap(), words[4].parse().unwrap());
     assert_eq!(of, 50.0, "{line}");
-    // Measured 50 of 50: the native path computes llama.cpp's floats. A near-tie flipped by
-    // one rounding difference is enough to change a greedy continuation of this model.
     assert!(agree / of >= 0.9, "{line}");
     for name in ["prefill", "decode"] {
         let row = out

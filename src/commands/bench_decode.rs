@@ -68,6 +68,9 @@ pub fn run(args: &BenchDecodeArgs) -> Result<()> {
             generator.info().engine
         ),
     }
+    if let Some(weights) = generator.native_weights() {
+        println!("weights: {weights}");
+    }
     let mut agree = 0;
     let mut compared = 0;
     let mut local_speed = Vec::new();

@@ -379,17 +379,32 @@ pub fn probe_nvml_with(program: &Path) -> Availability {
 /// Runs one `nvidia-smi --query-gpu` and returns what it printed.
 fn run_nvidia_smi(program: &Path, query: &str) -> Result<String, String> {
     let shown = program.display();
-    let mut child = Command::new(program)
-        .arg(format!("--query-gpu={query}"))
-        .arg("--format=csv,noheader,nounits")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => format!("{shown} not found"),
-            _ => format!("cannot run {shown}: {e}"),
-        })?;
+    let spawn = || {
+        Command::new(program)
+            .arg(format!("--query-gpu={query}"))
+            .arg("--format=csv,noheader,nounits")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+    // "Text file busy" is transient: a process forked while the program was being
+    // written still holds it open for writing until that child execs or exits.
+    let mut busy_retries = 100;
+    let mut child = loop {
+        match spawn() {
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy && busy_retries > 0 => {
+                busy_retries -= 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => {
+                break other.map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => format!("{shown} not found"),
+                    _ => format!("cannot run {shown}: {e}"),
+                })?
+            }
+        }
+    };
     // A wedged driver can hang nvidia-smi: poll rather than wait forever. The output is a
     // line per GPU, far below a pipe's buffer, so nothing blocks on unread output.
     let deadline = Instant::now() + NVIDIA_SMI_TIMEOUT;

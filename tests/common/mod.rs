@@ -97,7 +97,23 @@ pub fn smollm2_gguf() -> PathBuf {
     path
 }
 
-/// llama.cpp's llama-server on a free port of 127.0.0.1, stopped when dropped.
+/// Gemma 3 270M Q4_K_M, rebuilt from its pip packages by `scripts/fetch-models.sh`.
+pub fn gemma3_gguf() -> PathBuf {
+    let path = std::env::var_os("ASSAY_GEMMA3_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home)
+                .join(".cache/assay/models/gemma3-270m-q4-k-m/gemma-3-270m-q4_k_m.gguf")
+        });
+    assert!(
+        path.is_file(),
+        "Gemma 3 GGUF not found at {}: run scripts/fetch-models.sh (or set ASSAY_GEMMA3_GGUF)",
+        path.display()
+    );
+    path
+}
+
 /// llama-server with the staged all-MiniLM-L6-v2 GGUF as an embeddings endpoint.
 pub fn minilm_server() -> LlamaServer {
     let gguf = assets().join("models/all-MiniLM-L6-v2/all-MiniLM-L6-v2.f16.gguf");

@@ -37,7 +37,8 @@ const END_OF_TURN: &[&str] = &[
 ];
 
 enum Model {
-    /// llama-architecture GGUF with Q4_0/Q4_1/Q8_0 weights on the CPU: llama.cpp's arithmetic.
+    /// llama-family or Gemma 3 GGUF with legacy or K-quant weights on the CPU: llama.cpp's
+    /// arithmetic.
     Native(super::gguf_llama::GgufLlama),
     Llama(m::quantized_llama::ModelWeights),
     Qwen2(m::quantized_qwen2::ModelWeights),
@@ -140,9 +141,13 @@ impl LocalGenerator {
             Some(file) => load_gguf(file, &device)?,
             None => load_safetensors(&folder, &device)?,
         };
-        // tokenizer_config.json beside the weights overrides what the GGUF says.
-        let config_path = folder.join("tokenizer_config.json");
-        if config_path.is_file() {
+        // tokenizer_config.json beside the weights (else beside --tokenizer's file)
+        // overrides what the GGUF says.
+        let config_path = [folder.as_path(), tokenizer_path.parent().unwrap_or(&folder)]
+            .map(|dir| dir.join("tokenizer_config.json"))
+            .into_iter()
+            .find(|p| p.is_file());
+        if let Some(config_path) = config_path {
             read_tokenizer_config(&config_path, &tokenizer, &mut vocab)?;
         }
         let template = match &vocab.template {
@@ -188,6 +193,15 @@ impl LocalGenerator {
             epoch: Instant::now(),
             log: RequestLog::default(),
         })
+    }
+
+    /// The weight encodings the native GGUF path reads (e.g. "Q4_K, Q5_0, Q6_K, Q8_0"), or
+    /// None on candle.
+    pub fn native_weights(&self) -> Option<String> {
+        match &*self.model.lock().unwrap_or_else(|e| e.into_inner()) {
+            Model::Native(m) => Some(m.weight_types()),
+            _ => None,
+        }
     }
 
     /// The token ids the model sees for `prompt`.
@@ -505,7 +519,7 @@ fn load_gguf(path: &Path, device: &Device) -> Result<(Model, Vocabulary)> {
         .map_err(|why| Error::model(&location, format!("implausible GGUF metadata: {why}")))?;
     let failed = |e: candle_core::Error| Error::model(&location, format!("cannot load: {e}"));
     let native = match arch.as_str() {
-        "llama" | "mistral"
+        "llama" | "mistral" | "gemma3"
             if device.is_cpu() && std::env::var_os("ASSAY_GGUF_CANDLE").is_none() =>
         {
             super::gguf_llama::GgufLlama::load(&content, &mut file, &arch, &location)?

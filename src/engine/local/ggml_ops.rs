@@ -11,21 +11,58 @@ use half::f16;
 /// Weights per quantization block (all types here).
 pub const QK: usize = 32;
 
-/// The weight encodings the native path reads (GGUF / ggml type ids 2, 3 and 8).
+/// The weight encodings the native path reads (GGUF / ggml type ids 2, 3, 6, 8 and the
+/// K-quants 12, 13, 14). The K-quants' kernels live in `kquants`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightType {
     Q4_0,
     Q4_1,
+    Q5_0,
     Q8_0,
+    Q4K,
+    Q5K,
+    Q6K,
 }
 
 impl WeightType {
-    /// Bytes per block of 32 weights.
+    /// Bytes per block.
     pub fn block_bytes(self) -> usize {
         match self {
             WeightType::Q4_0 => 18,
             WeightType::Q4_1 => 20,
+            WeightType::Q5_0 => 22,
             WeightType::Q8_0 => 34,
+            WeightType::Q4K => 144,
+            WeightType::Q5K => 176,
+            WeightType::Q6K => 210,
+        }
+    }
+
+    /// Weights per block: 32, or 256 for a K-quant super-block.
+    pub fn block_weights(self) -> usize {
+        if self.uses_q8k() {
+            super::kquants::QK_K
+        } else {
+            QK
+        }
+    }
+
+    /// Whether ggml multiplies this type with Q8_K activations (the K-quants) rather than
+    /// Q8_0 / Q8_1 ones.
+    pub fn uses_q8k(self) -> bool {
+        matches!(self, WeightType::Q4K | WeightType::Q5K | WeightType::Q6K)
+    }
+
+    /// ggml's name for the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightType::Q4_0 => "Q4_0",
+            WeightType::Q4_1 => "Q4_1",
+            WeightType::Q5_0 => "Q5_0",
+            WeightType::Q8_0 => "Q8_0",
+            WeightType::Q4K => "Q4_K",
+            WeightType::Q5K => "Q5_K",
+            WeightType::Q6K => "Q6_K",
         }
     }
 }
@@ -87,6 +124,19 @@ fn nibbles(qs: &[u8]) -> [u8; QK] {
     out
 }
 
+/// The signed 5-bit weights of a Q5_0 block in element order: a nibble plus the high bit
+/// from `qh` (bit j for element j), minus 16.
+#[inline(always)]
+fn q5_0_values(b: &[u8]) -> [i32; QK] {
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    let low = nibbles(&b[6..22]);
+    let mut out = [0i32; QK];
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = (low[j] as i32 | ((((qh >> j) & 1) as i32) << 4)) - 16;
+    }
+    out
+}
+
 /// Σ over the 8 lanes of four consecutive products, as AVX2's maddubs + madd give.
 #[inline(always)]
 fn lane_sums(x: impl Fn(usize) -> i32, y: &[i8; QK]) -> [f32; 8] {
@@ -109,7 +159,11 @@ pub fn dot(kind: WeightType, row: &[u8], acts: &[ActBlock]) -> f32 {
             match kind {
                 WeightType::Q4_0 => x86::dot_q4_0(row, acts),
                 WeightType::Q4_1 => x86::dot_q4_1(row, acts),
+                WeightType::Q5_0 => x86::dot_q5_0(row, acts),
                 WeightType::Q8_0 => x86::dot_q8_0(row, acts),
+                WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => {
+                    unreachable!("K-quants take Q8_K activations (kquants::dot)")
+                }
             }
         };
     }
@@ -133,7 +187,14 @@ pub fn dot_portable(kind: WeightType, row: &[u8], acts: &[ActBlock]) -> f32 {
                 let q = nibbles(&b[4..20]);
                 (d * a.d, lane_sums(|j| q[j] as i32, &a.qs))
             }
+            WeightType::Q5_0 => {
+                let q = q5_0_values(b);
+                (d * a.d, lane_sums(|j| q[j], &a.qs))
+            }
             WeightType::Q8_0 => (d * a.d, lane_sums(|j| b[2 + j] as i8 as i32, &a.qs)),
+            WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => {
+                unreachable!("K-quants take Q8_K activations (kquants::dot)")
+            }
         };
         for (acc, lane) in acc.iter_mut().zip(lanes) {
             *acc = scale.mul_add(lane, *acc);
@@ -159,10 +220,18 @@ pub fn dequantize_row(kind: WeightType, row: &[u8], out: &mut [f32]) {
                     *o = (q as f32).mul_add(d, m);
                 }
             }
+            WeightType::Q5_0 => {
+                for (o, q) in out.iter_mut().zip(q5_0_values(b)) {
+                    *o = q as f32 * d;
+                }
+            }
             WeightType::Q8_0 => {
                 for (o, q) in out.iter_mut().zip(&b[2..34]) {
                     *o = *q as i8 as f32 * d;
                 }
+            }
+            WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => {
+                unreachable!("K-quants dequantize in kquants")
             }
         }
     }
@@ -423,6 +492,41 @@ mod x86 {
         hsum(acc)
     }
 
+    /// ggml's `bytes_from_bits_32`: bit j of the 32-bit word at `p` as byte j (0xff / 0).
+    #[inline(always)]
+    unsafe fn bytes_from_bits(p: *const u8) -> __m256i {
+        let x32 = (p as *const u32).read_unaligned() as i32;
+        let shuf = _mm256_setr_epi64x(
+            0x0000_0000_0000_0000,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        );
+        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32), shuf);
+        let bit_mask = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
+        let bytes = _mm256_or_si256(bytes, bit_mask);
+        _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q5_0(row: &[u8], acts: &[ActBlock]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (i, a) in acts.iter().enumerate() {
+            let at = i * 22;
+            let scale = _mm256_set1_ps(half(row, at) * a.d);
+            let low = nibbles(row.as_ptr().add(at + 6));
+            // A clear high bit subtracts 16: 0xf0 ORed into the byte makes it nibble − 16.
+            let high = _mm256_andnot_si256(
+                bytes_from_bits(row.as_ptr().add(at + 2)),
+                _mm256_set1_epi8(0xf0u8 as i8),
+            );
+            let x = _mm256_or_si256(low, high);
+            let y = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
+            acc = _mm256_fmadd_ps(scale, s8_lanes(x, y), acc);
+        }
+        hsum(acc)
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_q8_0(row: &[u8], acts: &[ActBlock]) -> f32 {
         let mut acc = _mm256_setzero_ps();
@@ -469,7 +573,12 @@ mod tests {
 
     #[test]
     fn simd_and_portable_dots_are_bit_identical() {
-        for kind in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0] {
+        for kind in [
+            WeightType::Q4_0,
+            WeightType::Q4_1,
+            WeightType::Q5_0,
+            WeightType::Q8_0,
+        ] {
             for seed in 0..20 {
                 let row = blocks(kind, 48, seed);
                 let mut acts = Vec::new();

@@ -1,14 +1,20 @@
-//! A llama-architecture GGUF model (Llama, Mistral, SmolLM, … with Q4_0 / Q4_1 / Q8_0
-//! weights) run on the CPU with llama.cpp's own arithmetic (see `ggml_ops`): the floats
-//! equal those of llama-server run with an f32 KV cache and without flash attention
-//! (`-fa off -ctk f32 -ctv f32`), which is also the only llama.cpp configuration whose
-//! output does not depend on its thread count.
+//! A llama-family or Gemma 3 GGUF model (Llama, Mistral, SmolLM, Gemma 3, … with Q4_0 /
+//! Q4_1 / Q5_0 / Q8_0 or Q4_K / Q5_K / Q6_K weights) run on the CPU with llama.cpp's own
+//! arithmetic (see `ggml_ops` and `kquants`): the floats equal those of llama-server run
+//! with an f32 KV cache and without flash attention (`-fa off -ctk f32 -ctv f32`), which is
+//! also the only llama.cpp configuration whose output does not depend on its thread count.
 //!
 //! Following ggml's graph: RMS norm; Q/K/V projections on activations quantized per
-//! matmul; RoPE in ggml's "normal" (adjacent pairs) form, angles from its cos/sin cache;
-//! scores by ggml's f32 vector dot, scaled softmax; values weighted by llamafile's tiled
-//! GEMM during a prompt (two or more tokens) and by the vector dot for single tokens;
-//! SwiGLU; a prompt runs in ubatches of 512 tokens; logits for the last token only.
+//! matmul (Q8_0/Q8_1 for 32-weight blocks, Q8_K for K-quants); RoPE from ggml's cos/sin
+//! cache, on adjacent pairs (llama) or split halves (Gemma's NeoX form); scores by ggml's
+//! f32 vector dot, scaled softmax; values weighted by llamafile's tiled GEMM during a prompt
+//! (two or more tokens) and by the vector dot for single tokens; SwiGLU (llama) or GeGLU
+//! (Gemma); a prompt runs in ubatches of 512 tokens; logits for the last token only.
+//!
+//! Gemma 3 adds: the embedding scaled by √d, RMS norms of each head's Q and K, norms after
+//! attention and after the feed-forward block, Q scaled before the scores, and sliding-window
+//! layers (five in six) that see only the last `sliding_window` positions with their own
+//! RoPE base.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -16,7 +22,9 @@ use candle_core::quantized::gguf_file::{Content, TensorInfo};
 use candle_core::quantized::GgmlDType;
 use rayon::prelude::*;
 
-use super::ggml_ops::{self as ops, ActBlock, WeightType, QK};
+use super::ggml_gelu;
+use super::ggml_ops::{self as ops, ActBlock, WeightType};
+use super::kquants::{self, Q8K};
 use crate::error::{Error, Result};
 
 /// llama.cpp's default ubatch: a longer prompt runs in pieces of this many tokens.
@@ -34,8 +42,12 @@ struct QMatrix {
 }
 
 impl QMatrix {
+    fn blocks(&self) -> usize {
+        self.cols / self.kind.block_weights()
+    }
+
     fn row_bytes(&self) -> usize {
-        self.cols / QK * self.kind.block_bytes()
+        self.blocks() * self.kind.block_bytes()
     }
 
     fn row(&self, r: usize) -> &[u8] {
@@ -43,12 +55,33 @@ impl QMatrix {
         &self.data[r * n..(r + 1) * n]
     }
 
+    /// Whether llama.cpp repacks this matrix on AVX2 (`q4_K_8x8`; Q4_0's repacking is not
+    /// reproduced here) and so multiplies it in the repacked kernels' order.
+    fn repacked(&self) -> bool {
+        self.kind == WeightType::Q4K && self.rows.is_multiple_of(8)
+    }
+
+    /// Row r · activation row t, in the arithmetic llama.cpp uses for this weight type.
+    fn dot(&self, r: usize, acts: &Acts, t: usize) -> f32 {
+        let blocks = self.blocks();
+        if self.kind.uses_q8k() {
+            let repacked = self.repacked();
+            let q8k = if repacked { &acts.q8k_fours } else { &acts.q8k };
+            kquants::dot(
+                self.kind,
+                self.row(r),
+                &q8k[t * blocks..][..blocks],
+                repacked,
+            )
+        } else {
+            ops::dot(self.kind, self.row(r), &acts.q8[t * blocks..][..blocks])
+        }
+    }
+
     /// `out[t][r]` = row r · activation row t, for `n` activation rows (ggml's mul_mat;
     /// each output is one whole dot product, so thread splits do not change it).
-    fn matmul(&self, acts: &[ActBlock], n: usize, out: &mut Vec<f32>) {
-        let blocks = self.cols / QK;
-        let dot =
-            |r: usize, t: usize| ops::dot(self.kind, self.row(r), &acts[t * blocks..][..blocks]);
+    fn matmul(&self, acts: &Acts, n: usize, out: &mut Vec<f32>) {
+        let dot = |r: usize, t: usize| self.dot(r, acts, t);
         out.clear();
         out.resize(n * self.rows, 0.0);
         if n == 1 {
@@ -77,7 +110,7 @@ impl QMatrix {
 
 /// Several products of the same activations. A single token's are one parallel pass over
 /// all their rows: each fork-join costs about as much as a small product.
-fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &[ActBlock], n: usize) {
+fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &Acts, n: usize) {
     if n > 1 || rayon::current_num_threads() == 1 {
         for (m, out) in products.iter_mut() {
             m.matmul(acts, n, out);
@@ -90,7 +123,7 @@ fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &[ActBlock], n: usi
     fill(&mut all, 16, |mut r| {
         for m in &mats {
             if r < m.rows {
-                return ops::dot(m.kind, m.row(r), &acts[..m.cols / QK]);
+                return m.dot(r, acts, 0);
             }
             r -= m.rows;
         }
@@ -121,6 +154,35 @@ fn fill(out: &mut [f32], chunk: usize, f: impl Fn(usize) -> f32 + Sync) {
     }
 }
 
+/// One row of activations (or several, row after row) quantized for the matrices that
+/// read it: ggml quantizes a matmul's input to its weight type's `vec_dot_type`, and ahead
+/// of a repacked Q4_K matrix a prompt's rows go in groups of four.
+#[derive(Default)]
+struct Acts {
+    q8: Vec<ActBlock>,
+    q8k: Vec<Q8K>,
+    q8k_fours: Vec<Q8K>,
+}
+
+impl Acts {
+    fn quantize(&mut self, x: &[f32], width: usize, readers: &[&QMatrix]) {
+        self.q8.clear();
+        self.q8k.clear();
+        self.q8k_fours.clear();
+        if readers.iter().any(|m| !m.kind.uses_q8k()) {
+            quantize_rows(x, width, &mut self.q8);
+        }
+        if readers.iter().any(|m| m.kind.uses_q8k() && !m.repacked()) {
+            for row in x.chunks(width) {
+                kquants::quantize_row_q8k(row, &mut self.q8k);
+            }
+        }
+        if readers.iter().any(|m| m.repacked()) {
+            kquants::quantize_rows_q8k_in_fours(x, width, &mut self.q8k_fours);
+        }
+    }
+}
+
 struct Layer {
     attn_norm: Vec<f32>,
     wq: QMatrix,
@@ -131,10 +193,28 @@ struct Layer {
     gate: QMatrix,
     up: QMatrix,
     down: QMatrix,
+    /// Gemma: RMS norm weights of each head's Q and K, and the norms after attention and
+    /// after the feed-forward block.
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    post_ffn_norm: Option<Vec<f32>>,
+    /// Sees only the last `Config::window` positions (Gemma's local layers).
+    sliding: bool,
+}
+
+/// What differs between the architectures this path runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// llama, mistral: adjacent-pair RoPE, SwiGLU.
+    Llama,
+    /// gemma3: split-half RoPE, GeGLU, extra norms, scaled embedding, sliding windows.
+    Gemma3,
 }
 
 #[derive(Clone, Debug)]
 struct Config {
+    family: Family,
     embd: usize,
     layers: usize,
     heads: usize,
@@ -142,6 +222,13 @@ struct Config {
     head_dim: usize,
     eps: f32,
     rope_base: f32,
+    /// RoPE base of the sliding-window layers.
+    rope_base_local: f32,
+    /// Positions a sliding-window layer sees (0: none slide).
+    window: usize,
+    /// Gemma multiplies Q by this before the scores (llama.cpp's `f_attention_scale`) and
+    /// scales the scores by 1; llama scales the scores by 1/√d.
+    q_scale: Option<f32>,
 }
 
 /// Per layer: K as [kv head][position][dim], V transposed as [kv head][dim][position]
@@ -165,9 +252,9 @@ pub struct GgufLlama {
 }
 
 impl GgufLlama {
-    /// Reads a GGUF of llama architecture `arch` (its metadata prefix) whose weights this
-    /// path handles; `Ok(Err(why))` when it does not (other quantizations, experts, rope
-    /// scaling).
+    /// Reads a GGUF of architecture `arch` (llama, mistral or gemma3: its metadata prefix)
+    /// whose weights this path handles; `Ok(Err(why))` when it does not (other
+    /// quantizations, experts, rope scaling, logit soft-capping).
     pub fn load<R: Read + Seek>(
         content: &Content,
         file: &mut R,
@@ -179,6 +266,11 @@ impl GgufLlama {
         let uint = |k: &str| meta.get(&key(k)).and_then(|v| v.to_u32().ok());
         let float = |k: &str| meta.get(&key(k)).and_then(|v| v.to_f32().ok());
         let missing = |k: &str| Error::model(location, format!("GGUF metadata lacks `{}`", key(k)));
+        let family = match arch {
+            "gemma3" => Family::Gemma3,
+            "llama" | "mistral" => Family::Llama,
+            other => return Ok(Err(format!("architecture `{other}`"))),
+        };
         if uint("expert_count").unwrap_or(0) > 0 {
             return Ok(Err("mixture of experts".into()));
         }
@@ -190,26 +282,54 @@ impl GgufLlama {
                 return Ok(Err(format!("rope scaling `{kind}`")));
             }
         }
+        if float("final_logit_softcapping").is_some_and(|c| c != 0.0) {
+            return Ok(Err("final logit soft-capping".into()));
+        }
         let embd = uint("embedding_length").ok_or_else(|| missing("embedding_length"))? as usize;
         let heads =
             uint("attention.head_count").ok_or_else(|| missing("attention.head_count"))? as usize;
-        let head_dim = embd / heads.max(1);
+        if heads == 0 {
+            return Err(Error::model(location, "attention.head_count is 0"));
+        }
+        // Gemma's heads are wider than embedding_length / head_count: key_length says.
+        let head_dim = uint("attention.key_length").map_or(embd / heads, |d| d as usize);
         if uint("rope.dimension_count").is_some_and(|d| d as usize != head_dim)
-            || uint("attention.key_length").is_some_and(|d| d as usize != head_dim)
+            || uint("attention.value_length").is_some_and(|d| d as usize != head_dim)
             || !head_dim.is_multiple_of(2)
         {
             return Ok(Err("partial rotary or unusual head size".into()));
         }
+        let window = match family {
+            Family::Gemma3 => uint("attention.sliding_window").unwrap_or(0) as usize,
+            Family::Llama => 0,
+        };
+        if meta.contains_key(&key("attention.sliding_window_pattern")) {
+            return Ok(Err("a sliding-window pattern other than Gemma 3's".into()));
+        }
+        let layers = uint("block_count").ok_or_else(|| missing("block_count"))? as usize;
+        let rope_base = float("rope.freq_base").unwrap_or(10_000.0);
         let cfg = Config {
+            family,
             embd,
-            layers: uint("block_count").ok_or_else(|| missing("block_count"))? as usize,
+            layers,
             heads,
             kv_heads: uint("attention.head_count_kv").map_or(heads, |n| n as usize),
             head_dim,
             eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
-            rope_base: float("rope.freq_base").unwrap_or(10_000.0),
+            rope_base,
+            // llama.cpp's default for the local layers' base when the file names none.
+            rope_base_local: float("rope.freq_base_swa").unwrap_or(10_000.0),
+            window,
+            q_scale: match family {
+                // llama.cpp's choice for every Gemma 3 size but 27B (not handled: 62 blocks).
+                Family::Gemma3 => Some(1.0 / (head_dim as f32).sqrt()),
+                Family::Llama => None,
+            },
         };
-        if heads == 0 || heads * head_dim != embd {
+        if family == Family::Gemma3 && layers == 62 {
+            return Ok(Err("Gemma 3 27B's attention scale".into()));
+        }
+        if family == Family::Llama && heads * head_dim != embd {
             return Err(Error::model(
                 location,
                 "embedding_length is not a multiple of head_count",
@@ -236,9 +356,21 @@ impl GgufLlama {
         if !content.tensor_infos.contains_key("token_embd.weight") {
             return Ok(Err("no quantized token_embd.weight".into()));
         }
+        let gemma = family == Family::Gemma3;
         let mut layers = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
+            let mut gemma_norm = |t: &str| -> Result<Option<Vec<f32>>> {
+                Ok(if gemma {
+                    Some(reader.vector(&name(t))?)
+                } else {
+                    None
+                })
+            };
+            let q_norm = gemma_norm("attn_q_norm")?;
+            let k_norm = gemma_norm("attn_k_norm")?;
+            let post_attn_norm = gemma_norm("post_attention_norm")?;
+            let post_ffn_norm = gemma_norm("post_ffw_norm")?;
             layers.push(Layer {
                 attn_norm: reader.vector(&name("attn_norm"))?,
                 wq: reader.matrix(&name("attn_q"))?,
@@ -249,6 +381,12 @@ impl GgufLlama {
                 gate: reader.matrix(&name("ffn_gate"))?,
                 up: reader.matrix(&name("ffn_up"))?,
                 down: reader.matrix(&name("ffn_down"))?,
+                q_norm,
+                k_norm,
+                post_attn_norm,
+                post_ffn_norm,
+                // llama.cpp's Gemma 3 pattern: every sixth layer is global.
+                sliding: window > 0 && i % 6 < 5,
             });
         }
         let output = if content.tensor_infos.contains_key("output.weight") {
@@ -277,6 +415,7 @@ impl GgufLlama {
     fn check_shapes(&self, location: &str) -> Result<()> {
         let c = &self.cfg;
         let kv = c.kv_heads * c.head_dim;
+        let q_dim = c.heads * c.head_dim;
         let bad = |what: &str| {
             Err(Error::model(
                 location,
@@ -286,17 +425,22 @@ impl GgufLlama {
         for (i, l) in self.layers.iter().enumerate() {
             let ff = l.gate.rows;
             let shapes = [
-                (&l.wq, c.embd, c.embd),
+                (&l.wq, q_dim, c.embd),
                 (&l.wk, kv, c.embd),
                 (&l.wv, kv, c.embd),
-                (&l.wo, c.embd, c.embd),
+                (&l.wo, c.embd, q_dim),
                 (&l.gate, ff, c.embd),
                 (&l.up, ff, c.embd),
                 (&l.down, c.embd, ff),
             ];
+            let sized = |v: &Option<Vec<f32>>, n: usize| v.as_ref().is_none_or(|v| v.len() == n);
             if shapes.iter().any(|(m, r, k)| m.rows != *r || m.cols != *k)
                 || l.attn_norm.len() != c.embd
                 || l.ffn_norm.len() != c.embd
+                || !sized(&l.q_norm, c.head_dim)
+                || !sized(&l.k_norm, c.head_dim)
+                || !sized(&l.post_attn_norm, c.embd)
+                || !sized(&l.post_ffn_norm, c.embd)
             {
                 return bad(&format!("block {i}"));
             }
@@ -315,6 +459,21 @@ impl GgufLlama {
             return bad("rope_freqs.weight");
         }
         Ok(())
+    }
+
+    /// The weight encodings of the matrices, sorted and named as ggml does ("Q4_K, Q6_K").
+    pub fn weight_types(&self) -> String {
+        let mut names: Vec<&str> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down])
+            .chain([&self.embed])
+            .chain(self.output.as_ref())
+            .map(|m| m.kind.name())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.join(", ")
     }
 
     /// Forgets the previous prompt.
@@ -343,16 +502,25 @@ impl GgufLlama {
                     "token id {id} is outside the vocabulary"
                 )));
             }
-            ops::dequantize_row(self.embed.kind, self.embed.row(id as usize), row);
+            dequantize(self.embed.kind, self.embed.row(id as usize), row);
         }
-        let rope = self.rope_table(pos, n);
-        let (mut h, mut acts) = (vec![0f32; n * c.embd], Vec::new());
+        if c.family == Family::Gemma3 {
+            // llama.cpp multiplies the token rows by √d as an f32.
+            let scale = (c.embd as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= scale);
+        }
+        let rope_global = self.rope_table(pos, n, c.rope_base);
+        let rope_local = match c.window {
+            0 => Vec::new(),
+            _ => self.rope_table(pos, n, c.rope_base_local),
+        };
+        let (mut h, mut acts) = (vec![0f32; n * c.embd], Acts::default());
         let (mut q, mut k, mut v, mut o) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut gate, mut up) = (Vec::new(), Vec::new());
         for li in 0..c.layers {
             let layer = &self.layers[li];
             norm_rows(&x, &layer.attn_norm, c.eps, &mut h);
-            quantize_rows(&h, c.embd, &mut acts);
+            acts.quantize(&h, c.embd, &[&layer.wq, &layer.wk, &layer.wv]);
             matmuls(
                 &mut [
                     (&layer.wq, &mut q),
@@ -362,32 +530,52 @@ impl GgufLlama {
                 &acts,
                 n,
             );
-            apply_rope(&mut q, c.head_dim, &rope);
-            apply_rope(&mut k, c.head_dim, &rope);
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                norm_in_place(&mut q, qn, c.eps);
+                norm_in_place(&mut k, kn, c.eps);
+            }
+            let rope = if layer.sliding {
+                &rope_local
+            } else {
+                &rope_global
+            };
+            let neox = c.family == Family::Gemma3;
+            apply_rope(&mut q, c.head_dim, rope, neox);
+            apply_rope(&mut k, c.head_dim, rope, neox);
+            if let Some(s) = c.q_scale {
+                q.iter_mut().for_each(|v| *v *= s);
+            }
+            let sliding = layer.sliding;
             self.store(li, pos, &k, &v);
-            let attn = self.attention(li, pos, n, &q);
-            quantize_rows(&attn, c.embd, &mut acts);
-            self.layers[li].wo.matmul(&acts, n, &mut o);
+            let attn = self.attention(li, pos, n, &q, sliding);
+            let layer = &self.layers[li];
+            acts.quantize(&attn, c.heads * c.head_dim, &[&layer.wo]);
+            layer.wo.matmul(&acts, n, &mut o);
             // The last block goes on with the last token only (llama.cpp's output rows).
             let rows = if li + 1 == c.layers { 1 } else { n };
             let skip = (n - rows) * c.embd;
-            let mut residual: Vec<f32> = o[skip..]
-                .iter()
-                .zip(&x[skip..])
-                .map(|(a, b)| a + b)
-                .collect();
-            let layer = &self.layers[li];
+            let mut o = o[skip..].to_vec();
+            if let Some(post) = &layer.post_attn_norm {
+                norm_in_place(&mut o, post, c.eps);
+            }
+            let mut residual: Vec<f32> = o.iter().zip(&x[skip..]).map(|(a, b)| a + b).collect();
             norm_rows(&residual, &layer.ffn_norm, c.eps, &mut h);
-            quantize_rows(&h, c.embd, &mut acts);
+            acts.quantize(&h, c.embd, &[&layer.gate, &layer.up]);
             matmuls(
                 &mut [(&layer.gate, &mut gate), (&layer.up, &mut up)],
                 &acts,
                 rows,
             );
             let mut act = vec![0f32; gate.len()];
-            ops::swiglu(&gate, &up, &mut act);
-            quantize_rows(&act, layer.down.cols, &mut acts);
+            match c.family {
+                Family::Llama => ops::swiglu(&gate, &up, &mut act),
+                Family::Gemma3 => ggml_gelu::geglu(&gate, &up, &mut act),
+            }
+            acts.quantize(&act, layer.down.cols, &[&layer.down]);
             layer.down.matmul(&acts, rows, &mut o);
+            if let Some(post) = &layer.post_ffn_norm {
+                norm_in_place(&mut o, post, c.eps);
+            }
             for (r, d) in residual.iter_mut().zip(&o) {
                 *r += d;
             }
@@ -395,20 +583,18 @@ impl GgufLlama {
         }
         let mut last = vec![0f32; c.embd];
         ops::rms_norm(&x[x.len() - c.embd..], &self.output_norm, c.eps, &mut last);
-        quantize_rows(&last, c.embd, &mut acts);
         let output = self.output.as_ref().unwrap_or(&self.embed);
+        acts.quantize(&last, c.embd, &[output]);
         let mut logits = vec![0f32; output.rows];
-        fill(&mut logits, 256, |r| {
-            ops::dot(output.kind, output.row(r), &acts)
-        });
+        fill(&mut logits, 256, |r| output.dot(r, &acts, 0));
         Ok(logits)
     }
 
     /// cos/sin per position and pair, as ggml's rope cache: θ starts at the position and is
     /// multiplied by base^(−2/d) pair by pair (divided by the model's frequency factors).
-    fn rope_table(&self, pos: usize, n: usize) -> Vec<(f32, f32)> {
+    fn rope_table(&self, pos: usize, n: usize, base: f32) -> Vec<(f32, f32)> {
         let d = self.cfg.head_dim;
-        let theta_scale = self.cfg.rope_base.powf(-2.0 / d as f32);
+        let theta_scale = base.powf(-2.0 / d as f32);
         let mut table = Vec::with_capacity(n * d / 2);
         for p in pos..pos + n {
             let mut theta = p as f32;
@@ -468,12 +654,17 @@ impl GgufLlama {
         }
     }
 
-    /// Causal attention of `n` queries (at `pos`…) over the cache: n × (heads × dim).
-    fn attention(&self, layer: usize, pos: usize, n: usize, q: &[f32]) -> Vec<f32> {
+    /// Causal attention of `n` queries (at `pos`…) over the cache: n × (heads × dim). A
+    /// sliding layer masks positions `window` or more behind the query (llama.cpp's
+    /// standard sliding window).
+    fn attention(&self, layer: usize, pos: usize, n: usize, q: &[f32], sliding: bool) -> Vec<f32> {
         let c = &self.cfg;
         let (d, cap) = (c.head_dim, self.cache.capacity);
         let (kc, vc) = (&self.cache.k[layer], &self.cache.v[layer]);
-        let scale = 1.0 / (d as f32).sqrt();
+        let scale = match c.q_scale {
+            Some(_) => 1.0,
+            None => 1.0 / (d as f32).sqrt(),
+        };
         let group = c.heads / c.kv_heads;
         let mut out = vec![0f32; n * c.heads * d];
         let one = |index: usize, dst: &mut [f32]| {
@@ -481,10 +672,15 @@ impl GgufLlama {
             let kvh = h / group;
             let qv = &q[(t * c.heads + h) * d..][..d];
             let visible = pos + t + 1;
+            let first = if sliding {
+                visible.saturating_sub(c.window)
+            } else {
+                0
+            };
             // Rows padded with masked entries to ggml's alignment (its KV view is padded to
             // 256; chunks past the last visible position add exact zeros).
             let mut p = vec![f32::NEG_INFINITY; visible.next_multiple_of(32)];
-            for (j, s) in p[..visible].iter_mut().enumerate() {
+            for (j, s) in p[..visible].iter_mut().enumerate().skip(first) {
                 *s = ops::dot_f32_vec(&kc[(kvh * cap + j) * d..][..d], qv) * scale;
             }
             ops::softmax(&mut p);
@@ -517,6 +713,24 @@ fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut Vec<f32>) {
     }
 }
 
+/// RMS norm of each `weight.len()`-long piece (Gemma's per-head Q/K norms, its post norms).
+fn norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    let mut normed = vec![0f32; weight.len()];
+    for piece in x.chunks_mut(weight.len()) {
+        ops::rms_norm(piece, weight, eps, &mut normed);
+        piece.copy_from_slice(&normed);
+    }
+}
+
+/// One row of the embedding matrix as f32 (ggml's `get_rows`: exact).
+fn dequantize(kind: WeightType, row: &[u8], out: &mut [f32]) {
+    if kind.uses_q8k() {
+        kquants::dequantize(kind, row, out);
+    } else {
+        ops::dequantize_row(kind, row, out);
+    }
+}
+
 fn quantize_rows(x: &[f32], width: usize, out: &mut Vec<ActBlock>) {
     out.clear();
     for xr in x.chunks(width) {
@@ -524,18 +738,21 @@ fn quantize_rows(x: &[f32], width: usize, out: &mut Vec<ActBlock>) {
     }
 }
 
-/// ggml's normal-mode RoPE on adjacent pairs; the products are fused as its compiled
-/// code does (x0·cos − (x1·sin), x0·sin + (x1·cos)).
-fn apply_rope(x: &mut [f32], head_dim: usize, table: &[(f32, f32)]) {
+/// ggml's RoPE: normal mode rotates adjacent pairs (i, i+1), NeoX mode the halves
+/// (i, i + d/2). The products are fused as its compiled code does (x0·cos − (x1·sin),
+/// x0·sin + (x1·cos)).
+fn apply_rope(x: &mut [f32], head_dim: usize, table: &[(f32, f32)], neox: bool) {
     let pairs = head_dim / 2;
     let width = x.len() / (table.len() / pairs);
+    let (step, offset) = if neox { (1, pairs) } else { (2, 1) };
     for (t, row) in x.chunks_mut(width).enumerate() {
         let angles = &table[t * pairs..][..pairs];
         for head in row.chunks_mut(head_dim) {
-            for (pair, &(cos, sin)) in head.chunks_exact_mut(2).zip(angles) {
-                let (x0, x1) = (pair[0], pair[1]);
-                pair[0] = x0.mul_add(cos, -(x1 * sin));
-                pair[1] = x0.mul_add(sin, x1 * cos);
+            for (i, &(cos, sin)) in angles.iter().enumerate() {
+                let (a, b) = (i * step, i * step + offset);
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0.mul_add(cos, -(x1 * sin));
+                head[b] = x0.mul_add(sin, x1 * cos);
             }
         }
     }
@@ -545,7 +762,11 @@ fn weight_type(dtype: GgmlDType) -> Option<WeightType> {
     match dtype {
         GgmlDType::Q4_0 => Some(WeightType::Q4_0),
         GgmlDType::Q4_1 => Some(WeightType::Q4_1),
+        GgmlDType::Q5_0 => Some(WeightType::Q5_0),
         GgmlDType::Q8_0 => Some(WeightType::Q8_0),
+        GgmlDType::Q4K => Some(WeightType::Q4K),
+        GgmlDType::Q5K => Some(WeightType::Q5K),
+        GgmlDType::Q6K => Some(WeightType::Q6K),
         _ => None,
     }
 }
@@ -607,14 +828,14 @@ impl<R: Read + Seek> TensorReader<'_, R> {
                 format!("`{name}` is not a matrix"),
             ));
         };
-        if cols % QK != 0 {
+        if cols % kind.block_weights() != 0 {
             return Err(Error::model(
                 self.location,
                 format!("`{name}` rows are not whole blocks"),
             ));
         }
         let len = rows
-            .checked_mul(cols / QK)
+            .checked_mul(cols / kind.block_weights())
             .and_then(|blocks| blocks.checked_mul(kind.block_bytes()));
         let data = self.bytes(name, len)?;
         Ok(QMatrix {

@@ -4,8 +4,10 @@
 pub mod arithmetic;
 pub mod chat_template;
 pub mod generator;
+mod ggml_gelu;
 mod ggml_ops;
 pub mod gguf_header;
 mod gguf_llama;
+mod kquants;
 
 pub use generator::LocalGenerator;
