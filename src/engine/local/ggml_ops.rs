@@ -170,6 +170,20 @@ pub fn dot(kind: WeightType, row: &[u8], acts: &[ActBlock]) -> f32 {
     dot_portable(kind, row, acts)
 }
 
+/// Four rows (consecutive in `rows`, each `acts.len()` blocks) dotted with the same
+/// activations: each output equals [`dot`]'s for its row bit for bit (own accumulator, same
+/// order); the activations are loaded once for the four.
+pub fn dot4(kind: WeightType, rows: &[u8], acts: &[ActBlock]) -> [f32; 4] {
+    let n = acts.len() * kind.block_bytes();
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: AVX2, FMA and F16C are present (checked at run time); `rows` holds four
+        // rows of `acts.len()` blocks of `kind` (checked by the caller's shapes).
+        return unsafe { x86::dot4(kind, &rows[..4 * n], acts) };
+    }
+    std::array::from_fn(|r| dot_portable(kind, &rows[r * n..][..n], acts))
+}
+
 /// The same arithmetic as [`dot`] without SIMD: kept lane for lane.
 pub fn dot_portable(kind: WeightType, row: &[u8], acts: &[ActBlock]) -> f32 {
     let size = kind.block_bytes();
@@ -383,13 +397,15 @@ fn avx2() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
     })
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{half, ActBlock};
+    use super::{half, ActBlock, WeightType};
     use std::arch::x86_64::*;
 
     #[inline(always)]
@@ -420,7 +436,7 @@ mod x86 {
         us8_lanes(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_f32_vec(x: &[f32], y: &[f32]) -> f32 {
         let n = x.len().min(y.len());
         let np = n & !31;
@@ -447,7 +463,7 @@ mod x86 {
         sum
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_f32_tiled(x: &[f32], y: &[f32]) -> f32 {
         let n = x.len().min(y.len());
         let full = n & !7;
@@ -464,7 +480,7 @@ mod x86 {
         super::hsum8(lanes)
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4_1(row: &[u8], acts: &[ActBlock]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let mut summs = 0f32;
@@ -479,7 +495,7 @@ mod x86 {
         hsum(acc) + summs
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4_0(row: &[u8], acts: &[ActBlock]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (i, a) in acts.iter().enumerate() {
@@ -508,7 +524,7 @@ mod x86 {
         _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q5_0(row: &[u8], acts: &[ActBlock]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (i, a) in acts.iter().enumerate() {
@@ -527,7 +543,82 @@ mod x86 {
         hsum(acc)
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    /// An f16 at `p` widened to f32 by the CPU (F16C), as ggml's `GGML_CPU_FP16_TO_FP32`.
+    #[inline(always)]
+    unsafe fn half_at(p: *const u8) -> f32 {
+        let bits = (p as *const u16).read_unaligned();
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    /// One block of one row into its accumulator: the body of ggml's `vec_dot` loops.
+    #[inline(always)]
+    unsafe fn block_step(
+        kind: WeightType,
+        b: *const u8,
+        a: &ActBlock,
+        y: __m256i,
+        acc: &mut __m256,
+        summs: &mut f32,
+    ) {
+        let scale = _mm256_set1_ps(half_at(b) * a.d);
+        let lanes = match kind {
+            WeightType::Q4_0 => {
+                s8_lanes(_mm256_sub_epi8(nibbles(b.add(2)), _mm256_set1_epi8(8)), y)
+            }
+            WeightType::Q4_1 => {
+                *summs = half_at(b.add(2)).mul_add(a.s, *summs);
+                us8_lanes(nibbles(b.add(4)), y)
+            }
+            WeightType::Q5_0 => {
+                let high =
+                    _mm256_andnot_si256(bytes_from_bits(b.add(2)), _mm256_set1_epi8(0xf0u8 as i8));
+                s8_lanes(_mm256_or_si256(nibbles(b.add(6)), high), y)
+            }
+            WeightType::Q8_0 => s8_lanes(_mm256_loadu_si256(b.add(2) as *const __m256i), y),
+            WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => {
+                unreachable!("K-quants take Q8_K activations (kquants::dot)")
+            }
+        };
+        *acc = _mm256_fmadd_ps(scale, lanes, *acc);
+    }
+
+    #[inline(always)]
+    unsafe fn dot4_of(kind: WeightType, rows: &[u8], acts: &[ActBlock]) -> [f32; 4] {
+        let size = kind.block_bytes();
+        let n = acts.len() * size;
+        let base = rows.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut summs = [0f32; 4];
+        for (i, a) in acts.iter().enumerate() {
+            let y = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
+            for r in 0..4 {
+                let b = base.add(r * n + i * size);
+                block_step(kind, b, a, y, &mut acc[r], &mut summs[r]);
+            }
+        }
+        [
+            hsum(acc[0]) + summs[0],
+            hsum(acc[1]) + summs[1],
+            hsum(acc[2]) + summs[2],
+            hsum(acc[3]) + summs[3],
+        ]
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4(kind: WeightType, rows: &[u8], acts: &[ActBlock]) -> [f32; 4] {
+        // One monomorphic body per type, so the per-block match is resolved at compile time.
+        match kind {
+            WeightType::Q4_0 => dot4_of(WeightType::Q4_0, rows, acts),
+            WeightType::Q4_1 => dot4_of(WeightType::Q4_1, rows, acts),
+            WeightType::Q5_0 => dot4_of(WeightType::Q5_0, rows, acts),
+            WeightType::Q8_0 => dot4_of(WeightType::Q8_0, rows, acts),
+            WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => {
+                unreachable!("K-quants take Q8_K activations (kquants::dot)")
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q8_0(row: &[u8], acts: &[ActBlock]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (i, a) in acts.iter().enumerate() {
@@ -586,6 +677,26 @@ mod tests {
                 let a = dot(kind, &row, &acts);
                 let b = dot_portable(kind, &row, &acts);
                 assert_eq!(a.to_bits(), b.to_bits(), "{kind:?} seed {seed}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn four_row_dots_equal_single_row_dots() {
+        for kind in [
+            WeightType::Q4_0,
+            WeightType::Q4_1,
+            WeightType::Q5_0,
+            WeightType::Q8_0,
+        ] {
+            let rows = blocks(kind, 4 * 20, 3);
+            let mut acts = Vec::new();
+            quantize_row(&noise(20 * QK, 4), &mut acts);
+            let four = dot4(kind, &rows, &acts);
+            let n = 20 * kind.block_bytes();
+            for (r, got) in four.iter().enumerate() {
+                let one = dot(kind, &rows[r * n..][..n], &acts);
+                assert_eq!(got.to_bits(), one.to_bits(), "{kind:?} row {r}");
             }
         }
     }

@@ -78,14 +78,34 @@ impl QMatrix {
         }
     }
 
+    /// `dst[i]` = row r0 + i · activation row t; groups of four rows share one pass over
+    /// the activations (the same floats as one row at a time).
+    fn dots(&self, r0: usize, acts: &Acts, t: usize, dst: &mut [f32]) {
+        let mut r = r0;
+        let mut rest = dst;
+        if !self.kind.uses_q8k() {
+            let blocks = self.blocks();
+            let a = &acts.q8[t * blocks..][..blocks];
+            let n = self.row_bytes();
+            while rest.len() >= 4 {
+                let (four, tail) = rest.split_at_mut(4);
+                four.copy_from_slice(&ops::dot4(self.kind, &self.data[r * n..][..4 * n], a));
+                r += 4;
+                rest = tail;
+            }
+        }
+        for (i, o) in rest.iter_mut().enumerate() {
+            *o = self.dot(r + i, acts, t);
+        }
+    }
+
     /// `out[t][r]` = row r · activation row t, for `n` activation rows (ggml's mul_mat;
     /// each output is one whole dot product, so thread splits do not change it).
     fn matmul(&self, acts: &Acts, n: usize, out: &mut Vec<f32>) {
-        let dot = |r: usize, t: usize| self.dot(r, acts, t);
         out.clear();
         out.resize(n * self.rows, 0.0);
         if n == 1 {
-            fill(out, 16, |r| dot(r, 0));
+            fill(out, 16, |r0, part| self.dots(r0, acts, 0, part));
             return;
         }
         // Rows outermost so each weight row is read once per prompt; transposed after.
@@ -94,9 +114,15 @@ impl QMatrix {
             .par_chunks_mut(n * 16)
             .enumerate()
             .for_each(|(c, chunk)| {
-                for (i, per_row) in chunk.chunks_mut(n).enumerate() {
-                    for (t, o) in per_row.iter_mut().enumerate() {
-                        *o = dot(c * 16 + i, t);
+                let rows = chunk.len() / n;
+                let mut four = [0f32; 4];
+                for g in (0..rows).step_by(4) {
+                    let k = (rows - g).min(4);
+                    for t in 0..n {
+                        self.dots(c * 16 + g, acts, t, &mut four[..k]);
+                        for (i, v) in four[..k].iter().enumerate() {
+                            chunk[(g + i) * n + t] = *v;
+                        }
                     }
                 }
             });
@@ -120,14 +146,23 @@ fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &Acts, n: usize) {
     let mats: Vec<&QMatrix> = products.iter().map(|(m, _)| *m).collect();
     let total: usize = mats.iter().map(|m| m.rows).sum();
     let mut all = vec![0f32; total];
-    fill(&mut all, 16, |mut r| {
-        for m in &mats {
-            if r < m.rows {
-                return m.dot(r, acts, 0);
+    fill(&mut all, 16, |start, part| {
+        // The part may span the end of one matrix and the start of the next.
+        let mut done = 0;
+        while done < part.len() {
+            let mut r = start + done;
+            let mut m = mats[0];
+            for candidate in &mats {
+                m = candidate;
+                if r < m.rows {
+                    break;
+                }
+                r -= m.rows;
             }
-            r -= m.rows;
+            let len = (m.rows - r).min(part.len() - done);
+            m.dots(r, acts, 0, &mut part[done..done + len]);
+            done += len;
         }
-        unreachable!("row index within the products")
     });
     let mut rest = &all[..];
     for (m, out) in products.iter_mut() {
@@ -138,20 +173,23 @@ fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &Acts, n: usize) {
     }
 }
 
-/// `out[i] = f(i)`, in parallel chunks (a few per thread, at least `chunk` long) when
-/// more than one thread is configured.
-fn fill(out: &mut [f32], chunk: usize, f: impl Fn(usize) -> f32 + Sync) {
+/// `f(start, part)` fills each part of `out` (indices `start..start + part.len()`), in
+/// parallel parts (a few per thread, at least `chunk` long, multiples of 4) when more than
+/// one thread is configured.
+fn fill(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let threads = rayon::current_num_threads();
-    let chunk = out.len().div_ceil(4 * threads).max(chunk);
     if threads == 1 {
-        out.iter_mut().enumerate().for_each(|(i, o)| *o = f(i));
-    } else {
-        out.par_chunks_mut(chunk).enumerate().for_each(|(c, part)| {
-            for (i, o) in part.iter_mut().enumerate() {
-                *o = f(c * chunk + i);
-            }
-        });
+        f(0, out);
+        return;
     }
+    let chunk = out
+        .len()
+        .div_ceil(4 * threads)
+        .max(chunk)
+        .next_multiple_of(4);
+    out.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(c, part)| f(c * chunk, part));
 }
 
 /// One row of activations (or several, row after row) quantized for the matrices that
@@ -586,7 +624,7 @@ impl GgufLlama {
         let output = self.output.as_ref().unwrap_or(&self.embed);
         acts.quantize(&last, c.embd, &[output]);
         let mut logits = vec![0f32; output.rows];
-        fill(&mut logits, 256, |r| output.dot(r, &acts, 0));
+        fill(&mut logits, 256, |r0, part| output.dots(r0, &acts, 0, part));
         Ok(logits)
     }
 

@@ -351,7 +351,7 @@ mod x86 {
         sumi
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4k(row: &[u8], acts: &[Q8K]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let mut acc_min = [0f32; 4];
@@ -367,7 +367,7 @@ mod x86 {
         hsum(acc) + ((acc_min[0] + acc_min[2]) + (acc_min[1] + acc_min[3]))
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q4k_repacked(row: &[u8], acts: &[Q8K]) -> f32 {
         let (mut acc, mut acc_min) = (0f32, 0f32);
         for (b, a) in row.chunks_exact(144).zip(acts) {
@@ -387,7 +387,7 @@ mod x86 {
         _mm256_and_si256(set, _mm256_set1_epi8(16))
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q5k(row: &[u8], acts: &[Q8K]) -> f32 {
         let m4 = _mm256_set1_epi8(0xf);
         let mut acc = _mm256_setzero_ps();
@@ -421,7 +421,7 @@ mod x86 {
         hsum(acc) + summs
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q6k(row: &[u8], acts: &[Q8K]) -> f32 {
         let m3 = _mm256_set1_epi8(3);
         let m15 = _mm256_set1_epi8(15);
