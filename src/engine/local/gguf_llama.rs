@@ -78,25 +78,24 @@ impl QMatrix {
         }
     }
 
-    /// `dst[i]` = row r0 + i · activation row t; groups of four rows share one pass over
-    /// the activations (the same floats as one row at a time).
-    fn dots(&self, r0: usize, acts: &Acts, t: usize, dst: &mut [f32]) {
-        let mut r = r0;
-        let mut rest = dst;
-        if !self.kind.uses_q8k() {
-            let blocks = self.blocks();
-            let a = &acts.q8[t * blocks..][..blocks];
-            let n = self.row_bytes();
-            while rest.len() >= 4 {
-                let (four, tail) = rest.split_at_mut(4);
-                four.copy_from_slice(&ops::dot4(self.kind, &self.data[r * n..][..4 * n], a));
-                r += 4;
-                rest = tail;
+    /// `dst[i]` = row r0 + i · activation row t; `grouped` as in [`ops::dot_rows`] (the
+    /// same floats either way).
+    fn dots(&self, r0: usize, acts: &Acts, t: usize, dst: &mut [f32], grouped: bool) {
+        if self.kind.uses_q8k() {
+            for (i, o) in dst.iter_mut().enumerate() {
+                *o = self.dot(r0 + i, acts, t);
             }
+            return;
         }
-        for (i, o) in rest.iter_mut().enumerate() {
-            *o = self.dot(r + i, acts, t);
-        }
+        let blocks = self.blocks();
+        let a = &acts.q8[t * blocks..][..blocks];
+        ops::dot_rows(
+            self.kind,
+            &self.data[r0 * self.row_bytes()..],
+            a,
+            dst,
+            grouped,
+        );
     }
 
     /// `out[t][r]` = row r · activation row t, for `n` activation rows (ggml's mul_mat;
@@ -105,7 +104,7 @@ impl QMatrix {
         out.clear();
         out.resize(n * self.rows, 0.0);
         if n == 1 {
-            fill(out, 16, |r0, part| self.dots(r0, acts, 0, part));
+            fill(out, 16, |r0, part| self.dots(r0, acts, 0, part, false));
             return;
         }
         // Rows outermost so each weight row is read once per prompt; transposed after.
@@ -119,7 +118,7 @@ impl QMatrix {
                 for g in (0..rows).step_by(4) {
                     let k = (rows - g).min(4);
                     for t in 0..n {
-                        self.dots(c * 16 + g, acts, t, &mut four[..k]);
+                        self.dots(c * 16 + g, acts, t, &mut four[..k], true);
                         for (i, v) in four[..k].iter().enumerate() {
                             chunk[(g + i) * n + t] = *v;
                         }
@@ -160,7 +159,7 @@ fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &Acts, n: usize) {
                 r -= m.rows;
             }
             let len = (m.rows - r).min(part.len() - done);
-            m.dots(r, acts, 0, &mut part[done..done + len]);
+            m.dots(r, acts, 0, &mut part[done..done + len], false);
             done += len;
         }
     });
@@ -624,7 +623,9 @@ impl GgufLlama {
         let output = self.output.as_ref().unwrap_or(&self.embed);
         acts.quantize(&last, c.embd, &[output]);
         let mut logits = vec![0f32; output.rows];
-        fill(&mut logits, 256, |r0, part| output.dots(r0, &acts, 0, part));
+        fill(&mut logits, 256, |r0, part| {
+            output.dots(r0, &acts, 0, part, false)
+        });
         Ok(logits)
     }
 
