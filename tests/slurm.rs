@@ -171,7 +171,7 @@ fn run_args(cache: &Path, reports: &Path, run_id: &str) -> Vec<OsString> {
 
 /// What must be equal between a merged and an unsharded run: everything in a task's
 /// result but how its vectors were obtained and how long it took.
-const RUN_SPECIFIC: &[&str] = &["embedding", "seconds"];
+const RUN_SPECIFIC: &[&str] = &["embedding", "seconds", "search_seconds"];
 
 /// Every task of `merged` equals the same task of `whole`, score by score; then every
 /// sample line.
