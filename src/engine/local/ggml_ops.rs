@@ -151,23 +151,9 @@ fn lane_sums(x: impl Fn(usize) -> i32, y: &[i8; QK]) -> [f32; 8] {
 /// One output: a row of quantized weights dotted with one row of quantized activations,
 /// as ggml's `ggml_vec_dot_{q4_0_q8_0, q4_1_q8_1, q8_0_q8_0}`.
 pub fn dot(kind: WeightType, row: &[u8], acts: &[ActBlock]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked once at run time); the row holds
-        // `acts.len()` blocks of `kind` (checked by the caller's shapes).
-        return unsafe {
-            match kind {
-                WeightType::Q4_0 => x86::dot_q4_0(row, acts),
-                WeightType::Q4_1 => x86::dot_q4_1(row, acts),
-                WeightType::Q5_0 => x86::dot_q5_0(row, acts),
-                WeightType::Q8_0 => x86::dot_q8_0(row, acts),
-                WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => {
-                    unreachable!("K-quants take Q8_K activations (kquants::dot)")
-                }
-            }
-        };
-    }
-    dot_portable(kind, row, acts)
+    let mut out = [0f32];
+    dot_rows(kind, row, acts, &mut out, false);
+    out[0]
 }
 
 /// `out[i]` = row i of `rows` (consecutive rows of `acts.len()` blocks) · `acts`; every
@@ -411,12 +397,13 @@ fn avx2() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{half, ActBlock, WeightType};
+pub(super) mod x86 {
+    use super::{ActBlock, WeightType};
     use std::arch::x86_64::*;
 
+    /// ggml's `hsum_float_8` on a register (also used by `kquants`).
     #[inline(always)]
-    unsafe fn hsum(acc: __m256) -> f32 {
+    pub(in crate::engine::local) unsafe fn hsum(acc: __m256) -> f32 {
         let mut lanes = [0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
         super::hsum8(lanes)
@@ -487,34 +474,6 @@ mod x86 {
         super::hsum8(lanes)
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q4_1(row: &[u8], acts: &[ActBlock]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut summs = 0f32;
-        for (i, a) in acts.iter().enumerate() {
-            let at = i * 20;
-            summs = half(row, at + 2).mul_add(a.s, summs);
-            let scale = _mm256_set1_ps(half(row, at) * a.d);
-            let x = nibbles(row.as_ptr().add(at + 4));
-            let y = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
-            acc = _mm256_fmadd_ps(scale, us8_lanes(x, y), acc);
-        }
-        hsum(acc) + summs
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q4_0(row: &[u8], acts: &[ActBlock]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (i, a) in acts.iter().enumerate() {
-            let at = i * 18;
-            let scale = _mm256_set1_ps(half(row, at) * a.d);
-            let x = _mm256_sub_epi8(nibbles(row.as_ptr().add(at + 2)), _mm256_set1_epi8(8));
-            let y = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
-            acc = _mm256_fmadd_ps(scale, s8_lanes(x, y), acc);
-        }
-        hsum(acc)
-    }
-
     /// ggml's `bytes_from_bits_32`: bit j of the 32-bit word at `p` as byte j (0xff / 0).
     #[inline(always)]
     unsafe fn bytes_from_bits(p: *const u8) -> __m256i {
@@ -529,25 +488,6 @@ mod x86 {
         let bit_mask = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
         let bytes = _mm256_or_si256(bytes, bit_mask);
         _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q5_0(row: &[u8], acts: &[ActBlock]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (i, a) in acts.iter().enumerate() {
-            let at = i * 22;
-            let scale = _mm256_set1_ps(half(row, at) * a.d);
-            let low = nibbles(row.as_ptr().add(at + 6));
-            // A clear high bit subtracts 16: 0xf0 ORed into the byte makes it nibble − 16.
-            let high = _mm256_andnot_si256(
-                bytes_from_bits(row.as_ptr().add(at + 2)),
-                _mm256_set1_epi8(0xf0u8 as i8),
-            );
-            let x = _mm256_or_si256(low, high);
-            let y = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
-            acc = _mm256_fmadd_ps(scale, s8_lanes(x, y), acc);
-        }
-        hsum(acc)
     }
 
     /// An f16 at `p` widened to f32 by the CPU (F16C), as ggml's `GGML_CPU_FP16_TO_FP32`.
@@ -655,19 +595,6 @@ mod x86 {
                 unreachable!("K-quants take Q8_K activations (kquants::dot)")
             }
         }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q8_0(row: &[u8], acts: &[ActBlock]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (i, a) in acts.iter().enumerate() {
-            let at = i * 34;
-            let scale = _mm256_set1_ps(half(row, at) * a.d);
-            let x = _mm256_loadu_si256(row.as_ptr().add(at + 2) as *const __m256i);
-            let y = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
-            acc = _mm256_fmadd_ps(scale, s8_lanes(x, y), acc);
-        }
-        hsum(acc)
     }
 }
 

@@ -169,19 +169,23 @@ fn bsums32(a: &Q8K) -> [i32; 8] {
     std::array::from_fn(|s| a.bsums[2 * s] as i32 + a.bsums[2 * s + 1] as i32)
 }
 
+/// A super-block's scale per 16 weights, and its eight mins (zero for Q6_K), unpacked once.
+fn scales16_and_mins(kind: WeightType, b: &[u8]) -> ([i32; 16], [u8; 8]) {
+    match kind {
+        WeightType::Q6K => (std::array::from_fn(|s| b[192 + s] as i8 as i32), [0; 8]),
+        _ => {
+            let (sc, m) = scales_and_mins(&b[4..16]);
+            (std::array::from_fn(|s| sc[s / 2] as i32), m)
+        }
+    }
+}
+
 /// The integer lanes of one super-block as ggml's AVX2 `vec_dot` forms them: lane k holds
 /// elements 4k..4k+4 of every 32, each times its sub-block's scale; Q6_K's lanes also
 /// subtract 32 × scale × Σ activations of sub-blocks 2k and 2k+1.
-fn lanes(kind: WeightType, b: &[u8], a: &Q8K) -> [i32; 8] {
+fn lanes(kind: WeightType, b: &[u8], a: &Q8K, scales: &[i32; 16]) -> [i32; 8] {
     let q = quants(kind, b);
     let mut lanes = [0i32; 8];
-    let scale = |e: usize| -> i32 {
-        match kind {
-            WeightType::Q6K => b[192 + e / 16] as i8 as i32,
-            _ => scales_and_mins(&b[4..16]).0[e / 32] as i32,
-        }
-    };
-    let scales: [i32; 16] = std::array::from_fn(|s| scale(16 * s));
     for (e, (&q, &y)) in q.iter().zip(&a.qs).enumerate() {
         lanes[(e % 32) / 4] += scales[e / 16] * q as i32 * y as i32;
     }
@@ -197,8 +201,7 @@ fn lanes(kind: WeightType, b: &[u8], a: &Q8K) -> [i32; 8] {
 /// Σ mins × activation sums of a Q4_K / Q5_K super-block, as the four lanes of ggml's
 /// `_mm_madd_epi16` (lane p: sub-blocks 2p and 2p+1).
 #[inline(always)]
-fn min_lanes(b: &[u8], a: &Q8K) -> [i32; 4] {
-    let (_, m) = scales_and_mins(&b[4..16]);
+fn min_lanes(m: &[u8; 8], a: &Q8K) -> [i32; 4] {
     let s = bsums32(a);
     std::array::from_fn(|p| m[2 * p] as i32 * s[2 * p] + m[2 * p + 1] as i32 * s[2 * p + 1])
 }
@@ -231,8 +234,9 @@ pub fn dot_portable(kind: WeightType, row: &[u8], acts: &[Q8K], repacked: bool) 
         // q4_K_8x8: one integer per super-block, scaled by (d_x × d_y); the mins likewise.
         let (mut acc, mut acc_min) = (0f32, 0f32);
         for (b, a) in blocks {
-            let sum: i32 = lanes(kind, b, a).iter().sum();
-            let mins: i32 = min_lanes(b, a).iter().sum();
+            let (scales, m) = scales16_and_mins(kind, b);
+            let sum: i32 = lanes(kind, b, a, &scales).iter().sum();
+            let mins: i32 = min_lanes(&m, a).iter().sum();
             acc = (sum as f32).mul_add(half(b, 0) * a.d, acc);
             acc_min = (mins as f32).mul_add(half(b, 2) * a.d, acc_min);
         }
@@ -246,17 +250,18 @@ pub fn dot_portable(kind: WeightType, row: &[u8], acts: &[Q8K], repacked: bool) 
             WeightType::Q6K => (a.d * half(b, 208), 0.0),
             _ => (a.d * half(b, 0), -a.d * half(b, 2)),
         };
-        for (acc, lane) in acc.iter_mut().zip(lanes(kind, b, a)) {
+        let (scales, m) = scales16_and_mins(kind, b);
+        for (acc, lane) in acc.iter_mut().zip(lanes(kind, b, a, &scales)) {
             *acc = d.mul_add(lane as f32, *acc);
         }
         match kind {
             WeightType::Q4K => {
-                for (acc, lane) in acc_min.iter_mut().zip(min_lanes(b, a)) {
+                for (acc, lane) in acc_min.iter_mut().zip(min_lanes(&m, a)) {
                     *acc = dmin.mul_add(lane as f32, *acc);
                 }
             }
             WeightType::Q5K => {
-                let m = min_lanes(b, a);
+                let m = min_lanes(&m, a);
                 summs = dmin.mul_add(((m[0] + m[1]) + (m[2] + m[3])) as f32, summs);
             }
             _ => {}
@@ -300,15 +305,9 @@ pub fn dequantize(kind: WeightType, row: &[u8], out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::ggml_ops::x86::hsum;
     use super::{half, scales_and_mins, Q8K};
     use std::arch::x86_64::*;
-
-    #[inline(always)]
-    unsafe fn hsum(acc: __m256) -> f32 {
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-        super::hsum8(lanes)
-    }
 
     #[inline(always)]
     unsafe fn hsum_i32(v: __m256i) -> i32 {
@@ -320,27 +319,39 @@ mod x86 {
     /// The eight sub-block scales of a Q4_K / Q5_K super-block, each as an i16 pair
     /// broadcast to a whole register (what `get_scale_shuffle_k4` picks).
     #[inline(always)]
-    unsafe fn scale_vectors(b: &[u8]) -> [__m256i; 8] {
-        let (sc, _) = scales_and_mins(&b[4..16]);
+    unsafe fn scale_vectors(sc: &[u8; 8]) -> [__m256i; 8] {
         let mut out = [_mm256_setzero_si256(); 8];
         for (o, s) in out.iter_mut().zip(sc) {
-            *o = _mm256_set1_epi16(s as i16);
+            *o = _mm256_set1_epi16(*s as i16);
         }
         out
     }
 
-    /// Q4_K super-block integer lanes (as ggml's `vec_dot_q4_K_q8_K`).
+    /// Bit `bit` of each byte of `hbits` as 16 or 0 (a Q5_K quant's fifth bit).
     #[inline(always)]
-    unsafe fn q4k_lanes(b: &[u8], a: &Q8K) -> __m256i {
+    unsafe fn high_bit(hbits: __m256i, bit: usize) -> __m256i {
+        let mask = _mm256_set1_epi8((1u8 << bit) as i8);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, mask), mask);
+        _mm256_and_si256(set, _mm256_set1_epi8(16))
+    }
+
+    /// Q4_K / Q5_K super-block integer lanes (as ggml's `vec_dot_q{4,5}_K_q8_K`): the
+    /// nibbles at `qs`, plus 16 where Q5_K's high bits (`hbits`) are set.
+    #[inline(always)]
+    unsafe fn k_lanes(qs: *const u8, hbits: Option<__m256i>, sc: &[u8; 8], a: &Q8K) -> __m256i {
         let m4 = _mm256_set1_epi8(0xf);
-        let scales = scale_vectors(b);
-        let (mut q4, mut q8) = (b.as_ptr().add(16), a.qs.as_ptr());
+        let scales = scale_vectors(sc);
+        let (mut q, mut q8) = (qs, a.qs.as_ptr());
         let mut sumi = _mm256_setzero_si256();
         for j in 0..4 {
-            let bits = _mm256_loadu_si256(q4 as *const __m256i);
-            q4 = q4.add(32);
-            let lo = _mm256_and_si256(bits, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            let bits = _mm256_loadu_si256(q as *const __m256i);
+            q = q.add(32);
+            let mut lo = _mm256_and_si256(bits, m4);
+            let mut hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            if let Some(hbits) = hbits {
+                lo = _mm256_add_epi8(lo, high_bit(hbits, 2 * j));
+                hi = _mm256_add_epi8(hi, high_bit(hbits, 2 * j + 1));
+            }
             let y_lo = _mm256_loadu_si256(q8 as *const __m256i);
             let y_hi = _mm256_loadu_si256(q8.add(32) as *const __m256i);
             q8 = q8.add(64);
@@ -358,10 +369,11 @@ mod x86 {
         for (b, a) in row.chunks_exact(144).zip(acts) {
             let d = a.d * half(b, 0);
             let dmin = -a.d * half(b, 2);
-            for (acc, lane) in acc_min.iter_mut().zip(super::min_lanes(b, a)) {
+            let (sc, m) = scales_and_mins(&b[4..16]);
+            for (acc, lane) in acc_min.iter_mut().zip(super::min_lanes(&m, a)) {
                 *acc = dmin.mul_add(lane as f32, *acc);
             }
-            let lanes = _mm256_cvtepi32_ps(q4k_lanes(b, a));
+            let lanes = _mm256_cvtepi32_ps(k_lanes(b.as_ptr().add(16), None, &sc, a));
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), lanes, acc);
         }
         hsum(acc) + ((acc_min[0] + acc_min[2]) + (acc_min[1] + acc_min[3]))
@@ -371,51 +383,27 @@ mod x86 {
     pub unsafe fn dot_q4k_repacked(row: &[u8], acts: &[Q8K]) -> f32 {
         let (mut acc, mut acc_min) = (0f32, 0f32);
         for (b, a) in row.chunks_exact(144).zip(acts) {
-            let sum = hsum_i32(q4k_lanes(b, a));
-            let mins: i32 = super::min_lanes(b, a).iter().sum();
+            let (sc, m) = scales_and_mins(&b[4..16]);
+            let sum = hsum_i32(k_lanes(b.as_ptr().add(16), None, &sc, a));
+            let mins: i32 = super::min_lanes(&m, a).iter().sum();
             acc = (sum as f32).mul_add(half(b, 0) * a.d, acc);
             acc_min = (mins as f32).mul_add(half(b, 2) * a.d, acc_min);
         }
         acc - acc_min
     }
 
-    /// Bit `bit` of each byte of `hbits` as 16 or 0 (a Q5_K quant's fifth bit).
-    #[inline(always)]
-    unsafe fn high_bit(hbits: __m256i, bit: usize) -> __m256i {
-        let mask = _mm256_set1_epi8((1u8 << bit) as i8);
-        let set = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, mask), mask);
-        _mm256_and_si256(set, _mm256_set1_epi8(16))
-    }
-
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_q5k(row: &[u8], acts: &[Q8K]) -> f32 {
-        let m4 = _mm256_set1_epi8(0xf);
         let mut acc = _mm256_setzero_ps();
         let mut summs = 0f32;
         for (b, a) in row.chunks_exact(176).zip(acts) {
             let d = a.d * half(b, 0);
             let dmin = -a.d * half(b, 2);
-            let m = super::min_lanes(b, a);
+            let (sc, m) = scales_and_mins(&b[4..16]);
+            let m = super::min_lanes(&m, a);
             summs = dmin.mul_add(((m[0] + m[1]) + (m[2] + m[3])) as f32, summs);
-            let scales = scale_vectors(b);
             let hbits = _mm256_loadu_si256(b.as_ptr().add(16) as *const __m256i);
-            let (mut q5, mut q8) = (b.as_ptr().add(48), a.qs.as_ptr());
-            let mut sumi = _mm256_setzero_si256();
-            for j in 0..4 {
-                let bits = _mm256_loadu_si256(q5 as *const __m256i);
-                q5 = q5.add(32);
-                let lo = _mm256_add_epi8(_mm256_and_si256(bits, m4), high_bit(hbits, 2 * j));
-                let hi = _mm256_add_epi8(
-                    _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
-                    high_bit(hbits, 2 * j + 1),
-                );
-                let y_lo = _mm256_loadu_si256(q8 as *const __m256i);
-                let y_hi = _mm256_loadu_si256(q8.add(32) as *const __m256i);
-                q8 = q8.add(64);
-                let p_lo = _mm256_madd_epi16(scales[2 * j], _mm256_maddubs_epi16(lo, y_lo));
-                let p_hi = _mm256_madd_epi16(scales[2 * j + 1], _mm256_maddubs_epi16(hi, y_hi));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
-            }
+            let sumi = k_lanes(b.as_ptr().add(48), Some(hbits), &sc, a);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
         hsum(acc) + summs
