@@ -52,9 +52,10 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
     // The machines are shared and noisy: alternate the two engines round by round and
     // report medians, so a slow moment hurts both sides alike.
     let mut rounds = Vec::new();
+    let mut parity = None;
     for round in 1..=args.rounds.max(1) {
         let clock = Instant::now();
-        embed_all(
+        let (vectors, _) = embed_all(
             embedder.as_ref(),
             &mut EmbeddingCache::disabled(dim),
             &sentences,
@@ -65,12 +66,23 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         let reference = if args.no_reference {
             None
         } else {
-            Some(run_reference(
+            // The first round also saves onnxruntime's vectors, for the parity check.
+            let saved = (round == 1)
+                .then(|| tempfile::Builder::new().suffix(".npy").tempfile())
+                .transpose()
+                .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            let result = run_reference(
                 args,
                 &sentences,
                 threads,
                 embedder.info().max_tokens,
-            )?)
+                saved.as_ref().map(|f| f.path()),
+            )?;
+            if let Some(file) = saved {
+                let theirs = read_npy_f32(file.path())?;
+                parity = Some(cosines(&vectors, &theirs, file.path())?);
+            }
+            Some(result)
         };
         let theirs = reference.as_ref().map(|r| r.sentences_per_s);
         let show = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
@@ -111,7 +123,97 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         println!("median onnxruntime {version}: {theirs:.1} sentences/s");
         println!("median ratio assay / onnxruntime: {ratio:.2}x");
     }
+    if let Some((min, median)) = parity {
+        println!(
+            "parity with onnxruntime over {} sentences: min cosine {min:.7}, median {median:.7} (target >= 0.99999)",
+            sentences.len()
+        );
+    }
     Ok(())
+}
+
+/// (min, median) cosine between each of our vectors and the reference's, row by row.
+fn cosines(ours: &[Vec<f32>], theirs: &Npy, path: &Path) -> Result<(f64, f64)> {
+    if theirs.rows != ours.len() || ours.iter().any(|v| v.len() != theirs.cols) {
+        return Err(Error::External(format!(
+            "{}: the reference saved {} x {} vectors, assay made {} x {}",
+            path.display(),
+            theirs.rows,
+            theirs.cols,
+            ours.len(),
+            ours.first().map_or(0, Vec::len)
+        )));
+    }
+    let mut all: Vec<f64> = ours
+        .iter()
+        .zip(theirs.data.chunks_exact(theirs.cols))
+        .map(|(a, b)| {
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (norm(a) * norm(b)).max(1e-30)
+        })
+        .collect();
+    all.sort_by(f64::total_cmp);
+    Ok((all[0], all[all.len() / 2]))
+}
+
+/// A 2-d little-endian float32 C-order `.npy` array.
+struct Npy {
+    rows: usize,
+    cols: usize,
+    data: Vec<f32>,
+}
+
+fn read_npy_f32(path: &Path) -> Result<Npy> {
+    let bytes = read_bytes(path)?;
+    let bad = |why: &str| Error::External(format!("{}: {why}", path.display()));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not an .npy file"));
+    }
+    let (header_len, start) = if bytes[6] == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        let b: [u8; 4] = bytes
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("truncated header"))?;
+        (u32::from_le_bytes(b) as usize, 12)
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .map(String::from_utf8_lossy)
+        .ok_or_else(|| bad("truncated header"))?;
+    if !header.contains("'descr': '<f4'") || !header.contains("'fortran_order': False") {
+        return Err(bad(&format!(
+            "expected a C-order float32 array, header {header}"
+        )));
+    }
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("no shape in the header"))?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| {
+            d.trim()
+                .parse()
+                .map_err(|_| bad(&format!("bad shape ({shape})")))
+        })
+        .collect::<Result<_>>()?;
+    let [rows, cols] = dims[..] else {
+        return Err(bad(&format!("expected 2 dimensions, shape ({shape})")));
+    };
+    let body = &bytes[start + header_len..];
+    if body.len() != rows * cols * 4 {
+        return Err(bad("data size does not match the shape"));
+    }
+    let data = body
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(Npy { rows, cols, data })
 }
 
 /// The first `n` distinct sentences of STS-B test then dev, in file order.
@@ -137,6 +239,7 @@ fn run_reference(
     sentences: &[String],
     threads: usize,
     max_tokens: usize,
+    save_vectors: Option<&Path>,
 ) -> Result<ReferenceResult> {
     let files = ModelFiles::resolve(&args.model)?;
     let list = tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
@@ -153,6 +256,12 @@ fn run_reference(
         .args(["--threads", &threads.to_string()])
         .args(["--batch-size", &args.engine.batch_size.to_string()])
         .args(["--max-length", &max_tokens.to_string()])
+        .args(
+            save_vectors
+                .map(|p| [std::ffi::OsStr::new("--out-vectors"), p.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .output()
         .map_err(|e| {
             Error::External(format!(

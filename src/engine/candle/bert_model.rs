@@ -1,14 +1,16 @@
-//! The BERT encoder network, written for CPU speed: one fused QKV projection per layer
+//! The BERT encoder network, written for CPU speed: weights packed once for the GEMM
+//! kernel (`packed_linear`), one fused QKV projection per layer
 //! with the 1/sqrt(head_dim) scale folded into the query weights, the attention mask
 //! fused into the softmax, and a vectorised exact GELU (see `kernels`). It reads the
 //! standard Hugging Face BERT weight names, with or without the `bert.` prefix, and old
 //! checkpoints' LayerNorm `gamma` / `beta`.
 
 use candle_core::{DType, Module, Tensor, D};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
 use crate::engine::candle::kernels::{gelu_erf, masked_softmax};
+use crate::engine::candle::packed_linear::PackedLinear;
 
 /// The fields of a BERT `config.json` this network needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,11 +56,11 @@ pub struct BertModel {
 }
 
 struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
+    qkv: PackedLinear,
+    attn_out: PackedLinear,
     attn_norm: LayerNorm,
-    up: Linear,
-    down: Linear,
+    up: PackedLinear,
+    down: PackedLinear,
     out_norm: LayerNorm,
 }
 
@@ -70,11 +72,8 @@ fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Laye
     Ok(LayerNorm::new(weight, bias, eps))
 }
 
-fn linear(input: usize, output: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
-    Ok(Linear::new(
-        vb.get((output, input), "weight")?,
-        Some(vb.get(output, "bias")?),
-    ))
+fn linear(input: usize, output: usize, vb: VarBuilder) -> candle_core::Result<PackedLinear> {
+    PackedLinear::new(vb.get((output, input), "weight")?, vb.get(output, "bias")?)
 }
 
 impl BertModel {
@@ -129,17 +128,16 @@ impl BertModel {
             let attn = lb.pp("attention");
             let own = attn.pp("self");
             let part = |name: &str, s: f64| -> candle_core::Result<(Tensor, Tensor)> {
-                let l = linear(h, h, own.pp(name))?;
-                let bias = l.bias().expect("loaded with bias").clone();
-                Ok(((l.weight() * s)?, (bias * s)?))
+                let l = own.pp(name);
+                Ok(((l.get((h, h), "weight")? * s)?, (l.get(h, "bias")? * s)?))
             };
             let (qw, qb) = part("query", scale)?;
             let (kw, kb) = part("key", 1.0)?;
             let (vw, vb_) = part("value", 1.0)?;
-            let qkv = Linear::new(
+            let qkv = PackedLinear::new(
                 Tensor::cat(&[qw, kw, vw], 0)?,
-                Some(Tensor::cat(&[qb, kb, vb_], 0)?),
-            );
+                Tensor::cat(&[qb, kb, vb_], 0)?,
+            )?;
             layers.push(Layer {
                 qkv,
                 attn_out: linear(h, h, attn.pp("output.dense"))?,

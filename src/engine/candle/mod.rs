@@ -8,6 +8,7 @@ pub mod decoder_model;
 pub mod kernels;
 pub mod llava;
 pub mod load;
+pub mod packed_linear;
 pub mod pooling;
 pub mod safetensors_header;
 

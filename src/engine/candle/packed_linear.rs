@@ -1,0 +1,292 @@
+//! A linear layer whose weight is packed once, at load time, into the layout an f32 GEMM
+//! kernel reads: panels of 16 output columns, each stored k-major. candle's matmul (the
+//! `gemm` crate) packs the weight again on every call and picks its blocking from the
+//! CPU's cache sizes; this kernel packs nothing per call and its arithmetic is fixed.
+//!
+//! Every output element is one fused multiply-add chain over k in order, from the bias:
+//! the vector width only decides how many columns advance together, and the k-blocking
+//! continues the chain through the output. The result is therefore the same on every
+//! x86-64 CPU with FMA, and the portable form (`f32::mul_add`) computes the same floats.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
+use candle_nn::Linear;
+
+/// Output columns per packed panel (two AVX2 registers).
+const NR: usize = 16;
+/// Activation rows per kernel call (6 × 2 accumulator registers of 16 in AVX2).
+const MR: usize = 6;
+/// k per block: a 16-column panel of 256 k (16 KB) stays in L1 while every row passes it.
+const KC: usize = 256;
+/// Rows per block: 96 rows × 256 k (96 KB) of activations stay in L2 across all panels.
+const MC: usize = 96;
+
+pub struct PackedLinear {
+    /// The candle layer, for other devices and dtypes.
+    fallback: Linear,
+    /// `panels × k × NR` floats, zero beyond the last real column.
+    packed: Vec<f32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl PackedLinear {
+    /// `weight`: (outputs, inputs); `bias`: (outputs).
+    pub fn new(weight: Tensor, bias: Tensor) -> Result<PackedLinear> {
+        let (outputs, inputs) = weight.dims2()?;
+        let fallback = Linear::new(weight.clone(), Some(bias.clone()));
+        let (packed, bias) = if weight.device().is_cpu() && weight.dtype() == DType::F32 {
+            let rows = weight.to_vec2::<f32>()?;
+            (pack(&rows, inputs), bias.to_vec1::<f32>()?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(PackedLinear {
+            fallback,
+            packed,
+            bias,
+            inputs,
+            outputs,
+        })
+    }
+}
+
+impl Module for PackedLinear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.packed.is_empty() || !x.device().is_cpu() || x.dtype() != DType::F32 {
+            return self.fallback.forward(x);
+        }
+        x.contiguous()?.apply_op1_no_bwd(self)
+    }
+}
+
+impl CustomOp1 for PackedLinear {
+    fn name(&self) -> &'static str {
+        "assay-packed-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let data = storage.as_slice::<f32>()?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("{}: input must be contiguous", self.name())
+        };
+        let a = &data[start..end];
+        let dims = layout.shape().dims();
+        if dims.last() != Some(&self.inputs) {
+            candle_core::bail!(
+                "{}: input {:?} does not end in {}",
+                self.name(),
+                dims,
+                self.inputs
+            );
+        }
+        let rows = a.len() / self.inputs;
+        // Each chain starts from the bias.
+        let mut c = self.bias.repeat(rows);
+        gemm(a, rows, self.inputs, &self.packed, self.outputs, &mut c);
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("checked above") = self.outputs;
+        Ok((CpuStorage::F32(c), Shape::from(out_dims)))
+    }
+}
+
+/// Packs (outputs, k) row-major weights into panels of NR columns, k-major.
+fn pack(rows: &[Vec<f32>], k: usize) -> Vec<f32> {
+    let panels = rows.len().div_ceil(NR);
+    let mut packed = vec![0f32; panels * k * NR];
+    for (n, row) in rows.iter().enumerate() {
+        let panel = &mut packed[(n / NR) * k * NR..][..k * NR];
+        for (kk, &w) in row.iter().enumerate() {
+            panel[kk * NR + n % NR] = w;
+        }
+    }
+    packed
+}
+
+/// c (m × n) += a (m × k) · packedᵀ, every element one FMA chain over k in order.
+fn gemm(a: &[f32], m: usize, k: usize, packed: &[f32], n: usize, c: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        unsafe { x86::gemm(a, m, k, packed, n, c) };
+        return;
+    }
+    gemm_portable(a, m, k, packed, n, c);
+}
+
+fn gemm_portable(a: &[f32], m: usize, k: usize, packed: &[f32], n: usize, c: &mut [f32]) {
+    for (p, panel) in packed.chunks_exact(k * NR).enumerate() {
+        let cols = NR.min(n - p * NR);
+        for i in 0..m {
+            let row = &a[i * k..][..k];
+            for j in 0..cols {
+                let out = &mut c[i * n + p * NR + j];
+                for (kk, &x) in row.iter().enumerate() {
+                    *out = x.mul_add(panel[kk * NR + j], *out);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{KC, MC, MR, NR};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemm(a: &[f32], m: usize, k: usize, packed: &[f32], n: usize, c: &mut [f32]) {
+        let mut tile = [0f32; MR * NR];
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            for m0 in (0..m).step_by(MC) {
+                let m1 = (m0 + MC).min(m);
+                for (p, panel) in packed.chunks_exact(k * NR).enumerate() {
+                    let b = panel[k0 * NR..].as_ptr();
+                    let cols = NR.min(n - p * NR);
+                    let mut i = m0;
+                    while i < m1 {
+                        let rows = MR.min(m1 - i);
+                        let a_at = a[i * k + k0..].as_ptr();
+                        let c_at = c[i * n + p * NR..].as_mut_ptr();
+                        if cols == NR {
+                            block(rows, a_at, k, b, kc, c_at, n);
+                        } else {
+                            // The last, partial panel goes through a full-width tile.
+                            for r in 0..rows {
+                                for j in 0..cols {
+                                    tile[r * NR + j] = *c_at.add(r * n + j);
+                                }
+                            }
+                            block(rows, a_at, k, b, kc, tile.as_mut_ptr(), NR);
+                            for r in 0..rows {
+                                for j in 0..cols {
+                                    *c_at.add(r * n + j) = tile[r * NR + j];
+                                }
+                            }
+                        }
+                        i += rows;
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn block(
+        rows: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        kc: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        match rows {
+            6 => kernel::<6>(a, lda, b, kc, c, ldc),
+            5 => kernel::<5>(a, lda, b, kc, c, ldc),
+            4 => kernel::<4>(a, lda, b, kc, c, ldc),
+            3 => kernel::<3>(a, lda, b, kc, c, ldc),
+            2 => kernel::<2>(a, lda, b, kc, c, ldc),
+            _ => kernel::<1>(a, lda, b, kc, c, ldc),
+        }
+    }
+
+    /// R rows × 16 columns over kc steps of k, continuing the chains held in c.
+    #[inline(always)]
+    unsafe fn kernel<const R: usize>(
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        kc: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        for r in 0..R {
+            lo[r] = _mm256_loadu_ps(c.add(r * ldc));
+            hi[r] = _mm256_loadu_ps(c.add(r * ldc + 8));
+        }
+        for kk in 0..kc {
+            let b_lo = _mm256_loadu_ps(b.add(kk * NR));
+            let b_hi = _mm256_loadu_ps(b.add(kk * NR + 8));
+            for r in 0..R {
+                let x = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                lo[r] = _mm256_fmadd_ps(x, b_lo, lo[r]);
+                hi[r] = _mm256_fmadd_ps(x, b_hi, hi[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(c.add(r * ldc), lo[r]);
+            _mm256_storeu_ps(c.add(r * ldc + 8), hi[r]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn noise(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn simd_and_portable_forms_are_bit_identical() {
+        // Odd sizes: partial row blocks, a partial last panel, k across blocks.
+        for &(m, k, n) in &[(13, 300, 37), (6, 16, 16), (1, 513, 5), (20, 256, 48)] {
+            let a = noise(m * k, 1);
+            let w = noise(n * k, 2);
+            let rows: Vec<Vec<f32>> = w.chunks(k).map(<[f32]>::to_vec).collect();
+            let packed = pack(&rows, k);
+            let start = noise(m * n, 6);
+            let mut fast = start.clone();
+            let mut slow = start;
+            gemm(&a, m, k, &packed, n, &mut fast);
+            gemm_portable(&a, m, k, &packed, n, &mut slow);
+            assert_eq!(fast, slow, "m={m} k={k} n={n}");
+        }
+    }
+
+    #[test]
+    fn matches_candles_linear() {
+        let dev = Device::Cpu;
+        let (k, n) = (384, 1536);
+        let w = Tensor::from_vec(noise(n * k, 3), (n, k), &dev).unwrap();
+        let bias = Tensor::from_vec(noise(n, 4), n, &dev).unwrap();
+        let x = Tensor::from_vec(noise(2 * 7 * k, 5), (2, 7, k), &dev).unwrap();
+        let ours = PackedLinear::new(w.clone(), bias.clone())
+            .unwrap()
+            .forward(&x)
+            .unwrap();
+        let theirs = Linear::new(w, Some(bias)).forward(&x).unwrap();
+        assert_eq!(ours.dims(), theirs.dims());
+        let diff = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "max difference {diff}");
+    }
+}
