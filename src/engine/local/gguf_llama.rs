@@ -20,11 +20,11 @@ use std::io::{Read, Seek, SeekFrom};
 
 use candle_core::quantized::gguf_file::{Content, TensorInfo};
 use candle_core::quantized::GgmlDType;
-use rayon::prelude::*;
 
 use super::ggml_gelu;
 use super::ggml_ops::{self as ops, ActBlock, WeightType};
 use super::kquants::{self, Q8K};
+use super::workers;
 use crate::error::{Error, Result};
 
 /// llama.cpp's default ubatch: a longer prompt runs in pieces of this many tokens.
@@ -109,22 +109,19 @@ impl QMatrix {
         }
         // Rows outermost so each weight row is read once per prompt; transposed after.
         let mut by_row = vec![0f32; n * self.rows];
-        by_row
-            .par_chunks_mut(n * 16)
-            .enumerate()
-            .for_each(|(c, chunk)| {
-                let rows = chunk.len() / n;
-                let mut four = [0f32; 4];
-                for g in (0..rows).step_by(4) {
-                    let k = (rows - g).min(4);
-                    for t in 0..n {
-                        self.dots(c * 16 + g, acts, t, &mut four[..k], true);
-                        for (i, v) in four[..k].iter().enumerate() {
-                            chunk[(g + i) * n + t] = *v;
-                        }
+        workers::for_each_chunk_mut(&mut by_row, n * 16, |c, chunk| {
+            let rows = chunk.len() / n;
+            let mut four = [0f32; 4];
+            for g in (0..rows).step_by(4) {
+                let k = (rows - g).min(4);
+                for t in 0..n {
+                    self.dots(c * 16 + g, acts, t, &mut four[..k], true);
+                    for (i, v) in four[..k].iter().enumerate() {
+                        chunk[(g + i) * n + t] = *v;
                     }
                 }
-            });
+            }
+        });
         for (r, per_row) in by_row.chunks(n).enumerate() {
             for (t, v) in per_row.iter().enumerate() {
                 out[t * self.rows + r] = *v;
@@ -136,7 +133,7 @@ impl QMatrix {
 /// Several products of the same activations. A single token's are one parallel pass over
 /// all their rows: each fork-join costs about as much as a small product.
 fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &Acts, n: usize) {
-    if n > 1 || rayon::current_num_threads() == 1 {
+    if n > 1 || workers::threads() == 1 {
         for (m, out) in products.iter_mut() {
             m.matmul(acts, n, out);
         }
@@ -176,7 +173,7 @@ fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &Acts, n: usize) {
 /// parallel parts (a few per thread, at least `chunk` long, multiples of 4) when more than
 /// one thread is configured.
 fn fill(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let threads = rayon::current_num_threads();
+    let threads = workers::threads();
     if threads == 1 {
         f(0, out);
         return;
@@ -186,9 +183,7 @@ fn fill(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
         .div_ceil(4 * threads)
         .max(chunk)
         .next_multiple_of(4);
-    out.par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(c, part)| f(c * chunk, part));
+    workers::for_each_chunk_mut(out, chunk, |c, part| f(c * chunk, part));
 }
 
 /// One row of activations (or several, row after row) quantized for the matrices that
@@ -732,15 +727,7 @@ impl GgufLlama {
                 };
             }
         };
-        if rayon::current_num_threads() == 1 {
-            out.chunks_mut(d)
-                .enumerate()
-                .for_each(|(i, dst)| one(i, dst));
-        } else {
-            out.par_chunks_mut(d)
-                .enumerate()
-                .for_each(|(i, dst)| one(i, dst));
-        }
+        workers::for_each_chunk_mut(&mut out, d, one);
         out
     }
 }

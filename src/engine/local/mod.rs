@@ -9,5 +9,6 @@ mod ggml_ops;
 pub mod gguf_header;
 mod gguf_llama;
 mod kquants;
+mod workers;
 
 pub use generator::LocalGenerator;
