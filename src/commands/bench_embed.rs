@@ -12,6 +12,7 @@ use crate::data::lines::{read_bytes, utf8_lines};
 use crate::engine::candle::ModelFiles;
 use crate::error::{Error, Result};
 use crate::eval::embed::embed_all;
+use crate::eval::sts::cosine;
 use crate::store::EmbeddingCache;
 
 #[derive(Debug, Deserialize)]
@@ -147,11 +148,7 @@ fn cosines(ours: &[Vec<f32>], theirs: &Npy, path: &Path) -> Result<(f64, f64)> {
     let mut all: Vec<f64> = ours
         .iter()
         .zip(theirs.data.chunks_exact(theirs.cols))
-        .map(|(a, b)| {
-            let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-            dot / (norm(a) * norm(b)).max(1e-30)
-        })
+        .map(|(a, b)| cosine(a, b))
         .collect();
     all.sort_by(f64::total_cmp);
     Ok((all[0], all[all.len() / 2]))

@@ -20,9 +20,14 @@ const KC: usize = 256;
 /// Rows per block: 96 rows × 256 k (96 KB) of activations stay in L2 across all panels.
 const MC: usize = 96;
 
-pub struct PackedLinear {
-    /// The candle layer, for other devices and dtypes.
-    fallback: Linear,
+/// A linear layer on CPU f32 weights packed for the kernel, or candle's layer for other
+/// devices and dtypes (the weights are held once either way).
+pub enum PackedLinear {
+    Packed(Packed),
+    Candle(Linear),
+}
+
+pub struct Packed {
     /// `panels × k × NR` floats, zero beyond the last real column.
     packed: Vec<f32>,
     bias: Vec<f32>,
@@ -33,34 +38,36 @@ pub struct PackedLinear {
 impl PackedLinear {
     /// `weight`: (outputs, inputs); `bias`: (outputs).
     pub fn new(weight: Tensor, bias: Tensor) -> Result<PackedLinear> {
+        if !weight.device().is_cpu() || weight.dtype() != DType::F32 {
+            return Ok(PackedLinear::Candle(Linear::new(weight, Some(bias))));
+        }
         let (outputs, inputs) = weight.dims2()?;
-        let fallback = Linear::new(weight.clone(), Some(bias.clone()));
-        let (packed, bias) = if weight.device().is_cpu() && weight.dtype() == DType::F32 {
-            let rows = weight.to_vec2::<f32>()?;
-            (pack(&rows, inputs), bias.to_vec1::<f32>()?)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        Ok(PackedLinear {
-            fallback,
-            packed,
-            bias,
+        Ok(PackedLinear::Packed(Packed {
+            packed: pack(&weight.flatten_all()?.to_vec1::<f32>()?, inputs),
+            bias: bias.to_vec1::<f32>()?,
             inputs,
             outputs,
-        })
+        }))
     }
 }
 
 impl Module for PackedLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.packed.is_empty() || !x.device().is_cpu() || x.dtype() != DType::F32 {
-            return self.fallback.forward(x);
+        match self {
+            PackedLinear::Packed(p) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                x.contiguous()?.apply_op1_no_bwd(p)
+            }
+            PackedLinear::Packed(_) => candle_core::bail!(
+                "packed linear layer: weights are CPU f32, input is {:?} on {:?}",
+                x.dtype(),
+                x.device()
+            ),
+            PackedLinear::Candle(l) => l.forward(x),
         }
-        x.contiguous()?.apply_op1_no_bwd(self)
     }
 }
 
-impl CustomOp1 for PackedLinear {
+impl CustomOp1 for Packed {
     fn name(&self) -> &'static str {
         "assay-packed-linear"
     }
@@ -91,10 +98,10 @@ impl CustomOp1 for PackedLinear {
 }
 
 /// Packs (outputs, k) row-major weights into panels of NR columns, k-major.
-fn pack(rows: &[Vec<f32>], k: usize) -> Vec<f32> {
-    let panels = rows.len().div_ceil(NR);
+fn pack(weights: &[f32], k: usize) -> Vec<f32> {
+    let panels = (weights.len() / k).div_ceil(NR);
     let mut packed = vec![0f32; panels * k * NR];
-    for (n, row) in rows.iter().enumerate() {
+    for (n, row) in weights.chunks_exact(k).enumerate() {
         let panel = &mut packed[(n / NR) * k * NR..][..k * NR];
         for (kk, &w) in row.iter().enumerate() {
             panel[kk * NR + n % NR] = w;
@@ -255,8 +262,7 @@ mod tests {
         for &(m, k, n) in &[(13, 300, 37), (6, 16, 16), (1, 513, 5), (20, 256, 48)] {
             let a = noise(m * k, 1);
             let w = noise(n * k, 2);
-            let rows: Vec<Vec<f32>> = w.chunks(k).map(<[f32]>::to_vec).collect();
-            let packed = pack(&rows, k);
+            let packed = pack(&w, k);
             let start = noise(m * n, 6);
             let mut fast = start.clone();
             let mut slow = start;

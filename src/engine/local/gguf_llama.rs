@@ -131,7 +131,7 @@ impl QMatrix {
 }
 
 /// Several products of the same activations. A single token's are one parallel pass over
-/// all their rows: each fork-join costs about as much as a small product.
+/// all their rows: each parallel step's hand-off costs about as much as a small product.
 fn matmuls(products: &mut [(&QMatrix, &mut Vec<f32>)], acts: &Acts, n: usize) {
     if n > 1 || workers::threads() == 1 {
         for (m, out) in products.iter_mut() {
