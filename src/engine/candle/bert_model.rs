@@ -1,7 +1,8 @@
 //! The BERT encoder network, written for CPU speed: weights packed once for the GEMM
 //! kernel (`packed_linear`), one fused QKV projection per layer
 //! with the 1/sqrt(head_dim) scale folded into the query weights, the attention mask
-//! fused into the softmax, and a vectorised exact GELU (see `kernels`). It reads the
+//! fused into the softmax, and the exact GELU and residual sums run in the products' output
+//! pass (see `kernels`, `packed_linear`). It reads the
 //! standard Hugging Face BERT weight names, with or without the `bert.` prefix, and old
 //! checkpoints' LayerNorm `gamma` / `beta`.
 
@@ -9,7 +10,7 @@ use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
-use crate::engine::candle::kernels::{gelu_erf, masked_softmax};
+use crate::engine::candle::kernels::masked_softmax;
 use crate::engine::candle::packed_linear::PackedLinear;
 
 /// The fields of a BERT `config.json` this network needs.
@@ -211,8 +212,8 @@ impl Layer {
             .reshape((batch, seq, hidden))?;
         let x = self
             .attn_norm
-            .forward(&(self.attn_out.forward(&context)? + x)?)?;
-        let up = gelu_erf(&self.up.forward(&x)?)?;
-        self.out_norm.forward(&(self.down.forward(&up)? + x)?)
+            .forward(&self.attn_out.forward_add(&context, x)?)?;
+        let up = self.up.forward_gelu(&x)?;
+        self.out_norm.forward(&self.down.forward_add(&up, &x)?)
     }
 }

@@ -24,7 +24,10 @@ fn exp(x: f32) -> f32 {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n built in the float domain: adding 2^23 + 127 leaves n + 127 in the low
+    // mantissa bits, which the shift moves into the exponent. An `as i32` cast here
+    // would saturate lane by lane and keep the loops from vectorising.
+    let scale = f32::from_bits((n + (8_388_608.0 + 127.0)).to_bits() << 23);
     p * scale
 }
 
@@ -40,6 +43,12 @@ fn erf(x: f32) -> f32 {
     p = p.mul_add(t, 0.254_829_6);
     let y = 1.0 - p * t * exp(-a * a);
     y.copysign(x)
+}
+
+/// GELU with the exact (erf) form of one value.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// GELU with the exact (erf) form, as BERT's `gelu` activation.
@@ -60,10 +69,7 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let src = contiguous_f32(storage, layout, self.name())?;
-        let out: Vec<f32> = src
-            .iter()
-            .map(|&x| 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)))
-            .collect();
+        let out: Vec<f32> = src.iter().map(|&x| gelu(x)).collect();
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -117,8 +123,9 @@ impl CustomOp2 for MaskedSoftmax {
                 max = max.max(*d);
             }
             let mut sum = 0.0;
-            for d in dst.iter_mut() {
-                *d = exp(*d - max);
+            // Exponentials first (a loop that vectorises), then the sum in order.
+            dst.iter_mut().for_each(|d| *d = exp(*d - max));
+            for d in dst.iter() {
                 sum += *d;
             }
             let inv = 1.0 / sum;
@@ -128,7 +135,11 @@ impl CustomOp2 for MaskedSoftmax {
     }
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(crate) fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a [f32]> {
     let data = storage.as_slice::<f32>()?;
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
@@ -157,6 +168,14 @@ mod tests {
             (3.0, 0.999_977_909_503_001_4),
         ] {
             assert!((erf(x) as f64 - want).abs() < 3e-7, "erf({x})");
+        }
+    }
+
+    #[test]
+    fn exp_scale_is_a_power_of_two() {
+        for n in -125..=127 {
+            let bits = (n as f32 + (8_388_608.0 + 127.0)).to_bits() << 23;
+            assert_eq!(f32::from_bits(bits), 2f32.powi(n), "2^{n}");
         }
     }
 

@@ -7,9 +7,16 @@
 //! the vector width only decides how many columns advance together, and the k-blocking
 //! continues the chain through the output. The result is therefore the same on every
 //! x86-64 CPU with FMA, and the portable form (`f32::mul_add`) computes the same floats.
+//!
+//! What follows the product (BERT's GELU, or the residual sum before a LayerNorm) runs
+//! as an epilogue on each finished block of rows while it is in cache, instead of as
+//! another pass over the whole output: the same operations on the same values, so the
+//! same floats.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::Linear;
+
+use crate::engine::candle::kernels::{contiguous_f32, gelu, gelu_erf};
 
 /// Output columns per packed panel (two AVX2 registers).
 const NR: usize = 16;
@@ -51,12 +58,40 @@ impl PackedLinear {
     }
 }
 
+impl PackedLinear {
+    /// GELU(x·Wᵀ + b), exact (erf) form: BERT's intermediate layer.
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            PackedLinear::Packed(p) if is_cpu_f32(x) => x.contiguous()?.apply_op1_no_bwd(&Op {
+                layer: p,
+                gelu: true,
+            }),
+            _ => gelu_erf(&self.forward(x)?),
+        }
+    }
+
+    /// (x·Wᵀ + b) + residual, summed in that order: the input of BERT's LayerNorms.
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        match self {
+            PackedLinear::Packed(p) if is_cpu_f32(x) && is_cpu_f32(residual) => x
+                .contiguous()?
+                .apply_op2_no_bwd(&residual.contiguous()?, &AddOp { layer: p }),
+            _ => self.forward(x)? + residual,
+        }
+    }
+}
+
+fn is_cpu_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
 impl Module for PackedLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            PackedLinear::Packed(p) if x.device().is_cpu() && x.dtype() == DType::F32 => {
-                x.contiguous()?.apply_op1_no_bwd(p)
-            }
+            PackedLinear::Packed(p) if is_cpu_f32(x) => x.contiguous()?.apply_op1_no_bwd(&Op {
+                layer: p,
+                gelu: false,
+            }),
             PackedLinear::Packed(_) => candle_core::bail!(
                 "packed linear layer: weights are CPU f32, input is {:?} on {:?}",
                 x.dtype(),
@@ -67,33 +102,109 @@ impl Module for PackedLinear {
     }
 }
 
-impl CustomOp1 for Packed {
+/// The layer as a candle op, with or without GELU after it.
+struct Op<'a> {
+    layer: &'a Packed,
+    gelu: bool,
+}
+
+/// The layer as a candle op whose output is summed with a residual of the same shape.
+struct AddOp<'a> {
+    layer: &'a Packed,
+}
+
+impl CustomOp1 for Op<'_> {
     fn name(&self) -> &'static str {
         "assay-packed-linear"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let data = storage.as_slice::<f32>()?;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("{}: input must be contiguous", self.name())
+        let a = contiguous_f32(storage, layout, self.name())?;
+        let epilogue = if self.gelu {
+            Epilogue::Gelu
+        } else {
+            Epilogue::None
         };
-        let a = &data[start..end];
-        let dims = layout.shape().dims();
-        if dims.last() != Some(&self.inputs) {
+        self.layer.run(self.name(), a, layout.shape(), epilogue)
+    }
+}
+
+impl CustomOp2 for AddOp<'_> {
+    fn name(&self) -> &'static str {
+        "assay-packed-linear-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = contiguous_f32(s1, l1, self.name())?;
+        let residual = contiguous_f32(s2, l2, self.name())?;
+        let rows = a.len() / self.layer.inputs.max(1);
+        if residual.len() != rows * self.layer.outputs {
             candle_core::bail!(
-                "{}: input {:?} does not end in {}",
+                "{}: residual {:?} does not match {rows} rows of {}",
                 self.name(),
-                dims,
-                self.inputs
+                l2.shape().dims(),
+                self.layer.outputs
             );
+        }
+        self.layer
+            .run(self.name(), a, l1.shape(), Epilogue::Add(residual))
+    }
+}
+
+impl Packed {
+    fn run(
+        &self,
+        op: &str,
+        a: &[f32],
+        shape: &Shape,
+        epilogue: Epilogue,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = shape.dims();
+        if dims.last() != Some(&self.inputs) {
+            candle_core::bail!("{op}: input {dims:?} does not end in {}", self.inputs);
         }
         let rows = a.len() / self.inputs;
         // Each chain starts from the bias.
         let mut c = self.bias.repeat(rows);
-        gemm(a, rows, self.inputs, &self.packed, self.outputs, &mut c);
+        gemm(
+            a,
+            rows,
+            self.inputs,
+            &self.packed,
+            self.outputs,
+            &mut c,
+            epilogue,
+        );
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("checked above") = self.outputs;
         Ok((CpuStorage::F32(c), Shape::from(out_dims)))
+    }
+}
+
+/// What is applied to each output element once its chain is complete.
+#[derive(Clone, Copy)]
+enum Epilogue<'a> {
+    None,
+    Gelu,
+    /// Adds the element at the same place in this (m × n) matrix.
+    Add(&'a [f32]),
+}
+
+impl Epilogue<'_> {
+    /// Applies to `out`, the elements of c from flat index `at` on.
+    #[inline(always)]
+    fn apply(self, out: &mut [f32], at: usize) {
+        match self {
+            Epilogue::None => {}
+            Epilogue::Gelu => out.iter_mut().for_each(|v| *v = gelu(*v)),
+            Epilogue::Add(r) => out.iter_mut().zip(&r[at..]).for_each(|(v, x)| *v += x),
+        }
     }
 }
 
@@ -110,15 +221,25 @@ fn pack(weights: &[f32], k: usize) -> Vec<f32> {
     packed
 }
 
-/// c (m × n) += a (m × k) · packedᵀ, every element one FMA chain over k in order.
-fn gemm(a: &[f32], m: usize, k: usize, packed: &[f32], n: usize, c: &mut [f32]) {
+/// c (m × n) += a (m × k) · packedᵀ, every element one FMA chain over k in order, then
+/// the epilogue on each element.
+fn gemm(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    packed: &[f32],
+    n: usize,
+    c: &mut [f32],
+    epilogue: Epilogue,
+) {
     #[cfg(target_arch = "x86_64")]
     if avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { x86::gemm(a, m, k, packed, n, c) };
+        unsafe { x86::gemm(a, m, k, packed, n, c, epilogue) };
         return;
     }
     gemm_portable(a, m, k, packed, n, c);
+    epilogue.apply(c, 0);
 }
 
 fn gemm_portable(a: &[f32], m: usize, k: usize, packed: &[f32], n: usize, c: &mut [f32]) {
@@ -146,14 +267,23 @@ fn avx2_fma() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{KC, MC, MR, NR};
+    use super::{Epilogue, KC, MC, MR, NR};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm(a: &[f32], m: usize, k: usize, packed: &[f32], n: usize, c: &mut [f32]) {
+    pub unsafe fn gemm(
+        a: &[f32],
+        m: usize,
+        k: usize,
+        packed: &[f32],
+        n: usize,
+        c: &mut [f32],
+        epilogue: Epilogue,
+    ) {
         let mut tile = [0f32; MR * NR];
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
+            let last = k0 + kc == k;
             for m0 in (0..m).step_by(MC) {
                 let m1 = (m0 + MC).min(m);
                 for (p, panel) in packed.chunks_exact(k * NR).enumerate() {
@@ -182,6 +312,10 @@ mod x86 {
                         }
                         i += rows;
                     }
+                }
+                if last {
+                    // These rows' chains are complete and the rows are still in L2.
+                    epilogue.apply(&mut c[m0 * n..m1 * n], m0 * n);
                 }
             }
         }
@@ -266,10 +400,34 @@ mod tests {
             let start = noise(m * n, 6);
             let mut fast = start.clone();
             let mut slow = start;
-            gemm(&a, m, k, &packed, n, &mut fast);
+            gemm(&a, m, k, &packed, n, &mut fast, Epilogue::None);
             gemm_portable(&a, m, k, &packed, n, &mut slow);
             assert_eq!(fast, slow, "m={m} k={k} n={n}");
         }
+    }
+
+    #[test]
+    fn epilogues_equal_the_separate_passes() {
+        let dev = Device::Cpu;
+        let (k, n) = (300, 37);
+        let w = Tensor::from_vec(noise(n * k, 7), (n, k), &dev).unwrap();
+        let bias = Tensor::from_vec(noise(n, 8), n, &dev).unwrap();
+        let x = Tensor::from_vec(noise(13 * k, 9), (13, k), &dev).unwrap();
+        let residual = Tensor::from_vec(noise(13 * n, 10), (13, n), &dev).unwrap();
+        let layer = PackedLinear::new(w, bias).unwrap();
+        let plain = layer.forward(&x).unwrap();
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect()
+        };
+        assert_eq!(
+            bits(&layer.forward_gelu(&x).unwrap()),
+            bits(&gelu_erf(&plain).unwrap())
+        );
+        assert_eq!(
+            bits(&layer.forward_add(&x, &residual).unwrap()),
+            bits(&(plain + residual).unwrap())
+        );
     }
 
     #[test]
