@@ -1,10 +1,9 @@
 //! The BERT encoder network, written for CPU speed: weights packed once for the GEMM
-//! kernel (`packed_linear`), one fused QKV projection per layer
-//! with the 1/sqrt(head_dim) scale folded into the query weights, the attention mask
-//! fused into the softmax, and the exact GELU and residual sums run in the products' output
-//! pass (see `kernels`, `packed_linear`). It reads the
-//! standard Hugging Face BERT weight names, with or without the `bert.` prefix, and old
-//! checkpoints' LayerNorm `gamma` / `beta`.
+//! kernel (`packed_linear`), one fused QKV projection per layer with the 1/sqrt(head_dim)
+//! scale folded into the query weights, the attention mask fused into the softmax (see
+//! `kernels`), and the exact GELU and residual sums run in the products' output pass. It
+//! reads the standard Hugging Face BERT weight names, with or without the `bert.` prefix,
+//! and old checkpoints' LayerNorm `gamma` / `beta`.
 
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};

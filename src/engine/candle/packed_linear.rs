@@ -56,9 +56,7 @@ impl PackedLinear {
             outputs,
         }))
     }
-}
 
-impl PackedLinear {
     /// GELU(x·Wᵀ + b), exact (erf) form: BERT's intermediate layer.
     pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -143,15 +141,6 @@ impl CustomOp2 for AddOp<'_> {
     ) -> Result<(CpuStorage, Shape)> {
         let a = contiguous_f32(s1, l1, self.name())?;
         let residual = contiguous_f32(s2, l2, self.name())?;
-        let rows = a.len() / self.layer.inputs.max(1);
-        if residual.len() != rows * self.layer.outputs {
-            candle_core::bail!(
-                "{}: residual {:?} does not match {rows} rows of {}",
-                self.name(),
-                l2.shape().dims(),
-                self.layer.outputs
-            );
-        }
         self.layer
             .run(self.name(), a, l1.shape(), Epilogue::Add(residual))
     }
@@ -170,6 +159,15 @@ impl Packed {
             candle_core::bail!("{op}: input {dims:?} does not end in {}", self.inputs);
         }
         let rows = a.len() / self.inputs;
+        if let Epilogue::Add(residual) = epilogue {
+            if residual.len() != rows * self.outputs {
+                candle_core::bail!(
+                    "{op}: residual of {} values does not match {rows} rows of {}",
+                    residual.len(),
+                    self.outputs
+                );
+            }
+        }
         // Each chain starts from the bias.
         let mut c = self.bias.repeat(rows);
         gemm(
