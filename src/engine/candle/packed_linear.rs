@@ -9,7 +9,8 @@
 //! x86-64 CPU with FMA, and the portable form (`f32::mul_add`) computes the same floats.
 //!
 //! What follows the product (BERT's GELU, or the residual sum before a LayerNorm) runs
-//! as an epilogue on each finished block of rows while it is in cache, instead of as
+//! as an epilogue on each finished group of rows × block of columns while it is in cache
+//! (and the bias starts the chains inside the kernel), instead of as
 //! another pass over the whole output: the same operations on the same values, so the
 //! same floats.
 
@@ -22,10 +23,12 @@ use crate::engine::candle::kernels::{contiguous_f32, gelu, gelu_erf};
 const NR: usize = 16;
 /// Activation rows per kernel call (6 × 2 accumulator registers of 16 in AVX2).
 const MR: usize = 6;
-/// k per block: a 16-column panel of 256 k (16 KB) stays in L1 while every row passes it.
+/// k per block: 6 activation rows of 256 k (6 KB) stay in L1 while they pass a block of
+/// panels.
 const KC: usize = 256;
-/// Rows per block: 96 rows × 256 k (96 KB) of activations stay in L2 across all panels.
-const MC: usize = 96;
+/// Panels per block: 8 panels of 256 k (128 KB) stay in L2 while every row group passes
+/// them, so a product reads its weights from memory once, not once per group of rows.
+const NB: usize = 8;
 
 /// A linear layer on CPU f32 weights packed for the kernel, or candle's layer for other
 /// devices and dtypes (the weights are held once either way).
@@ -37,6 +40,7 @@ pub enum PackedLinear {
 pub struct Packed {
     /// `panels × k × NR` floats, zero beyond the last real column.
     packed: Vec<f32>,
+    /// `panels × NR` floats, zero beyond the last real column.
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
@@ -49,9 +53,11 @@ impl PackedLinear {
             return Ok(PackedLinear::Candle(Linear::new(weight, Some(bias))));
         }
         let (outputs, inputs) = weight.dims2()?;
+        let mut bias = bias.to_vec1::<f32>()?;
+        bias.resize(outputs.div_ceil(NR) * NR, 0.0);
         Ok(PackedLinear::Packed(Packed {
             packed: pack(&weight.flatten_all()?.to_vec1::<f32>()?, inputs),
-            bias: bias.to_vec1::<f32>()?,
+            bias,
             inputs,
             outputs,
         }))
@@ -168,17 +174,7 @@ impl Packed {
                 );
             }
         }
-        // Each chain starts from the bias.
-        let mut c = self.bias.repeat(rows);
-        gemm(
-            a,
-            rows,
-            self.inputs,
-            &self.packed,
-            self.outputs,
-            &mut c,
-            epilogue,
-        );
+        let c = gemm(a, rows, self, epilogue);
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("checked above") = self.outputs;
         Ok((CpuStorage::F32(c), Shape::from(out_dims)))
@@ -219,28 +215,36 @@ fn pack(weights: &[f32], k: usize) -> Vec<f32> {
     packed
 }
 
-/// c (m × n) += a (m × k) · packedᵀ, every element one FMA chain over k in order, then
-/// the epilogue on each element.
-fn gemm(
+/// bias + a (m × k) · Wᵀ (m × n), every element one FMA chain over k in order from its
+/// bias, then the epilogue on each element.
+fn gemm(a: &[f32], m: usize, layer: &Packed, epilogue: Epilogue) -> Vec<f32> {
+    let (k, n, packed, bias) = (layer.inputs, layer.outputs, &layer.packed, &layer.bias);
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        let mut c = Vec::with_capacity(m * n);
+        // SAFETY: the CPU has AVX2 and FMA (checked just above); the kernel writes every
+        // one of the m × n elements (reading none before it has written it) and the
+        // epilogue runs on written ones only, so all are initialised when the length is set.
+        unsafe {
+            x86::gemm(a, m, layer, c.as_mut_ptr(), epilogue);
+            c.set_len(m * n);
+        }
+        return c;
+    }
+    let mut c = gemm_portable(a, m, k, packed, bias, n);
+    epilogue.apply(&mut c, 0);
+    c
+}
+
+fn gemm_portable(
     a: &[f32],
     m: usize,
     k: usize,
     packed: &[f32],
+    bias: &[f32],
     n: usize,
-    c: &mut [f32],
-    epilogue: Epilogue,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { x86::gemm(a, m, k, packed, n, c, epilogue) };
-        return;
-    }
-    gemm_portable(a, m, k, packed, n, c);
-    epilogue.apply(c, 0);
-}
-
-fn gemm_portable(a: &[f32], m: usize, k: usize, packed: &[f32], n: usize, c: &mut [f32]) {
+) -> Vec<f32> {
+    let mut c = bias[..n].repeat(m);
     for (p, panel) in packed.chunks_exact(k * NR).enumerate() {
         let cols = NR.min(n - p * NR);
         for i in 0..m {
@@ -253,6 +257,7 @@ fn gemm_portable(a: &[f32], m: usize, k: usize, packed: &[f32], n: usize, c: &mu
             }
         }
     }
+    c
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -265,99 +270,114 @@ fn avx2_fma() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Epilogue, KC, MC, MR, NR};
+    use super::{Epilogue, Packed, KC, MR, NB, NR};
     use std::arch::x86_64::*;
 
+    /// Writes all of c (m × n), which may start uninitialised: the first block of k
+    /// starts each chain from the bias instead of reading c.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm(
-        a: &[f32],
-        m: usize,
-        k: usize,
-        packed: &[f32],
-        n: usize,
-        c: &mut [f32],
-        epilogue: Epilogue,
-    ) {
+    pub unsafe fn gemm(a: &[f32], m: usize, layer: &Packed, c: *mut f32, epilogue: Epilogue) {
+        let (k, n, packed, bias) = (layer.inputs, layer.outputs, &layer.packed, &layer.bias);
         let mut tile = [0f32; MR * NR];
-        for k0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - k0);
-            let last = k0 + kc == k;
-            for m0 in (0..m).step_by(MC) {
-                let m1 = (m0 + MC).min(m);
-                for (p, panel) in packed.chunks_exact(k * NR).enumerate() {
-                    let b = panel[k0 * NR..].as_ptr();
-                    let cols = NR.min(n - p * NR);
-                    let mut i = m0;
-                    while i < m1 {
-                        let rows = MR.min(m1 - i);
-                        let a_at = a[i * k + k0..].as_ptr();
-                        let c_at = c[i * n + p * NR..].as_mut_ptr();
+        let panels = packed.len() / (k * NR);
+        for p0 in (0..panels).step_by(NB) {
+            let p1 = (p0 + NB).min(panels);
+            for k0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - k0);
+                let first = k0 == 0;
+                let last = k0 + kc == k;
+                let mut i = 0;
+                while i < m {
+                    let rows = MR.min(m - i);
+                    let a_at = a[i * k + k0..].as_ptr();
+                    for p in p0..p1 {
+                        let b = packed[p * k * NR + k0 * NR..].as_ptr();
+                        let start = first.then(|| bias[p * NR..].as_ptr());
+                        let cols = NR.min(n - p * NR);
+                        let c_at = c.add(i * n + p * NR);
                         if cols == NR {
-                            block(rows, a_at, k, b, kc, c_at, n);
+                            block(rows, a_at, k, b, kc, start, c_at, n);
                         } else {
                             // The last, partial panel goes through a full-width tile.
-                            for r in 0..rows {
-                                for j in 0..cols {
-                                    tile[r * NR + j] = *c_at.add(r * n + j);
+                            if !first {
+                                for r in 0..rows {
+                                    for j in 0..cols {
+                                        tile[r * NR + j] = *c_at.add(r * n + j);
+                                    }
                                 }
                             }
-                            block(rows, a_at, k, b, kc, tile.as_mut_ptr(), NR);
+                            block(rows, a_at, k, b, kc, start, tile.as_mut_ptr(), NR);
                             for r in 0..rows {
                                 for j in 0..cols {
                                     *c_at.add(r * n + j) = tile[r * NR + j];
                                 }
                             }
                         }
-                        i += rows;
                     }
-                }
-                if last {
-                    // These rows' chains are complete and the rows are still in L2.
-                    epilogue.apply(&mut c[m0 * n..m1 * n], m0 * n);
+                    if last {
+                        // These rows' chains in this block of columns are complete.
+                        let (c0, c1) = (p0 * NR, (p1 * NR).min(n));
+                        for r in i..i + rows {
+                            let at = r * n + c0;
+                            epilogue.apply(std::slice::from_raw_parts_mut(c.add(at), c1 - c0), at);
+                        }
+                    }
+                    i += rows;
                 }
             }
         }
     }
 
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // a kernel call's operands and strides
     unsafe fn block(
         rows: usize,
         a: *const f32,
         lda: usize,
         b: *const f32,
         kc: usize,
+        start: Option<*const f32>,
         c: *mut f32,
         ldc: usize,
     ) {
         match rows {
-            6 => kernel::<6>(a, lda, b, kc, c, ldc),
-            5 => kernel::<5>(a, lda, b, kc, c, ldc),
-            4 => kernel::<4>(a, lda, b, kc, c, ldc),
-            3 => kernel::<3>(a, lda, b, kc, c, ldc),
-            2 => kernel::<2>(a, lda, b, kc, c, ldc),
-            _ => kernel::<1>(a, lda, b, kc, c, ldc),
+            6 => kernel::<6>(a, lda, b, kc, start, c, ldc),
+            5 => kernel::<5>(a, lda, b, kc, start, c, ldc),
+            4 => kernel::<4>(a, lda, b, kc, start, c, ldc),
+            3 => kernel::<3>(a, lda, b, kc, start, c, ldc),
+            2 => kernel::<2>(a, lda, b, kc, start, c, ldc),
+            _ => kernel::<1>(a, lda, b, kc, start, c, ldc),
         }
     }
 
-    /// R rows × 16 columns over kc steps of k, continuing the chains held in c.
+    /// R rows × 16 columns over kc steps of k, continuing the chains held in c, or
+    /// starting them from the 16 values at `start` (the bias) in every row.
     #[inline(always)]
     unsafe fn kernel<const R: usize>(
         a: *const f32,
         lda: usize,
         b: *const f32,
         kc: usize,
+        start: Option<*const f32>,
         c: *mut f32,
         ldc: usize,
     ) {
         let mut lo = [_mm256_setzero_ps(); R];
         let mut hi = [_mm256_setzero_ps(); R];
         for r in 0..R {
-            lo[r] = _mm256_loadu_ps(c.add(r * ldc));
-            hi[r] = _mm256_loadu_ps(c.add(r * ldc + 8));
+            (lo[r], hi[r]) = match start {
+                Some(s) => (_mm256_loadu_ps(s), _mm256_loadu_ps(s.add(8))),
+                None => (
+                    _mm256_loadu_ps(c.add(r * ldc)),
+                    _mm256_loadu_ps(c.add(r * ldc + 8)),
+                ),
+            };
         }
         for kk in 0..kc {
             let b_lo = _mm256_loadu_ps(b.add(kk * NR));
             let b_hi = _mm256_loadu_ps(b.add(kk * NR + 8));
+            // The panel streams from L2 (or memory, on its first pass): fetch 8 k ahead.
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + 8) * NR) as *const i8);
             for r in 0..R {
                 let x = _mm256_broadcast_ss(&*a.add(r * lda + kk));
                 lo[r] = _mm256_fmadd_ps(x, b_lo, lo[r]);
@@ -390,16 +410,28 @@ mod tests {
 
     #[test]
     fn simd_and_portable_forms_are_bit_identical() {
-        // Odd sizes: partial row blocks, a partial last panel, k across blocks.
-        for &(m, k, n) in &[(13, 300, 37), (6, 16, 16), (1, 513, 5), (20, 256, 48)] {
+        // Odd sizes: partial row groups, a partial last panel, k across blocks, columns
+        // across blocks of panels.
+        for &(m, k, n) in &[
+            (13, 300, 37),
+            (6, 16, 16),
+            (1, 513, 5),
+            (20, 256, 48),
+            (7, 260, 150),
+        ] {
             let a = noise(m * k, 1);
             let w = noise(n * k, 2);
             let packed = pack(&w, k);
-            let start = noise(m * n, 6);
-            let mut fast = start.clone();
-            let mut slow = start;
-            gemm(&a, m, k, &packed, n, &mut fast, Epilogue::None);
-            gemm_portable(&a, m, k, &packed, n, &mut slow);
+            let mut bias = noise(n, 6);
+            bias.resize(n.div_ceil(NR) * NR, 0.0);
+            let slow = gemm_portable(&a, m, k, &packed, &bias, n);
+            let layer = Packed {
+                packed,
+                bias,
+                inputs: k,
+                outputs: n,
+            };
+            let fast = gemm(&a, m, &layer, Epilogue::None);
             assert_eq!(fast, slow, "m={m} k={k} n={n}");
         }
     }
@@ -407,7 +439,8 @@ mod tests {
     #[test]
     fn epilogues_equal_the_separate_passes() {
         let dev = Device::Cpu;
-        let (k, n) = (300, 37);
+        // Columns across two blocks of panels, the last partial.
+        let (k, n) = (300, 150);
         let w = Tensor::from_vec(noise(n * k, 7), (n, k), &dev).unwrap();
         let bias = Tensor::from_vec(noise(n, 8), n, &dev).unwrap();
         let x = Tensor::from_vec(noise(13 * k, 9), (13, k), &dev).unwrap();
