@@ -53,6 +53,10 @@ impl PackedLinear {
             return Ok(PackedLinear::Candle(Linear::new(weight, Some(bias))));
         }
         let (outputs, inputs) = weight.dims2()?;
+        if inputs == 0 || outputs == 0 {
+            // The kernel writes its output through its k loop: it needs some k.
+            candle_core::bail!("linear layer of {outputs} outputs × {inputs} inputs is empty");
+        }
         let mut bias = bias.to_vec1::<f32>()?;
         bias.resize(outputs.div_ceil(NR) * NR, 0.0);
         Ok(PackedLinear::Packed(Packed {
@@ -459,6 +463,18 @@ mod tests {
             bits(&layer.forward_add(&x, &residual).unwrap()),
             bits(&(plain + residual).unwrap())
         );
+    }
+
+    #[test]
+    fn an_empty_layer_is_an_error_not_a_panic() {
+        let dev = Device::Cpu;
+        let err = PackedLinear::new(
+            Tensor::zeros((4, 0), DType::F32, &dev).unwrap(),
+            Tensor::zeros(4, DType::F32, &dev).unwrap(),
+        )
+        .err()
+        .expect("an empty layer is refused");
+        assert!(err.to_string().contains("4 outputs × 0 inputs"), "{err}");
     }
 
     #[test]
