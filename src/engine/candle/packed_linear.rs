@@ -8,11 +8,10 @@
 //! continues the chain through the output. The result is therefore the same on every
 //! x86-64 CPU with FMA, and the portable form (`f32::mul_add`) computes the same floats.
 //!
-//! What follows the product (BERT's GELU, or the residual sum before a LayerNorm) runs
-//! as an epilogue on each finished group of rows × block of columns while it is in cache
-//! (and the bias starts the chains inside the kernel), instead of as
-//! another pass over the whole output: the same operations on the same values, so the
-//! same floats.
+//! The bias starts the chains inside the kernel, and what follows the product (BERT's
+//! GELU, or the residual sum before a LayerNorm) runs as an epilogue on each finished
+//! group of rows × block of columns while it is in cache, instead of as another pass over
+//! the whole output: the same operations on the same values, so the same floats.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::Linear;
@@ -57,14 +56,12 @@ impl PackedLinear {
             // The kernel writes its output through its k loop: it needs some k.
             candle_core::bail!("linear layer of {outputs} outputs × {inputs} inputs is empty");
         }
-        let mut bias = bias.to_vec1::<f32>()?;
-        bias.resize(outputs.div_ceil(NR) * NR, 0.0);
-        Ok(PackedLinear::Packed(Packed {
-            packed: pack(&weight.flatten_all()?.to_vec1::<f32>()?, inputs),
-            bias,
+        Ok(PackedLinear::Packed(Packed::new(
+            &weight.flatten_all()?.to_vec1::<f32>()?,
+            bias.to_vec1::<f32>()?,
             inputs,
             outputs,
-        }))
+        )))
     }
 
     /// GELU(x·Wᵀ + b), exact (erf) form: BERT's intermediate layer.
@@ -157,6 +154,17 @@ impl CustomOp2 for AddOp<'_> {
 }
 
 impl Packed {
+    /// `weights`: (outputs, inputs) row-major; `bias`: (outputs).
+    fn new(weights: &[f32], mut bias: Vec<f32>, inputs: usize, outputs: usize) -> Packed {
+        bias.resize(outputs.div_ceil(NR) * NR, 0.0);
+        Packed {
+            packed: pack(weights, inputs),
+            bias,
+            inputs,
+            outputs,
+        }
+    }
+
     fn run(
         &self,
         op: &str,
@@ -222,9 +230,9 @@ fn pack(weights: &[f32], k: usize) -> Vec<f32> {
 /// bias + a (m × k) · Wᵀ (m × n), every element one FMA chain over k in order from its
 /// bias, then the epilogue on each element.
 fn gemm(a: &[f32], m: usize, layer: &Packed, epilogue: Epilogue) -> Vec<f32> {
-    let (k, n, packed, bias) = (layer.inputs, layer.outputs, &layer.packed, &layer.bias);
     #[cfg(target_arch = "x86_64")]
     if avx2_fma() {
+        let n = layer.outputs;
         let mut c = Vec::with_capacity(m * n);
         // SAFETY: the CPU has AVX2 and FMA (checked just above); the kernel writes every
         // one of the m × n elements (reading none before it has written it) and the
@@ -235,20 +243,14 @@ fn gemm(a: &[f32], m: usize, layer: &Packed, epilogue: Epilogue) -> Vec<f32> {
         }
         return c;
     }
-    let mut c = gemm_portable(a, m, k, packed, bias, n);
+    let mut c = gemm_portable(a, m, layer);
     epilogue.apply(&mut c, 0);
     c
 }
 
-fn gemm_portable(
-    a: &[f32],
-    m: usize,
-    k: usize,
-    packed: &[f32],
-    bias: &[f32],
-    n: usize,
-) -> Vec<f32> {
-    let mut c = bias[..n].repeat(m);
+fn gemm_portable(a: &[f32], m: usize, layer: &Packed) -> Vec<f32> {
+    let (k, n, packed) = (layer.inputs, layer.outputs, &layer.packed);
+    let mut c = layer.bias[..n].repeat(m);
     for (p, panel) in packed.chunks_exact(k * NR).enumerate() {
         let cols = NR.min(n - p * NR);
         for i in 0..m {
@@ -424,17 +426,8 @@ mod tests {
             (7, 260, 150),
         ] {
             let a = noise(m * k, 1);
-            let w = noise(n * k, 2);
-            let packed = pack(&w, k);
-            let mut bias = noise(n, 6);
-            bias.resize(n.div_ceil(NR) * NR, 0.0);
-            let slow = gemm_portable(&a, m, k, &packed, &bias, n);
-            let layer = Packed {
-                packed,
-                bias,
-                inputs: k,
-                outputs: n,
-            };
+            let layer = Packed::new(&noise(n * k, 2), noise(n, 6), k, n);
+            let slow = gemm_portable(&a, m, &layer);
             let fast = gemm(&a, m, &layer, Epilogue::None);
             assert_eq!(fast, slow, "m={m} k={k} n={n}");
         }
