@@ -9,7 +9,7 @@ use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
-use crate::engine::candle::kernels::masked_softmax;
+use crate::engine::candle::kernels::{masked_softmax, RowNorm};
 use crate::engine::candle::packed_linear::PackedLinear;
 
 /// The fields of a BERT `config.json` this network needs.
@@ -49,7 +49,7 @@ pub struct BertModel {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
-    embed_norm: LayerNorm,
+    embed_norm: Norm,
     layers: Vec<Layer>,
     heads: usize,
     dtype: DType,
@@ -58,18 +58,42 @@ pub struct BertModel {
 struct Layer {
     qkv: PackedLinear,
     attn_out: PackedLinear,
-    attn_norm: LayerNorm,
+    attn_norm: Norm,
     up: PackedLinear,
     down: PackedLinear,
-    out_norm: LayerNorm,
+    out_norm: Norm,
 }
 
-fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
+/// A LayerNorm: the vectorised row kernel for an f32 model on the CPU (candle's sums
+/// its rows scalar, 2.4% of embedding time), candle's own on other devices and dtypes.
+enum Norm {
+    Rows(RowNorm),
+    Candle(LayerNorm),
+}
+
+impl Norm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Norm::Rows(n) => x.contiguous()?.apply_op1_no_bwd(n),
+            Norm::Candle(n) => n.forward(x),
+        }
+    }
+}
+
+fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Norm> {
     let (weight, bias) = match (vb.get(size, "weight"), vb.get(size, "bias")) {
         (Ok(w), Ok(b)) => (w, b),
         _ => (vb.get(size, "gamma")?, vb.get(size, "beta")?),
     };
-    Ok(LayerNorm::new(weight, bias, eps))
+    if weight.device().is_cpu() && weight.dtype() == DType::F32 {
+        Ok(Norm::Rows(RowNorm {
+            weight: weight.to_vec1()?,
+            bias: bias.to_vec1()?,
+            eps: eps as f32,
+        }))
+    } else {
+        Ok(Norm::Candle(LayerNorm::new(weight, bias, eps)))
+    }
 }
 
 fn linear(input: usize, output: usize, vb: VarBuilder) -> candle_core::Result<PackedLinear> {

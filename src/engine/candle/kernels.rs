@@ -135,6 +135,58 @@ impl CustomOp2 for MaskedSoftmax {
     }
 }
 
+/// LayerNorm over the last dimension of CPU f32 rows: mean, then the mean of squared
+/// deviations (two passes), each summed in 8 fixed lanes so the loop vectorises and the
+/// floats are the same on every CPU.
+pub struct RowNorm {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub eps: f32,
+}
+
+fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            acc[j] += f(c[j]);
+        }
+    }
+    for (j, &x) in rest.iter().enumerate() {
+        acc[j] += f(x);
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+impl CustomOp1 for RowNorm {
+    fn name(&self) -> &'static str {
+        "assay-layer-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(storage, layout, self.name())?;
+        let n = self.weight.len();
+        if layout.shape().dims().last() != Some(&n) {
+            candle_core::bail!(
+                "{}: rows of {:?} are not {n} long",
+                self.name(),
+                layout.shape()
+            );
+        }
+        let mut out = vec![0f32; src.len()];
+        for (x, y) in src.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            let mean = lane_sum(x, |v| v) / n as f32;
+            let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n as f32;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(&self.weight).zip(&self.bias) {
+                *y = (x - mean) * inv * w + b;
+            }
+        }
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
 pub(crate) fn contiguous_f32<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
@@ -212,5 +264,41 @@ mod tests {
         for (a, b) in ours.iter().zip(&theirs) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn row_norm_matches_candle() {
+        let dev = Device::Cpu;
+        // 37 columns: four full lanes of 8 and a remainder; rows offset from zero so the
+        // mean matters.
+        let xs = (Tensor::randn(0f32, 2.0, (3, 5, 37), &dev).unwrap() + 4.0).unwrap();
+        let weight = Tensor::randn(1f32, 0.3, 37, &dev).unwrap();
+        let bias = Tensor::randn(0f32, 0.3, 37, &dev).unwrap();
+        let op = RowNorm {
+            weight: weight.to_vec1().unwrap(),
+            bias: bias.to_vec1().unwrap(),
+            eps: 1e-12,
+        };
+        let ours: Vec<f32> = xs
+            .apply_op1_no_bwd(&op)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let reference = candle_nn::LayerNorm::new(weight, bias, 1e-12);
+        let theirs: Vec<f32> = candle_core::Module::forward(&reference, &xs)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(ours.len(), 3 * 5 * 37);
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // A row of the wrong length is an error, not a panic.
+        let short = Tensor::zeros((2, 36), DType::F32, &dev).unwrap();
+        assert!(short.apply_op1_no_bwd(&op).is_err());
     }
 }
