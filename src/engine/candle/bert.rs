@@ -193,14 +193,24 @@ impl Embedder for BertEmbedder {
     }
 
     fn input_lengths(&self, texts: &[&str]) -> Vec<usize> {
-        texts
-            .iter()
-            .map(|t| {
-                self.tokenizer
-                    .encode(*t, true)
-                    .map_or_else(|_| t.chars().count(), |e| e.get_ids().len())
-            })
-            .collect()
+        let count = |t: &&str| {
+            self.tokenizer
+                .encode(*t, true)
+                .map_or_else(|_| t.chars().count(), |e| e.get_ids().len())
+        };
+        // Counted on the embedding threads: this pass runs before any batch starts, so
+        // on one thread it would be serial time.
+        let per_thread = texts.len().div_ceil(self.workers).max(1);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = texts
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || part.iter().map(count).collect::<Vec<_>>()))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
     }
 
     fn parallel_batches(&self) -> usize {

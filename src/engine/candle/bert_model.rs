@@ -1,15 +1,18 @@
 //! The BERT encoder network, written for CPU speed: weights packed once for the GEMM
 //! kernel (`packed_linear`), one fused QKV projection per layer with the 1/sqrt(head_dim)
-//! scale folded into the query weights, the attention mask fused into the softmax (see
-//! `kernels`), and the exact GELU and residual sums run in the products' output pass. It
+//! scale folded into the query weights, attention computed straight from that
+//! projection's layout with the mask fused into its softmax (see `attention`), a
+//! vectorised LayerNorm (`kernels`), and the exact GELU and residual sums run in the
+//! products' output pass. It
 //! reads the standard Hugging Face BERT weight names, with or without the `bert.` prefix,
 //! and old checkpoints' LayerNorm `gamma` / `beta`.
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
-use crate::engine::candle::kernels::{masked_softmax, RowNorm};
+use crate::engine::candle::attention::self_attention;
+use crate::engine::candle::kernels::RowNorm;
 use crate::engine::candle::packed_linear::PackedLinear;
 
 /// The fields of a BERT `config.json` this network needs.
@@ -190,7 +193,7 @@ impl BertModel {
         types: &Tensor,
         mask: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let (batch, seq) = ids.dims2()?;
+        let (_, seq) = ids.dims2()?;
         let positions = Tensor::arange(0u32, seq as u32, ids.device())?;
         let x = self
             .word
@@ -201,38 +204,15 @@ impl BertModel {
         // 0 where there is a token, a large negative where there is padding.
         let mask_bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.to_dtype(self.dtype)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &mask_bias, batch, seq, self.heads)?;
+            x = layer.forward(&x, &mask_bias, self.heads)?;
         }
         Ok(x)
     }
 }
 
 impl Layer {
-    fn forward(
-        &self,
-        x: &Tensor,
-        mask_bias: &Tensor,
-        batch: usize,
-        seq: usize,
-        heads: usize,
-    ) -> candle_core::Result<Tensor> {
-        let hidden = x.dim(D::Minus1)?;
-        let head_dim = hidden / heads;
-        // (batch, seq, 3, heads, head_dim) -> (3, batch, heads, seq, head_dim)
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((batch, seq, 3, heads, head_dim))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scores = q.matmul(&k.t()?)?;
-        let probs = masked_softmax(&scores, mask_bias)?;
-        let context = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((batch, seq, hidden))?;
+    fn forward(&self, x: &Tensor, mask_bias: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+        let context = self_attention(&self.qkv.forward(x)?, mask_bias, heads)?;
         let x = self
             .attn_norm
             .forward(&self.attn_out.forward_add(&context, x)?)?;

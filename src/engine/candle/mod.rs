@@ -1,5 +1,6 @@
 //! Local models run with candle on CPU (or CUDA / Metal with the cargo features).
 
+pub mod attention;
 pub mod bert;
 pub mod bert_model;
 pub mod clip;
