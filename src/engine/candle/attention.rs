@@ -125,54 +125,84 @@ impl Scratch {
                 self.keys[dd * stride + j] = k;
             }
         }
-        // Scores, QUERIES queries × LANES keys at a time; each a chain over head_dim. A
-        // last partial group repeats the last query, and its extra rows are not used.
+        // Scores, QUERIES queries × 2·LANES keys at a time (LANES for a last odd
+        // vector); each a chain over head_dim. A last partial group of queries repeats
+        // the last one, and its extra rows are not used.
         for i0 in (0..seq).step_by(QUERIES) {
             let q: [&[f32]; QUERIES] =
                 std::array::from_fn(|r| &rows[(i0 + r).min(seq - 1) * width + q_at..][..d]);
-            for c in (0..stride).step_by(LANES) {
-                let mut acc = [[0f32; LANES]; QUERIES];
-                for (dd, keys) in self.keys.chunks_exact(stride).enumerate() {
-                    let k = &keys[c..c + LANES];
-                    for r in 0..QUERIES {
-                        for l in 0..LANES {
-                            acc[r][l] = q[r][dd].mul_add(k[l], acc[r][l]);
-                        }
-                    }
-                }
-                for (r, acc) in acc.iter().enumerate() {
-                    self.probs[(i0 + r) * stride + c..][..LANES].copy_from_slice(acc);
-                }
+            let mut c = 0;
+            while c + 2 * LANES <= stride {
+                let acc = scores::<{ 2 * LANES }>(&self.keys, stride, c, &q);
+                self.store_scores(i0, c, &acc);
+                c += 2 * LANES;
+            }
+            if c < stride {
+                let acc = scores::<LANES>(&self.keys, stride, c, &q);
+                self.store_scores(i0, c, &acc);
             }
         }
         for i in 0..seq {
-            let p = &mut self.probs[i * stride..][..seq];
-            softmax_in_place(p, bias);
-            // The output row, CHUNKS × LANES values at a time; each a chain over keys.
-            let o = &mut out[i * hidden + h * d..][..d];
+            softmax_in_place(&mut self.probs[i * stride..][..seq], bias);
+        }
+        // Outputs, two queries × CHUNKS × LANES values at a time; each a chain over keys.
+        // For an odd last query the pair repeats it and writes it once.
+        for i0 in (0..seq).step_by(2) {
+            let i1 = (i0 + 1).min(seq - 1);
+            let p0 = &self.probs[i0 * stride..][..seq];
+            let p1 = &self.probs[i1 * stride..][..seq];
             let mut dd = 0;
             while dd + CHUNKS * LANES <= d {
-                let mut acc = [[0f32; LANES]; CHUNKS];
-                for (j, &pj) in p.iter().enumerate() {
+                let mut acc = [[0f32; CHUNKS * LANES]; 2];
+                for (j, (&a, &b)) in p0.iter().zip(p1).enumerate() {
                     let v = &rows[j * width + v_at + dd..][..CHUNKS * LANES];
-                    for c in 0..CHUNKS {
-                        for l in 0..LANES {
-                            acc[c][l] = pj.mul_add(v[c * LANES + l], acc[c][l]);
-                        }
+                    for l in 0..CHUNKS * LANES {
+                        acc[0][l] = a.mul_add(v[l], acc[0][l]);
+                        acc[1][l] = b.mul_add(v[l], acc[1][l]);
                     }
                 }
-                o[dd..][..CHUNKS * LANES].copy_from_slice(acc.as_flattened());
+                out[i0 * hidden + h * d + dd..][..CHUNKS * LANES].copy_from_slice(&acc[0]);
+                out[i1 * hidden + h * d + dd..][..CHUNKS * LANES].copy_from_slice(&acc[1]);
                 dd += CHUNKS * LANES;
             }
-            for (dd, x) in o.iter_mut().enumerate().skip(dd) {
-                let mut acc = 0f32;
-                for (j, &pj) in p.iter().enumerate() {
-                    acc = pj.mul_add(rows[j * width + v_at + dd], acc);
+            for dd in dd..d {
+                for (i, p) in [(i0, p0), (i1, p1)] {
+                    let mut acc = 0f32;
+                    for (j, &pj) in p.iter().enumerate() {
+                        acc = pj.mul_add(rows[j * width + v_at + dd], acc);
+                    }
+                    out[i * hidden + h * d + dd] = acc;
                 }
-                *x = acc;
             }
         }
     }
+
+    fn store_scores<const W: usize>(&mut self, i0: usize, c: usize, acc: &[[f32; W]; QUERIES]) {
+        for (r, acc) in acc.iter().enumerate() {
+            self.probs[(i0 + r) * self.stride + c..][..W].copy_from_slice(acc);
+        }
+    }
+}
+
+/// The scores of QUERIES queries against the W keys from column `c` of the transposed
+/// keys (head_dim rows of `stride`), each a chain over head_dim in order.
+#[inline(always)]
+fn scores<const W: usize>(
+    keys: &[f32],
+    stride: usize,
+    c: usize,
+    q: &[&[f32]; QUERIES],
+) -> [[f32; W]; QUERIES] {
+    let mut acc = [[0f32; W]; QUERIES];
+    for (dd, keys) in keys.chunks_exact(stride).enumerate() {
+        let k = &keys[c..c + W];
+        for r in 0..QUERIES {
+            for l in 0..W {
+                acc[r][l] = q[r][dd].mul_add(k[l], acc[r][l]);
+            }
+        }
+    }
+    acc
 }
 
 /// softmax(row + bias) in place.
@@ -232,29 +262,31 @@ mod tests {
     #[test]
     fn matches_the_textbook_form() {
         let dev = Device::Cpu;
-        // seq 7: a partial group of queries and a partial vector of keys; head sizes 4
-        // (no whole output chunk), 40 (one chunk and a remainder) and 64 (two chunks).
-        for (heads, head_dim) in [(3, 4), (2, 40), (2, 64)] {
-            let hidden = heads * head_dim;
-            let qkv = Tensor::randn(0f32, 1.0, (2, 7, 3 * hidden), &dev).unwrap();
-            let mask = Tensor::new(
-                &[
-                    [0f32, 0., 0., 0., 0., -1e9, -1e9],
-                    [0., 0., 0., 0., 0., 0., 0.],
-                ],
-                &dev,
-            )
-            .unwrap();
-            let ours: Vec<f32> = self_attention(&qkv, &mask, heads)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let theirs = reference(&qkv, &mask, heads);
-            assert_eq!(ours.len(), theirs.len());
-            for (a, b) in ours.iter().zip(&theirs) {
-                assert!((a - b).abs() < 1e-5, "heads {heads}×{head_dim}: {a} vs {b}");
+        // seq 7: a partial group of queries, an odd last query and one partial vector of
+        // keys; seq 19: a pair of key vectors, then a last single one. Head sizes 4 (no
+        // whole output chunk), 40 (one chunk and a remainder) and 64 (two chunks). The
+        // first sequence ends in two padding tokens.
+        for seq in [7, 19] {
+            for (heads, head_dim) in [(3, 4), (2, 40), (2, 64)] {
+                let hidden = heads * head_dim;
+                let qkv = Tensor::randn(0f32, 1.0, (2, seq, 3 * hidden), &dev).unwrap();
+                let mut mask = vec![0f32; 2 * seq];
+                mask[seq - 2..seq].fill(-1e9);
+                let mask = Tensor::from_vec(mask, (2, seq), &dev).unwrap();
+                let ours: Vec<f32> = self_attention(&qkv, &mask, heads)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let theirs = reference(&qkv, &mask, heads);
+                assert_eq!(ours.len(), theirs.len());
+                for (a, b) in ours.iter().zip(&theirs) {
+                    assert!(
+                        (a - b).abs() < 1e-5,
+                        "seq {seq}, heads {heads}×{head_dim}: {a} vs {b}"
+                    );
+                }
             }
         }
     }
