@@ -3,9 +3,8 @@
 //! scale folded into the query weights, attention computed straight from that
 //! projection's layout with the mask fused into its softmax (see `attention`), a
 //! vectorised LayerNorm (`kernels`), and the exact GELU and residual sums run in the
-//! products' output pass. It
-//! reads the standard Hugging Face BERT weight names, with or without the `bert.` prefix,
-//! and old checkpoints' LayerNorm `gamma` / `beta`.
+//! products' output pass. It reads the standard Hugging Face BERT weight names, with or
+//! without the `bert.` prefix, and old checkpoints' LayerNorm `gamma` / `beta`.
 
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
