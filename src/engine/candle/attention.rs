@@ -1,44 +1,51 @@
 //! Multi-head self-attention for encoder models, straight from a fused QKV projection
-//! and written in the (batch, seq, hidden) layout the next layer reads. candle's path
-//! permutes the projection into heads, runs two batched products per (sequence, head)
-//! and transposes back: copies and call overheads that cost more than the arithmetic at
-//! sentence lengths. Every score and output element is one fused multiply-add chain in a
-//! fixed order (over head_dim, then over keys), so the floats do not depend on how the
-//! loops are blocked or on the CPU's vector width. Other devices and dtypes run candle's
-//! ops.
+//! of unpadded sequences laid end to end, written in the (tokens, hidden) layout the
+//! next layer reads. candle's path permutes the projection into heads, runs two batched
+//! products per (sequence, head) and transposes back: copies and call overheads that
+//! cost more than the arithmetic at sentence lengths. Without padding there is no mask:
+//! each sequence attends over its own tokens only. Every score and output element is one
+//! fused multiply-add chain in a fixed order (over head_dim, then over keys), so the
+//! floats do not depend on how the loops are blocked or on the CPU's vector width. Other
+//! devices and dtypes run candle's ops.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
 use crate::engine::candle::kernels::{contiguous_f32, exp};
 
-/// `qkv`: (batch, seq, 3·hidden), each token's queries, keys then values with the heads
-/// side by side, queries already scaled by 1/sqrt(head_dim). `mask`: (batch, seq)
-/// additive (0 for a token, a large negative for padding). Returns (batch, seq, hidden).
-pub fn self_attention(qkv: &Tensor, mask: &Tensor, heads: usize) -> Result<Tensor> {
-    if qkv.device().is_cpu() && qkv.dtype() == DType::F32 && mask.dtype() == DType::F32 {
-        return qkv
-            .contiguous()?
-            .apply_op2_no_bwd(&mask.contiguous()?, &SelfAttention { heads });
+/// `qkv`: (tokens, 3·hidden), the sequences of `lengths` end to end, each token's
+/// queries, keys then values with the heads side by side, queries already scaled by
+/// 1/sqrt(head_dim). Returns (tokens, hidden).
+pub fn self_attention(qkv: &Tensor, lengths: &[usize], heads: usize) -> Result<Tensor> {
+    let op = SelfAttention {
+        heads,
+        lengths: lengths.to_vec(),
+    };
+    if qkv.device().is_cpu() && qkv.dtype() == DType::F32 {
+        return qkv.contiguous()?.apply_op1_no_bwd(&op);
     }
-    let (batch, seq, width) = qkv.dims3()?;
+    let (tokens, width) = qkv.dims2()?;
+    op.check(tokens, width)?;
     let hidden = width / 3;
-    // (batch, seq, 3, heads, head_dim) -> (3, batch, heads, seq, head_dim)
-    let qkv = qkv
-        .reshape((batch, seq, 3, heads, hidden / heads))?
-        .permute((2, 0, 3, 1, 4))?
-        .contiguous()?;
-    let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-    let mask = mask.reshape((batch, 1, 1, seq))?.to_dtype(q.dtype())?;
-    let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
-    candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?
-        .matmul(&v)?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((batch, seq, hidden))
+    let mut outputs = Vec::with_capacity(lengths.len());
+    let mut at = 0;
+    for &len in lengths {
+        // (len, 3, heads, head_dim) -> (3, heads, len, head_dim)
+        let qkv = qkv
+            .narrow(0, at, len)?
+            .reshape((len, 3, heads, hidden / heads))?
+            .permute((1, 2, 0, 3))?
+            .contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?.contiguous()?)?;
+        outputs.push(probs.matmul(&v)?.transpose(0, 1)?.reshape((len, hidden))?);
+        at += len;
+    }
+    Tensor::cat(&outputs, 0)
 }
 
 struct SelfAttention {
     heads: usize,
+    lengths: Vec<usize>,
 }
 
 /// Values computed side by side (one AVX2 register).
@@ -48,46 +55,54 @@ const QUERIES: usize = 4;
 /// Output vectors accumulated together, so the chains over keys run interleaved.
 const CHUNKS: usize = 4;
 
-impl CustomOp2 for SelfAttention {
-    fn name(&self) -> &'static str {
-        "assay-self-attention"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let qkv = contiguous_f32(s1, l1, self.name())?;
-        let mask = contiguous_f32(s2, l2, self.name())?;
-        let dims = l1.shape().dims();
-        let [batch, seq, width] = dims[..] else {
-            candle_core::bail!("{}: qkv must be 3-d, got {:?}", self.name(), dims)
-        };
+impl SelfAttention {
+    fn check(&self, tokens: usize, width: usize) -> Result<()> {
         let hidden = width / 3;
-        if width % 3 != 0 || self.heads == 0 || hidden % self.heads != 0 {
+        if !width.is_multiple_of(3) || self.heads == 0 || !hidden.is_multiple_of(self.heads) {
             candle_core::bail!(
                 "{}: width {width} is not 3 × a multiple of {} heads",
                 self.name(),
                 self.heads
             );
         }
-        if mask.len() != batch * seq {
-            candle_core::bail!("{}: mask must be ({batch}, {seq})", self.name());
+        let total: usize = self.lengths.iter().sum();
+        if total != tokens {
+            candle_core::bail!(
+                "{}: sequence lengths add up to {total}, not the {tokens} tokens given",
+                self.name()
+            );
         }
-        let mut out = vec![0f32; batch * seq * hidden];
-        let mut scratch = Scratch::new(seq, hidden / self.heads);
-        for b in 0..batch {
-            let rows = &qkv[b * seq * width..][..seq * width];
-            let bias = &mask[b * seq..][..seq];
-            let out = &mut out[b * seq * hidden..][..seq * hidden];
+        Ok(())
+    }
+}
+
+impl CustomOp1 for SelfAttention {
+    fn name(&self) -> &'static str {
+        "assay-self-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = contiguous_f32(storage, layout, self.name())?;
+        let dims = layout.shape().dims();
+        let [tokens, width] = dims[..] else {
+            candle_core::bail!("{}: qkv must be 2-d, got {:?}", self.name(), dims)
+        };
+        self.check(tokens, width)?;
+        let hidden = width / 3;
+        let mut out = vec![0f32; tokens * hidden];
+        let longest = self.lengths.iter().copied().max().unwrap_or(0);
+        let mut scratch = Scratch::new(longest, hidden / self.heads);
+        let mut at = 0;
+        for &len in &self.lengths {
+            let rows = &qkv[at * width..][..len * width];
+            let out = &mut out[at * hidden..][..len * hidden];
+            scratch.resize(len);
             for h in 0..self.heads {
-                scratch.head(rows, bias, out, h, hidden);
+                scratch.head(rows, out, h, hidden);
             }
+            at += len;
         }
-        Ok((CpuStorage::F32(out), Shape::from((batch, seq, hidden))))
+        Ok((CpuStorage::F32(out), Shape::from((tokens, hidden))))
     }
 }
 
@@ -103,20 +118,29 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(seq: usize, head_dim: usize) -> Scratch {
-        let stride = seq.next_multiple_of(LANES);
+    /// Room for sequences of up to `longest` tokens.
+    fn new(longest: usize, head_dim: usize) -> Scratch {
+        let stride = longest.next_multiple_of(LANES);
         Scratch {
-            seq,
+            seq: longest,
             head_dim,
             keys: vec![0f32; head_dim * stride],
             stride,
-            probs: vec![0f32; seq.next_multiple_of(QUERIES) * stride],
+            probs: vec![0f32; longest.next_multiple_of(QUERIES) * stride],
         }
+    }
+
+    /// Lays the space out for a sequence of `seq` tokens (no longer than the longest).
+    /// Key columns beyond `seq` are scored with the rest of their vector and not used;
+    /// they hold zeros or an earlier sequence's keys, finite either way.
+    fn resize(&mut self, seq: usize) {
+        self.seq = seq;
+        self.stride = seq.next_multiple_of(LANES);
     }
 
     /// Attention of head `h` over one sequence: `rows` (seq, 3·hidden) in, its slice of
     /// `out` (seq, hidden) written.
-    fn head(&mut self, rows: &[f32], bias: &[f32], out: &mut [f32], h: usize, hidden: usize) {
+    fn head(&mut self, rows: &[f32], out: &mut [f32], h: usize, hidden: usize) {
         let (seq, d, stride) = (self.seq, self.head_dim, self.stride);
         let width = 3 * hidden;
         let (q_at, k_at, v_at) = (h * d, hidden + h * d, 2 * hidden + h * d);
@@ -133,17 +157,17 @@ impl Scratch {
                 std::array::from_fn(|r| &rows[(i0 + r).min(seq - 1) * width + q_at..][..d]);
             let mut c = 0;
             while c + 2 * LANES <= stride {
-                let acc = scores::<{ 2 * LANES }>(&self.keys, stride, c, &q);
+                let acc = scores::<{ 2 * LANES }>(&self.keys[..d * stride], stride, c, &q);
                 self.store_scores(i0, c, &acc);
                 c += 2 * LANES;
             }
             if c < stride {
-                let acc = scores::<LANES>(&self.keys, stride, c, &q);
+                let acc = scores::<LANES>(&self.keys[..d * stride], stride, c, &q);
                 self.store_scores(i0, c, &acc);
             }
         }
         for i in 0..seq {
-            softmax_in_place(&mut self.probs[i * stride..][..seq], bias);
+            softmax_in_place(&mut self.probs[i * stride..][..seq]);
         }
         // Outputs, two queries × CHUNKS × LANES values at a time; each a chain over keys.
         // For an odd last query the pair repeats it and writes it once.
@@ -205,13 +229,9 @@ fn scores<const W: usize>(
     acc
 }
 
-/// softmax(row + bias) in place.
-fn softmax_in_place(row: &mut [f32], bias: &[f32]) {
-    let mut max = f32::NEG_INFINITY;
-    for (d, &m) in row.iter_mut().zip(bias) {
-        *d += m;
-        max = max.max(*d);
-    }
+/// softmax(row) in place.
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Exponentials first (a loop that vectorises), then the sum in order.
     row.iter_mut().for_each(|d| *d = exp(*d - max));
     let mut sum = 0.0;
@@ -227,64 +247,66 @@ mod tests {
     use super::*;
     use candle_core::{Device, D};
 
-    /// The textbook form: heads split out, softmax(QKᵀ + mask)·V, heads joined back.
-    fn reference(qkv: &Tensor, mask: &Tensor, heads: usize) -> Vec<f32> {
-        let (batch, seq, width) = qkv.dims3().unwrap();
-        let hidden = width / 3;
-        let split = |at: usize| {
-            qkv.narrow(2, at, hidden)
+    /// The textbook form, one sequence at a time: heads split out, softmax(QKᵀ)·V, heads
+    /// joined back.
+    fn reference(qkv: &Tensor, lengths: &[usize], heads: usize) -> Vec<f32> {
+        let hidden = qkv.dim(1).unwrap() / 3;
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &len in lengths {
+            let rows = qkv.narrow(0, at, len).unwrap();
+            let split = |from: usize| {
+                rows.narrow(1, from, hidden)
+                    .unwrap()
+                    .reshape((len, heads, hidden / heads))
+                    .unwrap()
+                    .transpose(0, 1)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            };
+            let (q, k, v) = (split(0), split(hidden), split(2 * hidden));
+            let scores = q.matmul(&k.t().unwrap()).unwrap();
+            let context: Vec<f32> = candle_nn::ops::softmax(&scores, D::Minus1)
                 .unwrap()
-                .reshape((batch, seq, heads, hidden / heads))
+                .matmul(&v)
                 .unwrap()
-                .transpose(1, 2)
+                .transpose(0, 1)
                 .unwrap()
-                .contiguous()
+                .flatten_all()
                 .unwrap()
-        };
-        let (q, k, v) = (split(0), split(hidden), split(2 * hidden));
-        let scores = q
-            .matmul(&k.t().unwrap())
-            .unwrap()
-            .broadcast_add(&mask.reshape((batch, 1, 1, seq)).unwrap())
-            .unwrap();
-        candle_nn::ops::softmax(&scores, D::Minus1)
-            .unwrap()
-            .matmul(&v)
-            .unwrap()
-            .transpose(1, 2)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
+                .to_vec1()
+                .unwrap();
+            out.extend(context);
+            at += len;
+        }
+        out
     }
 
     #[test]
     fn matches_the_textbook_form() {
         let dev = Device::Cpu;
-        // seq 7: a partial group of queries, an odd last query and one partial vector of
-        // keys; seq 19: a pair of key vectors, then a last single one. Head sizes 4 (no
-        // whole output chunk), 40 (one chunk and a remainder) and 64 (two chunks). The
-        // first sequence ends in two padding tokens.
-        for seq in [7, 19] {
+        // Lengths 7 and 5: a partial group of queries, an odd last query and one partial
+        // vector of keys; 19 and 17: a pair of key vectors, then a last single one; the
+        // shorter second sequence reuses the scratch laid out for the longer first. Head
+        // sizes 4 (no whole output chunk), 40 (one chunk and a remainder) and 64 (two).
+        for lengths in [[7, 5], [19, 17], [3, 19]] {
             for (heads, head_dim) in [(3, 4), (2, 40), (2, 64)] {
                 let hidden = heads * head_dim;
-                let qkv = Tensor::randn(0f32, 1.0, (2, seq, 3 * hidden), &dev).unwrap();
-                let mut mask = vec![0f32; 2 * seq];
-                mask[seq - 2..seq].fill(-1e9);
-                let mask = Tensor::from_vec(mask, (2, seq), &dev).unwrap();
-                let ours: Vec<f32> = self_attention(&qkv, &mask, heads)
+                let tokens: usize = lengths.iter().sum();
+                let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * hidden), &dev).unwrap();
+                let ours: Vec<f32> = self_attention(&qkv, &lengths, heads)
                     .unwrap()
                     .flatten_all()
                     .unwrap()
                     .to_vec1()
                     .unwrap();
-                let theirs = reference(&qkv, &mask, heads);
+                let theirs = reference(&qkv, &lengths, heads);
                 assert_eq!(ours.len(), theirs.len());
                 for (a, b) in ours.iter().zip(&theirs) {
                     assert!(
                         (a - b).abs() < 1e-5,
-                        "seq {seq}, heads {heads}×{head_dim}: {a} vs {b}"
+                        "lengths {lengths:?}, heads {heads}×{head_dim}: {a} vs {b}"
                     );
                 }
             }
@@ -294,11 +316,9 @@ mod tests {
     #[test]
     fn refuses_shapes_that_do_not_split_into_heads() {
         let dev = Device::Cpu;
-        let mask = Tensor::zeros((1, 3), DType::F32, &dev).unwrap();
-        let qkv = Tensor::zeros((1, 3, 30), DType::F32, &dev).unwrap();
-        assert!(self_attention(&qkv, &mask, 4).is_err());
-        let wrong_mask = Tensor::zeros((1, 4), DType::F32, &dev).unwrap();
-        let qkv = Tensor::zeros((1, 3, 24), DType::F32, &dev).unwrap();
-        assert!(self_attention(&qkv, &wrong_mask, 2).is_err());
+        let qkv = Tensor::zeros((3, 30), DType::F32, &dev).unwrap();
+        assert!(self_attention(&qkv, &[3], 4).is_err());
+        let qkv = Tensor::zeros((3, 24), DType::F32, &dev).unwrap();
+        assert!(self_attention(&qkv, &[2, 2], 2).is_err());
     }
 }

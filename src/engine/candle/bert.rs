@@ -14,7 +14,7 @@ use crate::engine::{Embedder, EmbedderInfo};
 use crate::error::{Error, Result};
 
 /// Bump when a code change alters the vectors, so cached embeddings are not reused.
-const IMPLEMENTATION_VERSION: u32 = 3;
+const IMPLEMENTATION_VERSION: u32 = 4;
 
 /// Choices for local embedders that override what the model's own configs say.
 #[derive(Debug, Clone)]

@@ -1,9 +1,9 @@
 //! The BERT encoder network, written for CPU speed: weights packed once for the GEMM
 //! kernel (`packed_linear`), one fused QKV projection per layer with the 1/sqrt(head_dim)
 //! scale folded into the query weights, attention computed straight from that
-//! projection's layout with the mask fused into its softmax (see `attention`), a
-//! vectorised LayerNorm (`kernels`), and the exact GELU and residual sums run in the
-//! products' output pass. It reads the standard Hugging Face BERT weight names, with or
+//! projection's layout (see `attention`), a vectorised LayerNorm (`kernels`), and the
+//! exact GELU and residual sums run in the products' output pass. Padding is dropped
+//! before the first layer and restored after the last. It reads the standard Hugging Face BERT weight names, with or
 //! without the `bert.` prefix, and old checkpoints' LayerNorm `gamma` / `beta`.
 
 use candle_core::{DType, Module, Tensor};
@@ -54,7 +54,6 @@ pub struct BertModel {
     embed_norm: Norm,
     layers: Vec<Layer>,
     heads: usize,
-    dtype: DType,
 }
 
 struct Layer {
@@ -180,38 +179,72 @@ impl BertModel {
             embed_norm,
             layers,
             heads: c.num_attention_heads,
-            dtype: vb.dtype(),
         })
     }
 
     /// `ids`, `types`, `mask`: (batch, seq) u32, right-padded. Returns the last hidden
-    /// state (batch, seq, hidden).
+    /// state (batch, seq, hidden), zeros at padding.
+    ///
+    /// The network runs on the real tokens only, the sequences end to end: every product
+    /// and norm works row by row and attention stays within each sequence, so padding
+    /// would only add work (and its rows are not used).
     pub fn forward(
         &self,
         ids: &Tensor,
         types: &Tensor,
         mask: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let (_, seq) = ids.dims2()?;
-        let positions = Tensor::arange(0u32, seq as u32, ids.device())?;
+        let (batch, seq) = ids.dims2()?;
+        let lengths: Vec<usize> = mask
+            .to_vec2::<u32>()?
+            .iter()
+            .map(|row| row.iter().filter(|&&m| m != 0).count())
+            .collect();
+        let tokens: usize = lengths.iter().sum();
+        // Where each real token sits in the padded (batch·seq) layout, and the reverse;
+        // padding places point at an extra zero row after the last token.
+        let mut gather = Vec::with_capacity(tokens);
+        let mut positions = Vec::with_capacity(tokens);
+        let mut scatter = Vec::with_capacity(batch * seq);
+        for (b, &len) in lengths.iter().enumerate() {
+            for j in 0..seq {
+                if j < len {
+                    scatter.push(gather.len() as u32);
+                    gather.push((b * seq + j) as u32);
+                    positions.push(j as u32);
+                } else {
+                    scatter.push(tokens as u32);
+                }
+            }
+        }
+        let device = ids.device();
+        let gather = Tensor::from_vec(gather, tokens, device)?;
+        let real = |t: &Tensor| t.flatten_all()?.index_select(&gather, 0);
         let x = self
             .word
-            .forward(ids)?
-            .add(&self.token_type.forward(types)?)?
-            .broadcast_add(&self.position.forward(&positions)?)?;
+            .forward(&real(ids)?)?
+            .add(&self.token_type.forward(&real(types)?)?)?
+            .add(
+                &self
+                    .position
+                    .forward(&Tensor::from_vec(positions, tokens, device)?)?,
+            )?;
         let mut x = self.embed_norm.forward(&x)?;
-        // 0 where there is a token, a large negative where there is padding.
-        let mask_bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.to_dtype(self.dtype)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &mask_bias, self.heads)?;
+            x = layer.forward(&x, &lengths, self.heads)?;
         }
-        Ok(x)
+        let zero = Tensor::zeros((1, x.dim(1)?), x.dtype(), device)?;
+        let scatter = Tensor::from_vec(scatter, batch * seq, device)?;
+        Tensor::cat(&[&x, &zero], 0)?
+            .index_select(&scatter, 0)?
+            .reshape((batch, seq, x.dim(1)?))
     }
 }
 
 impl Layer {
-    fn forward(&self, x: &Tensor, mask_bias: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-        let context = self_attention(&self.qkv.forward(x)?, mask_bias, heads)?;
+    /// `x`: (tokens, hidden), the sequences of `lengths` end to end.
+    fn forward(&self, x: &Tensor, lengths: &[usize], heads: usize) -> candle_core::Result<Tensor> {
+        let context = self_attention(&self.qkv.forward(x)?, lengths, heads)?;
         let x = self
             .attn_norm
             .forward(&self.attn_out.forward_add(&context, x)?)?;
