@@ -20,10 +20,8 @@ use crate::engine::candle::kernels::{contiguous_f32, gelu, gelu_erf};
 
 /// Output columns per packed panel (two AVX2 registers).
 const NR: usize = 16;
-/// Activation rows per kernel call (6 × 2 accumulator registers of 16 in AVX2).
-const MR: usize = 6;
-/// k per block: 6 activation rows of 256 k (6 KB) stay in L1 while they pass a block of
-/// panels.
+/// k per block: a kernel call's activation rows of 256 k (6 KB for AVX2's 6 rows, 12 KB
+/// for AVX-512's 12) stay in L1 while they pass a block of panels.
 const KC: usize = 256;
 /// Panels per block: 8 panels of 256 k (128 KB) stay in L2 while every row group passes
 /// them, so a product reads its weights from memory once, not once per group of rows.
@@ -231,14 +229,18 @@ fn pack(weights: &[f32], k: usize) -> Vec<f32> {
 /// bias, then the epilogue on each element.
 fn gemm(a: &[f32], m: usize, layer: &Packed, epilogue: Epilogue) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
+    if simd() != Simd::None {
         let n = layer.outputs;
         let mut c = Vec::with_capacity(m * n);
-        // SAFETY: the CPU has AVX2 and FMA (checked just above); the kernel writes every
-        // one of the m × n elements (reading none before it has written it) and the
-        // epilogue runs on written ones only, so all are initialised when the length is set.
+        // SAFETY: the CPU has the features of the form called (detected by `simd`); the
+        // kernel writes every one of the m × n elements (reading none before it has
+        // written it) and the epilogue runs on written ones only, so all are initialised
+        // when the length is set.
         unsafe {
-            x86::gemm(a, m, layer, c.as_mut_ptr(), epilogue);
+            match simd() {
+                Simd::Avx512 => x86::gemm_avx512(a, m, layer, c.as_mut_ptr(), epilogue),
+                _ => x86::gemm_avx2(a, m, layer, c.as_mut_ptr(), epilogue),
+            }
             c.set_len(m * n);
         }
         return c;
@@ -266,25 +268,67 @@ fn gemm_portable(a: &[f32], m: usize, layer: &Packed) -> Vec<f32> {
     c
 }
 
+/// The widest kernel this CPU runs, detected once.
 #[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *DETECTED.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    })
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Simd {
+    Avx512,
+    Avx2,
+    None,
 }
 
 #[cfg(target_arch = "x86_64")]
+fn simd() -> Simd {
+    static DETECTED: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx2") && has!("fma") {
+            Simd::Avx512
+        } else if has!("avx2") && has!("fma") {
+            Simd::Avx2
+        } else {
+            Simd::None
+        }
+    })
+}
+
+/// One kernel source compiled twice: for AVX2 + FMA (16 columns are two 8-wide
+/// registers; 6 rows fill 12 of the 16 registers with accumulators) and for AVX-512
+/// (16 columns are one 16-wide register; 12 rows use 12 of the 32). The kernel is plain
+/// Rust over fixed-size arrays, which the compiler keeps in registers and vectorises to
+/// the width the enclosing function enables, so both forms are the same arithmetic: one
+/// FMA chain per output element over k in order.
+#[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Epilogue, Packed, KC, MR, NB, NR};
-    use std::arch::x86_64::*;
+    use super::{Epilogue, Packed, KC, NB, NR};
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `c` must have room for m × n elements.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemm_avx2(a: &[f32], m: usize, layer: &Packed, c: *mut f32, e: Epilogue) {
+        gemm::<6>(a, m, layer, c, e)
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512F, AVX2 and FMA; `c` must have room for m × n elements.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn gemm_avx512(a: &[f32], m: usize, layer: &Packed, c: *mut f32, e: Epilogue) {
+        gemm::<12>(a, m, layer, c, e)
+    }
 
     /// Writes all of c (m × n), which may start uninitialised: the first block of k
-    /// starts each chain from the bias instead of reading c.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm(a: &[f32], m: usize, layer: &Packed, c: *mut f32, epilogue: Epilogue) {
+    /// starts each chain from the bias instead of reading c. MR rows per kernel call.
+    #[inline(always)]
+    unsafe fn gemm<const MR: usize>(
+        a: &[f32],
+        m: usize,
+        layer: &Packed,
+        c: *mut f32,
+        epilogue: Epilogue,
+    ) {
         let (k, n, packed, bias) = (layer.inputs, layer.outputs, &layer.packed, &layer.bias);
-        let mut tile = [0f32; MR * NR];
+        let mut tile = [0f32; 12 * NR];
         let panels = packed.len() / (k * NR);
         for p0 in (0..panels).step_by(NB) {
             let p1 = (p0 + NB).min(panels);
@@ -347,6 +391,12 @@ mod x86 {
         ldc: usize,
     ) {
         match rows {
+            12 => kernel::<12>(a, lda, b, kc, start, c, ldc),
+            11 => kernel::<11>(a, lda, b, kc, start, c, ldc),
+            10 => kernel::<10>(a, lda, b, kc, start, c, ldc),
+            9 => kernel::<9>(a, lda, b, kc, start, c, ldc),
+            8 => kernel::<8>(a, lda, b, kc, start, c, ldc),
+            7 => kernel::<7>(a, lda, b, kc, start, c, ldc),
             6 => kernel::<6>(a, lda, b, kc, start, c, ldc),
             5 => kernel::<5>(a, lda, b, kc, start, c, ldc),
             4 => kernel::<4>(a, lda, b, kc, start, c, ldc),
@@ -356,8 +406,8 @@ mod x86 {
         }
     }
 
-    /// R rows × 16 columns over kc steps of k, continuing the chains held in c, or
-    /// starting them from the 16 values at `start` (the bias) in every row.
+    /// R rows × NR columns over kc steps of k, continuing the chains held in c, or
+    /// starting them from the NR values at `start` (the bias) in every row.
     #[inline(always)]
     unsafe fn kernel<const R: usize>(
         a: *const f32,
@@ -368,31 +418,24 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
     ) {
-        let mut lo = [_mm256_setzero_ps(); R];
-        let mut hi = [_mm256_setzero_ps(); R];
-        for r in 0..R {
-            (lo[r], hi[r]) = match start {
-                Some(s) => (_mm256_loadu_ps(s), _mm256_loadu_ps(s.add(8))),
-                None => (
-                    _mm256_loadu_ps(c.add(r * ldc)),
-                    _mm256_loadu_ps(c.add(r * ldc + 8)),
-                ),
-            };
+        let mut acc = [[0f32; NR]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let from = start.unwrap_or_else(|| c.add(r * ldc));
+            *acc = from.cast::<[f32; NR]>().read_unaligned();
         }
         for kk in 0..kc {
-            let b_lo = _mm256_loadu_ps(b.add(kk * NR));
-            let b_hi = _mm256_loadu_ps(b.add(kk * NR + 8));
+            let w = b.add(kk * NR).cast::<[f32; NR]>().read_unaligned();
             // The panel streams from L2 (or memory, on its first pass): fetch 8 k ahead.
             _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + 8) * NR) as *const i8);
-            for r in 0..R {
-                let x = _mm256_broadcast_ss(&*a.add(r * lda + kk));
-                lo[r] = _mm256_fmadd_ps(x, b_lo, lo[r]);
-                hi[r] = _mm256_fmadd_ps(x, b_hi, hi[r]);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = *a.add(r * lda + kk);
+                for (v, &w) in acc.iter_mut().zip(&w) {
+                    *v = x.mul_add(w, *v);
+                }
             }
         }
-        for r in 0..R {
-            _mm256_storeu_ps(c.add(r * ldc), lo[r]);
-            _mm256_storeu_ps(c.add(r * ldc + 8), hi[r]);
+        for (r, acc) in acc.iter().enumerate() {
+            c.add(r * ldc).cast::<[f32; NR]>().write_unaligned(*acc);
         }
     }
 }
@@ -420,6 +463,7 @@ mod tests {
         // across blocks of panels.
         for &(m, k, n) in &[
             (13, 300, 37),
+            (25, 520, 33),
             (6, 16, 16),
             (1, 513, 5),
             (20, 256, 48),
@@ -430,6 +474,25 @@ mod tests {
             let slow = gemm_portable(&a, m, &layer);
             let fast = gemm(&a, m, &layer, Epilogue::None);
             assert_eq!(fast, slow, "m={m} k={k} n={n}");
+            // Both compiled forms where this CPU runs them (the AVX-512 one only on
+            // hosts that have it; `gemm` above already took the widest).
+            #[cfg(target_arch = "x86_64")]
+            for form in [Simd::Avx2, Simd::Avx512] {
+                if simd() == Simd::None || (form == Simd::Avx512 && simd() != Simd::Avx512) {
+                    continue;
+                }
+                let mut c = vec![f32::NAN; m * n];
+                // SAFETY: the form's features were detected just above; c holds m × n.
+                unsafe {
+                    match form {
+                        Simd::Avx512 => {
+                            x86::gemm_avx512(&a, m, &layer, c.as_mut_ptr(), Epilogue::None)
+                        }
+                        _ => x86::gemm_avx2(&a, m, &layer, c.as_mut_ptr(), Epilogue::None),
+                    }
+                }
+                assert_eq!(c, slow, "m={m} k={k} n={n}");
+            }
         }
     }
 
