@@ -425,7 +425,7 @@ mod x86 {
             let from = start.unwrap_or_else(|| c.add(r * ldc));
             *acc = from.cast::<[f32; NR]>().read_unaligned();
         }
-        for kk in 0..kc {
+        let step = |acc: &mut [[f32; NR]; R], kk: usize| {
             let w = b.add(kk * NR).cast::<[f32; NR]>().read_unaligned();
             // The panel streams from L2 (or memory, on its first pass): fetch 8 k ahead.
             _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + 8) * NR) as *const i8);
@@ -435,6 +435,20 @@ mod x86 {
                     *v = x.mul_add(w, *v);
                 }
             }
+        };
+        // Four steps of k per iteration: the row addresses and the loop count are
+        // updated once per four steps (3-14% faster than one step at a time, paired, the
+        // most when the sibling hardware thread is busy); eight was much slower at k = 1536.
+        let whole = kc - kc % 4;
+        let mut kk = 0;
+        while kk < whole {
+            for u in 0..4 {
+                step(&mut acc, kk + u);
+            }
+            kk += 4;
+        }
+        for kk in whole..kc {
+            step(&mut acc, kk);
         }
         for (r, acc) in acc.iter().enumerate() {
             c.add(r * ldc).cast::<[f32; NR]>().write_unaligned(*acc);
@@ -466,6 +480,7 @@ mod tests {
         for &(m, k, n) in &[
             (13, 300, 37),
             (25, 520, 33),
+            (5, 7, 20),
             (6, 16, 16),
             (1, 513, 5),
             (20, 256, 48),
