@@ -18,7 +18,7 @@ use candle_nn::Linear;
 
 use crate::engine::candle::kernels::{contiguous_f32, gelu, gelu_erf};
 
-/// Output columns per packed panel (two AVX2 registers).
+/// Output columns per packed panel (two AVX2 registers, or one AVX-512 register).
 const NR: usize = 16;
 /// Panels per block: 8 panels of up to 512 k (256 KB) stay in L2 while every row group
 /// passes them, so a product reads its weights from memory once, not once per group of
@@ -330,6 +330,8 @@ mod x86 {
         epilogue: Epilogue,
     ) {
         let (k, n, packed, bias) = (layer.inputs, layer.outputs, &layer.packed, &layer.bias);
+        // Room for the largest MR (12, AVX-512's); an array length cannot name MR itself.
+        const { assert!(MR <= 12) };
         let mut tile = [0f32; 12 * NR];
         let panels = packed.len() / (k * NR);
         for p0 in (0..panels).step_by(NB) {
