@@ -3,8 +3,9 @@
 //! scale folded into the query weights, attention computed straight from that
 //! projection's layout (see `attention`), a vectorised LayerNorm (`kernels`), and the
 //! exact GELU and residual sums run in the products' output pass. Padding is dropped
-//! before the first layer and restored after the last. It reads the standard Hugging Face BERT weight names, with or
-//! without the `bert.` prefix, and old checkpoints' LayerNorm `gamma` / `beta`.
+//! before the first layer and restored after the last. It reads the standard Hugging
+//! Face BERT weight names, with or without the `bert.` prefix, and old checkpoints'
+//! LayerNorm `gamma` / `beta`.
 
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
