@@ -47,6 +47,10 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         embedder.info().model
     );
     println!(
+        "product kernels: {}",
+        crate::engine::candle::packed_linear::kernel_form()
+    );
+    println!(
         "{:<6} {:>18} {:>18} {:>8}",
         "round", "assay sent/s", "onnxruntime sent/s", "ratio"
     );

@@ -282,6 +282,18 @@ fn gemm_portable(a: &[f32], m: usize, layer: &Packed) -> Vec<f32> {
     c
 }
 
+/// Which compiled form of the product kernel this CPU runs, for benchmark headers: a
+/// speed measured on one host says nothing about another form.
+pub fn kernel_form() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    match simd() {
+        Simd::Avx512 => return "AVX-512 (12 x 16 tile)",
+        Simd::Avx2 => return "AVX2+FMA (6 x 16 tile)",
+        Simd::None => {}
+    }
+    "portable"
+}
+
 /// The widest kernel this CPU runs, detected once.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, PartialEq, Eq)]
