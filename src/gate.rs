@@ -224,26 +224,11 @@ fn check_one(
     }
     if let Some(max_drop) = rule.max_drop {
         let d = regression(rule, candidate, baseline, comparisons)?;
-        let summary = format!(
-            "baseline {}, delta {:+.4} (95% CI {:+.4} to {:+.4}, {} items)",
-            show(d.baseline),
-            d.delta,
-            d.ci95.low,
-            d.ci95.high,
-            d.items
-        );
-        if d.drop() > max_drop && d.significantly_worse() {
-            failures.push(format!(
-                "dropped {:.4} > {max_drop}, significantly: {summary}",
-                d.drop()
-            ));
-        } else if d.drop() > max_drop {
-            notes.push(format!(
-                "dropped {:.4} > {max_drop} but not significantly: {summary}",
-                d.drop()
-            ));
+        let (failed, text) = judge_drop(&d, max_drop);
+        if failed {
+            failures.push(text);
         } else {
-            notes.push(summary);
+            notes.push(text);
         }
     }
     if failures.is_empty() {
@@ -251,6 +236,52 @@ fn check_one(
     } else {
         notes.splice(0..0, failures);
         Ok((Verdict::Fail, value, notes.join("; ")))
+    }
+}
+
+/// A `max_drop` rule on one delta: whether it fails, and the words saying why.
+/// A drop beyond `max_drop` fails only when the paired CI lies wholly on the worse side;
+/// a score with no per-item values (pair classification's average precision) has no CI, so
+/// there the drop alone decides — a gate that can never fail guards nothing.
+fn judge_drop(d: &MetricDelta, max_drop: f64) -> (bool, String) {
+    let has_ci = d.ci95.low.is_finite() && d.ci95.high.is_finite();
+    let summary = if has_ci {
+        format!(
+            "baseline {}, delta {:+.4} (95% CI {:+.4} to {:+.4}, {} items)",
+            show(d.baseline),
+            d.delta,
+            d.ci95.low,
+            d.ci95.high,
+            d.items
+        )
+    } else {
+        format!(
+            "baseline {}, delta {:+.4} (no CI: the score has no per-item values)",
+            show(d.baseline),
+            d.delta
+        )
+    };
+    let dropped = d.drop() > max_drop || d.drop().is_nan();
+    match (dropped, has_ci) {
+        (true, false) => (
+            true,
+            format!("dropped {:.4} > {max_drop}: {summary}", d.drop()),
+        ),
+        (true, true) if d.significantly_worse() => (
+            true,
+            format!(
+                "dropped {:.4} > {max_drop}, significantly: {summary}",
+                d.drop()
+            ),
+        ),
+        (true, true) => (
+            false,
+            format!(
+                "dropped {:.4} > {max_drop} but not significantly: {summary}",
+                d.drop()
+            ),
+        ),
+        (false, _) => (false, summary),
     }
 }
 
@@ -575,6 +606,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_drop must be"), "{err}");
+    }
+
+    fn delta(candidate: f64, ci95: (f64, f64), items: usize) -> MetricDelta {
+        MetricDelta {
+            task: "twitter-url-corpus".into(),
+            metric: "max_ap".into(),
+            baseline: 0.77,
+            candidate,
+            delta: candidate - 0.77,
+            ci95: crate::metrics::bootstrap::Interval {
+                low: ci95.0,
+                high: ci95.1,
+            },
+            significant: ci95.0 > 0.0 || ci95.1 < 0.0,
+            items,
+            higher_is_better: true,
+        }
+    }
+
+    #[test]
+    fn drops_without_a_ci_are_judged_by_size_alone() {
+        let nan = f64::NAN;
+        // No per-item values: a large drop fails, a small one passes, and no NaN is shown.
+        let (failed, text) = judge_drop(&delta(0.70, (nan, nan), 0), 0.01);
+        assert!(failed, "{text}");
+        assert_eq!(
+            text,
+            "dropped 0.0700 > 0.01: baseline 0.7700, delta -0.0700 \
+             (no CI: the score has no per-item values)"
+        );
+        let (failed, text) = judge_drop(&delta(0.765, (nan, nan), 0), 0.01);
+        assert!(!failed && !text.contains("NaN"), "{text}");
+        // With a CI, a large drop fails only when the CI excludes zero.
+        assert!(judge_drop(&delta(0.70, (-0.09, -0.05), 300), 0.01).0);
+        let (failed, text) = judge_drop(&delta(0.70, (-0.15, 0.01), 300), 0.01);
+        assert!(!failed && text.contains("not significantly"), "{text}");
+        // A NaN candidate score is a failure, not a pass.
+        assert!(judge_drop(&delta(nan, (nan, nan), 0), 0.01).0);
     }
 
     #[test]
