@@ -244,7 +244,7 @@ fn check_one(
 /// a score with no per-item values (pair classification's average precision) has no CI, so
 /// there the drop alone decides — a gate that can never fail guards nothing.
 fn judge_drop(d: &MetricDelta, max_drop: f64) -> (bool, String) {
-    let has_ci = d.ci95.low.is_finite() && d.ci95.high.is_finite();
+    let has_ci = d.ci95.is_known();
     let summary = if has_ci {
         format!(
             "baseline {}, delta {:+.4} (95% CI {:+.4} to {:+.4}, {} items)",

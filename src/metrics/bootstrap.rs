@@ -30,6 +30,11 @@ impl Interval {
         low: f64::NAN,
         high: f64::NAN,
     };
+
+    /// Whether the interval could be computed (its ends are not NaN).
+    pub fn is_known(&self) -> bool {
+        self.low.is_finite() && self.high.is_finite()
+    }
 }
 
 /// 95% CI of the mean of per-item values, by the percentile bootstrap.
