@@ -261,8 +261,12 @@ fn judge_drop(d: &MetricDelta, max_drop: f64) -> (bool, String) {
             d.delta
         )
     };
-    let dropped = d.drop() > max_drop || d.drop().is_nan();
-    match (dropped, has_ci) {
+    // Checked first: NaN items are left out of the paired CI, so a NaN score can come
+    // with a finite one.
+    if d.drop().is_nan() {
+        return (true, format!("the score is NaN: {summary}"));
+    }
+    match (d.drop() > max_drop, has_ci) {
         (true, false) => (
             true,
             format!("dropped {:.4} > {max_drop}: {summary}", d.drop()),
@@ -642,8 +646,10 @@ mod tests {
         assert!(judge_drop(&delta(0.70, (-0.09, -0.05), 300), 0.01).0);
         let (failed, text) = judge_drop(&delta(0.70, (-0.15, 0.01), 300), 0.01);
         assert!(!failed && text.contains("not significantly"), "{text}");
-        // A NaN candidate score is a failure, not a pass.
+        // A NaN candidate score is a failure, not a pass, with or without a CI.
         assert!(judge_drop(&delta(nan, (nan, nan), 0), 0.01).0);
+        let (failed, text) = judge_drop(&delta(nan, (-0.15, 0.01), 300), 0.01);
+        assert!(failed && text.starts_with("the score is NaN"), "{text}");
     }
 
     #[test]
